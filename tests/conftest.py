@@ -1,0 +1,98 @@
+"""Shared set-up: real git projects in temporary folders, scripts run as real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "tester", "GIT_AUTHOR_EMAIL": "tester@localhost",
+    "GIT_COMMITTER_NAME": "tester", "GIT_COMMITTER_EMAIL": "tester@localhost",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+        env={**os.environ, **GIT_IDENTITY},
+    ).stdout
+
+
+class Project:
+    """A folder (a git repository unless asked otherwise) to run scripts in."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRELLIS_", "MAKE"))}
+        env.update({"TRELLIS_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}, **extra)
+        return env
+
+    def run(self, script: str, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, script, *args], cwd=self.root, capture_output=True, text=True,
+            env=self.env(**env), timeout=240,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"{script} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def python(self, code: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)], cwd=self.root, capture_output=True,
+            text=True, env=self.env(**env), timeout=240,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"python -c failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "-m", "trellis.cli", *args], cwd=self.root, capture_output=True,
+            text=True, env=self.env(), timeout=240,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"trellis {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def store(self):
+        from trellis.store.connection import open_store
+
+        return open_store(root=self.root, read_only=True)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    root = tmp_path / "proj"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "README").write_text("a project\n")
+    git(root, "add", "README")
+    git(root, "commit", "-q", "-m", "first")
+    return Project(root)
+
+
+@pytest.fixture
+def bare_folder(tmp_path: Path) -> Project:
+    root = tmp_path / "nogit"
+    root.mkdir()
+    return Project(root)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("TRELLIS_"):
+            monkeypatch.delenv(name)

@@ -1,0 +1,150 @@
+"""trellis: the context and provenance of machine-learning work.
+
+``import trellis`` in a script records the run: its code snapshot, arguments, logged values at
+their loop coordinates, environment and build context. Read it back with ``trellis.dataframe``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from trellis._errors import (
+    BadArgumentError,
+    NoCheckpointError,
+    StoreError,
+    TrellisError,
+    UnknownNameError,
+    UnknownRunError,
+)
+from trellis.capture.args import arg
+from trellis.capture.checkpoint import checkpointing
+from trellis.capture.run import commit, iteration, log, loop
+
+if TYPE_CHECKING:
+    import pandas
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "log",
+    "arg",
+    "loop",
+    "iteration",
+    "checkpointing",
+    "commit",
+    "dataframe",
+    "query",
+    "runs",
+    "load_checkpoint",
+    "TrellisError",
+    "BadArgumentError",
+    "UnknownRunError",
+    "UnknownNameError",
+    "NoCheckpointError",
+    "StoreError",
+]
+
+
+def _read_store() -> Any:
+    """The store, after this process's own buffered values are written to it."""
+    from trellis.capture.run import current
+    from trellis.store.connection import open_store
+
+    run = current()
+    if run is not None:
+        run.flush()
+    return open_store(read_only=True)
+
+
+def dataframe(
+    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False
+) -> "pandas.DataFrame":
+    """Logged values, a row per loop coordinate and a typed column per name.
+
+    With no names, a row per run with its params. ``runs`` limits to run ids (or prefixes);
+    ``latest`` keeps the newest run of each script.
+    """
+    from trellis.queries.dataframe import dataframe as build
+
+    store = _read_store()
+    try:
+        return build(store, list(names), runs=runs, latest=latest)
+    finally:
+        store.close()
+
+
+def query(sql: str, params: Sequence[Any] = ()) -> "pandas.DataFrame":
+    """Read-only SQL over the store's tables, as a DataFrame."""
+    import pandas
+
+    from trellis.capture.run import current
+    from trellis.store.connection import open_store
+
+    run = current()
+    if run is not None:
+        run.flush()
+    store = open_store(read_only=True)
+    try:
+        cursor = store.connection.cursor()
+        cursor.execute(sql, tuple(params))
+        columns = [c[0] for c in cursor.description or []]
+        return pandas.DataFrame.from_records(cursor.fetchall(), columns=columns)
+    except Exception as error:
+        if isinstance(error, TrellisError):
+            raise
+        raise TrellisError(f"query failed: {error}") from None
+    finally:
+        store.close()
+
+
+def runs(limit: int | None = None) -> list[dict[str, Any]]:
+    """The recorded runs, newest first, as plain dicts."""
+    from trellis.queries.runs import list_runs
+
+    store = _read_store()
+    try:
+        return list_runs(store, limit)
+    finally:
+        store.close()
+
+
+def load_checkpoint(run: str, iteration: int | None = None, **into: Any) -> dict[str, Any]:
+    """The states saved at ``iteration`` of ``run``'s checkpointed loop (the last if None).
+
+    Pass the live objects by name to restore them in place:
+    ``trellis.load_checkpoint("latest", 3, model=model)``.
+    """
+    from trellis.queries.checkpoints import load_checkpoint as load
+
+    store = _read_store()
+    try:
+        return load(store, run, iteration, into)
+    finally:
+        store.close()
+
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("trellis."):
+        try:
+            _obj.__module__ = "trellis"
+        except (AttributeError, TypeError):
+            pass
+
+
+def _imported_by_main_script() -> bool:
+    """True when the importing code is the ``__main__`` script itself (not a library, test or CLI)."""
+    frame = sys._getframe(2)  # past this module's own top level
+    while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        frame = frame.f_back
+    if frame is None or frame.f_globals.get("__name__") != "__main__":
+        return False
+    script = frame.f_globals.get("__file__") or ""
+    return script.endswith(".py") and __path__[0] not in script
+
+
+if _imported_by_main_script():
+    from trellis.capture.run import begin as _begin
+
+    _begin()

@@ -1,0 +1,1 @@
+"""Observing a running program: the run, its loops and values, and its context."""

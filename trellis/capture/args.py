@@ -1,0 +1,83 @@
+"""``arg``: a parameter from the command line, cast to the type of its default."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from trellis._errors import BadArgumentError
+from trellis.capture import run as _runs
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+
+
+def from_command_line(name: str, argv: list[str]) -> str | None:
+    """The raw value given for ``name`` as ``--name value``, ``--name=value`` or ``name=value``.
+
+    Dashes and underscores are interchangeable in the name; a bare ``--name`` reads as "true".
+    """
+    wanted = {name, name.replace("_", "-"), name.replace("-", "_")}
+    found: str | None = None
+    position = 0
+    while position < len(argv):
+        token = argv[position]
+        if token.startswith("--"):
+            key, equals, raw = token[2:].partition("=")
+            if key in wanted:
+                if equals:
+                    found = raw
+                elif position + 1 < len(argv) and not argv[position + 1].startswith("--"):
+                    found = argv[position + 1]
+                    position += 1
+                else:
+                    found = "true"
+        else:
+            key, equals, raw = token.partition("=")
+            if equals and key in wanted:
+                found = raw
+        position += 1
+    return found
+
+
+def cast(name: str, raw: str, default: Any) -> Any:
+    kind = type(default)
+    try:
+        if default is None or kind is str:
+            return raw
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind in (int, float):
+            return kind(raw)
+        if kind in (list, dict, tuple):
+            parsed = json.loads(raw)
+            if kind is tuple and isinstance(parsed, list):
+                parsed = tuple(parsed)
+            if not isinstance(parsed, kind):
+                raise ValueError(raw)
+            return parsed
+        return kind(raw)
+    except (ValueError, TypeError):
+        expected = "JSON " + kind.__name__ if kind in (list, dict, tuple) else kind.__name__
+        raise BadArgumentError(
+            f"argument {name}: expected {expected} (like its default {default!r}), got {raw!r}"
+        ) from None
+
+
+def arg(name: str, default: Any = None) -> Any:
+    """A parameter: from the command line if given there, else ``default``; recorded as such."""
+    run = _runs.current() or _runs.begin()
+    raw = from_command_line(name, sys.argv[1:])
+    value = default if raw is None else cast(name, raw, default)
+    if run is not None and name not in run.params:
+        from trellis.capture.environment import is_secret_name
+
+        recorded = "***" if is_secret_name(name) else value
+        run.params[name] = (recorded, "default" if raw is None else "command line")
+    return value

@@ -1,0 +1,69 @@
+"""Checkpoints at the iteration boundaries of the outermost loop inside ``checkpointing``.
+
+The period adapts: after the first checkpoint measures the cost, a boundary is taken only while
+the time spent on checkpoints stays within the configured share of the loop's time.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from trellis import _config
+from trellis.capture import run as _runs
+from trellis.store import formats, objects
+
+
+class Checkpointer:
+    def __init__(self, named: dict[str, Any], share: float) -> None:
+        self.named = named
+        self.share = share
+        self.loop: str | None = None
+        self.loop_started = 0.0
+        self.spent = 0.0
+        self.last_cost: float | None = None
+
+    def bind(self, loop: str) -> None:
+        self.loop = loop
+        self.loop_started = time.perf_counter()
+
+    def unbind(self) -> None:
+        self.loop = None
+
+    def boundary(self, run: "_runs.Run", iteration: int, index: int) -> None:
+        elapsed = time.perf_counter() - self.loop_started
+        if self.last_cost is not None and self.spent + self.last_cost > self.share * elapsed:
+            return
+        started = time.perf_counter()
+        try:
+            self._save(run, iteration, index)
+        except Exception as error:
+            run.problem("a checkpoint", error)
+        cost = time.perf_counter() - started
+        self.spent += cost
+        self.last_cost = cost
+
+    def _save(self, run: "_runs.Run", iteration: int, index: int) -> None:
+        run.registered.wait(60)
+        if run.store is None:
+            return
+        for name, obj in self.named.items():
+            started = time.perf_counter()
+            format, parts = formats.serialize(obj)
+            digest, size = objects.put(run.store.objects, parts)
+            seconds = time.perf_counter() - started
+            run.checkpoints.append((iteration, self.loop, index, name, digest, format, size, seconds))
+
+
+@contextmanager
+def checkpointing(**named: Any) -> Iterator[Checkpointer]:
+    """Save the named objects' state at the boundaries of the outermost loop inside."""
+    if _runs.current() is None:
+        _runs.begin()
+    checkpointer = Checkpointer(named, _config.checkpoint_share())
+    previous = _runs.set_checkpointer(checkpointer)
+    try:
+        yield checkpointer
+    finally:
+        _runs.set_checkpointer(previous)

@@ -1,0 +1,184 @@
+"""Describe the machine and Python environment a run executes in, and mask secrets in argv.
+
+The description is stored once per distinct content hash and shared by the runs that match it,
+so it holds only what is the same from one run to the next on the same machine and
+environment: no pid, time, working directory or free memory. Environment variables are
+recorded only from an allowlist of names that change results (threads, devices, seeds,
+environments), never wholesale, so credentials in the environment never reach the store.
+
+Everything is read from the running interpreter and from ``/proc`` (no psutil, and never
+torch: importing it to count GPUs would cost seconds), and ``importlib.metadata`` is imported
+only when the description is taken, so importing this module stays cheap. It runs in a
+background thread of the user's process: ``describe_environment`` never raises and reports a
+failure as an ``"error"`` key next to what it found.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+MASK = "***"
+
+ENV_ALLOWLIST = (
+    "CONDA_DEFAULT_ENV",
+    "CONDA_PREFIX",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_HOME",
+    "CUDA_LAUNCH_BLOCKING",
+    "CUDA_VISIBLE_DEVICES",
+    "HF_HUB_OFFLINE",
+    "LD_LIBRARY_PATH",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "NVIDIA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "PYTHONPATH",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "SLURM_JOB_ID",
+    "TF_DETERMINISTIC_OPS",
+    "TOKENIZERS_PARALLELISM",
+    "TRANSFORMERS_OFFLINE",
+    "VIRTUAL_ENV",
+)
+"""The only environment variables recorded: those that can change what a run computes."""
+
+_NVIDIA = Path("/proc/driver/nvidia")
+_GPU_FIELDS = {"Model": "model", "GPU UUID": "uuid", "Bus Location": "bus_location", "Video BIOS": "video_bios"}
+_DRIVER_VERSION = re.compile(r"Kernel Module\b.*?\s(\d+\.\d+(?:\.\d+)?)\s")
+
+# "token" also occurs in names that hold no secret: --tokenizer, --max_tokens (a count).
+_SECRET_NAME = re.compile(r"token(?!iz|s(?![a-z]))|passw(?:or)?d|secret|key")
+_ASSIGNMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def describe_environment() -> dict:
+    """Return the environment of this process as a JSON-ready dict with a stable content.
+
+    Keys: ``python_version``, ``python_implementation``, ``python_executable``, ``os``,
+    ``platform``, ``release``, ``machine``, ``hostname``, ``cpu_count``, ``memory_total``
+    (bytes), ``gpus`` (``[{"model", "uuid", "bus_location", "video_bios"}]`` by bus),
+    ``gpu_driver``, ``packages`` (``{normalised name: version}``, sorted) and ``env_vars``
+    (allowlisted only, sorted). Keys are always inserted in this order, so the dict is the same
+    from run to run; hash ``json.dumps(d, sort_keys=True)`` to identify it.
+    """
+    env: dict = {}
+    try:
+        env["python_version"] = platform.python_version()
+        env["python_implementation"] = platform.python_implementation()
+        env["python_executable"] = sys.executable
+        env["os"] = platform.system()
+        env["platform"] = platform.platform()
+        env["release"] = platform.release()
+        env["machine"] = platform.machine()
+        env["hostname"] = platform.node()
+        env["cpu_count"] = os.cpu_count()
+        env["memory_total"] = _memory_total()
+        env["gpus"], env["gpu_driver"] = _nvidia_gpus(_NVIDIA)
+        env["packages"] = _packages()
+        env["env_vars"] = {name: os.environ[name] for name in ENV_ALLOWLIST if name in os.environ}
+    except Exception as exc:  # never raise into the user's program: report and return
+        env["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return env
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an option or variable called ``name`` probably holds a secret.
+
+    True when the name (case-insensitive, leading dashes ignored) contains ``token``,
+    ``password``, ``passwd``, ``secret`` or ``key``: ``--api-key``, ``API_TOKEN``,
+    ``db_password``. ``--tokenizer`` and token counts such as ``--max_tokens`` are not secrets.
+    """
+    return _SECRET_NAME.search(name.lstrip("-").lower()) is not None
+
+
+def mask_secrets(argv: list[str]) -> list[str]:
+    """Return a copy of ``argv`` with the values of secret-named arguments replaced by ``***``.
+
+    Handles ``--api-key VALUE``, ``--api_key=VALUE`` and ``NAME=VALUE`` arguments; everything
+    else is kept as it is. After a secret-named option without ``=``, the next argument is
+    masked unless it is itself a long option (``--…``).
+    """
+    masked: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next and not arg.startswith("--"):
+            masked.append(MASK)
+            hide_next = False
+            continue
+        hide_next = False
+        name, has_value, _ = arg.partition("=")
+        if arg.startswith("-") and len(arg) > 1:
+            if not has_value:
+                masked.append(arg)
+                hide_next = is_secret_name(arg)
+            else:
+                masked.append(f"{name}={MASK}" if is_secret_name(name) else arg)
+        elif has_value and _ASSIGNMENT_NAME.fullmatch(name) and is_secret_name(name):
+            masked.append(f"{name}={MASK}")
+        else:
+            masked.append(arg)
+    return masked
+
+
+def _memory_total() -> int | None:
+    """Total physical memory in bytes: /proc/meminfo's MemTotal, else sysconf, else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _nvidia_gpus(driver: Path) -> tuple[list[dict[str, str]], str | None]:
+    """Return the NVIDIA GPUs (ordered by bus location) and driver version from ``driver``.
+
+    ``driver`` is the NVIDIA kernel module's /proc directory; without it, there are no GPUs.
+    """
+    gpus = []
+    try:
+        informations = sorted((driver / "gpus").glob("*/information"))
+    except OSError:
+        informations = []
+    for information in informations:
+        gpu: dict[str, str] = {}
+        try:
+            text = information.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in _GPU_FIELDS:
+                gpu[_GPU_FIELDS[key.strip()]] = value.strip()
+        gpus.append(gpu)
+    try:
+        found = _DRIVER_VERSION.search((driver / "version").read_text(errors="replace"))
+    except OSError:
+        found = None
+    return gpus, found[1] if found else None
+
+
+def _packages() -> dict[str, str | None]:
+    """Return ``{name: version}`` of the installed distributions, names normalised (PEP 503).
+
+    When a name is installed twice on ``sys.path``, the first one wins, as it does on import.
+    """
+    import importlib.metadata  # 10+ ms to import: only when a description is taken
+
+    packages: dict[str, str | None] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
+    return dict(sorted(packages.items()))

@@ -1,0 +1,526 @@
+"""The current run: what ``log``/``loop``/``arg`` buffer, and the thread that writes it down.
+
+The hot path (``log`` inside ``loop``) only appends tuples to a deque; classifying values and
+writing them happens in bulk, in one transaction per flush, on a recorder thread or at exit. The
+recorder also takes the snapshot, environment and build context, so importing trellis costs a
+script almost nothing up front.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from trellis import _config
+from trellis._errors import TrellisError
+from trellis.capture import streams
+from trellis.capture.values import describe_item, echo, encode
+from trellis.store.cells import PLAIN, Encoded, cell
+
+# The coordinates of the current point: iteration ids, outermost first; 0 is the top level.
+_coords: list[int] = [0]
+# (name, iteration id, value) for each log call, in order.
+_values: deque = deque()
+_append_value = _values.append
+_run: "Run | None" = None
+_echo = False
+_checkpointer: Any = None
+_failed_at_start = False
+
+
+class Run:
+    """One process's run: identity, buffers, and the recorder that flushes them."""
+
+    def __init__(self, kind: str) -> None:
+        self.uuid = str(uuid.uuid4())
+        self.kind = kind
+        self.cwd = Path.cwd()
+        self.started = time.time()
+        main = sys.modules.get("__main__")
+        script = getattr(main, "__file__", None)
+        self.script = Path(script).resolve() if script else None
+        self.argv = list(sys.argv)
+        self.iterations: deque = deque()
+        self.iteration_ids = itertools.count(1)
+        self.params: dict[str, tuple[Any, str]] = {}
+        self.params_written: set[str] = set()
+        self.checkpoints: deque = deque()
+        self.open_iterations: list[list] = []
+        self.seq = 0
+        self.status: str | None = None
+        self.error: str | None = None
+        self.problems: list[str] = []
+        self.store: Any = None
+        self.run_id: int | None = None
+        self.registered = threading.Event()
+        self.stopping = threading.Event()
+        self.flush_lock = threading.RLock()
+        self.finished = False
+        self.out: streams.Tee | None = None
+        self.err: streams.Tee | None = None
+        self.recorder = threading.Thread(target=self._record, name="trellis-recorder", daemon=True)
+
+    # -- problems ---------------------------------------------------------------------------
+
+    def problem(self, where: str, error: BaseException) -> None:
+        """An internal failure: warn once per kind of failure, remember it, carry on."""
+        message = f"{where}: {type(error).__name__}: {error}"
+        first = not any(p.startswith(where + ":") for p in self.problems)
+        self.problems.append(message)
+        if first:
+            warnings.warn(f"trellis could not record {message}; the script continues", stacklevel=2)
+
+    # -- the recorder thread ----------------------------------------------------------------
+
+    def _record(self) -> None:
+        if not self._register():
+            return
+        self._capture_context()
+        interval = _config.flush_seconds()
+        while not self.stopping.wait(interval):
+            self.flush()
+
+    def _register(self) -> bool:
+        from trellis.store.connection import open_store
+
+        try:
+            self.store = open_store(root=self.cwd)
+            root = self.store.project
+            filename = None
+            if self.script is not None:
+                try:
+                    filename = str(self.script.relative_to(root))
+                except ValueError:
+                    filename = str(self.script)
+            from trellis.capture.environment import mask_secrets
+
+            rows = self.store.execute(
+                "INSERT INTO runs (uuid, projid, kind, filename, argv, started, status, host, pid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    self.uuid,
+                    root.name,
+                    self.kind,
+                    filename,
+                    json.dumps(mask_secrets(self.argv)),
+                    self.started,
+                    "running",
+                    socket.gethostname(),
+                    os.getpid(),
+                ),
+            )
+            self.store.connection.commit()
+            self.run_id = rows[0][0]
+        except Exception as error:
+            self.problem("opening the store", error)
+            return False
+        finally:
+            self.registered.set()
+        self._mark_dead_runs_interrupted()
+        return True
+
+    def _mark_dead_runs_interrupted(self) -> None:
+        """A run left 'running' by a process that is gone was killed: say so."""
+        try:
+            candidates = self.store.execute(
+                "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND id <> ?",
+                (socket.gethostname(), self.run_id),
+            )
+            dead = [(run,) for run, pid in candidates if pid and not _alive(pid)]
+            if dead:
+                with self.store.transaction() as store:
+                    store.executemany(
+                        "UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'",
+                        dead,
+                    )
+        except Exception as error:
+            self.problem("checking for killed runs", error)
+
+    def _capture_context(self) -> None:
+        from trellis.capture import environment, makefile, snapshot
+
+        updates: dict[str, Any] = {}
+        try:
+            root = snapshot.find_git_root(self.cwd)
+            if root is not None:
+                taken = snapshot.take_snapshot(root, self.uuid)
+                updates["git_commit"] = taken.get("commit")
+                updates["git_ref"] = taken.get("ref")
+                updates["git"] = json.dumps(taken)
+            else:
+                updates["git"] = json.dumps({"repository": None})
+        except Exception as error:
+            self.problem("the code snapshot", error)
+        try:
+            build = makefile.build_context()
+            updates["build"] = json.dumps(build)
+            updates["build_target"] = build.get("target")
+        except Exception as error:
+            self.problem("the build context", error)
+        try:
+            import hashlib
+
+            described = json.dumps(environment.describe_environment(), sort_keys=True)
+            digest = hashlib.sha256(described.encode()).hexdigest()
+            with self.store.transaction() as store:
+                store.execute(
+                    "INSERT INTO environments (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+                    (digest, described),
+                )
+                (env_id,) = store.execute("SELECT id FROM environments WHERE hash = ?", (digest,))[0]
+            updates["environment_id"] = env_id
+        except Exception as error:
+            self.problem("the environment", error)
+        if updates:
+            try:
+                with self.store.transaction() as store:
+                    assignments = ", ".join(f"{column} = ?" for column in updates)
+                    store.execute(
+                        f"UPDATE runs SET {assignments} WHERE id = ?", (*updates.values(), self.run_id)
+                    )
+            except Exception as error:
+                self.problem("the run's context", error)
+
+    # -- flushing ---------------------------------------------------------------------------
+
+    def flush(self, final: bool = False) -> None:
+        """Write everything buffered in one transaction; on failure keep it for the next try."""
+        with self.flush_lock:
+            if self.run_id is None:
+                if self.recorder.is_alive() or self.recorder.ident is None:
+                    self.registered.wait(60)
+                if self.run_id is None:
+                    return
+            values = _drain(_values)
+            iterations = _drain(self.iterations)
+            checkpoints = _drain(self.checkpoints)
+            try:
+                self._write(values, iterations, checkpoints, final)
+            except Exception as error:
+                _values.extendleft(reversed(values))
+                self.iterations.extendleft(reversed(iterations))
+                self.checkpoints.extendleft(reversed(checkpoints))
+                self.problem("writing to the store", error)
+
+    def _write(self, values: list, iterations: list, checkpoints: list, final: bool) -> None:
+        run = self.run_id
+        seq = self.seq
+        log_rows = []
+        for name, iteration, value in values:
+            seq += 1
+            log_rows.append((run, seq, iteration, name, *cell(value), "forward"))
+        iteration_rows = []
+        still_open = []
+        for record in iterations:
+            iteration_id, parent, loop, depth, index, item, started, ended = record
+            if ended is None:
+                still_open.append(record)
+            value = None if item is None else json.dumps(item)
+            iteration_rows.append((run, iteration_id, parent, loop, depth, index, value, started, ended))
+        closed = [r for r in self.open_iterations if r[7] is not None]
+        new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
+        param_rows = [(run, n, *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v)), origin)
+                      for n, (v, origin) in new_params]
+        run_updates = {"committed": time.time()}
+        for tee, column in ((self.out, "stdout"), (self.err, "stderr")):
+            if tee is not None and (tee.changed or final):
+                tee.changed = False
+                run_updates[column] = tee.text()
+        if final:
+            run_updates["status"] = self.status or "ok"
+            run_updates["ended"] = time.time()
+            run_updates["error"] = self.error
+        if self.problems:
+            run_updates["problems"] = json.dumps(self.problems)
+        with self.store.transaction() as store:
+            store.executemany(
+                "INSERT INTO iterations (run, id, parent, loop, depth, idx, value, started, ended)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                iteration_rows,
+            )
+            store.executemany(
+                "UPDATE iterations SET ended = ? WHERE run = ? AND id = ?",
+                [(r[7], run, r[0]) for r in closed],
+            )
+            store.executemany(
+                "INSERT INTO logs (run, seq, iteration, name, kind, int_value, float_value,"
+                " text_value, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                log_rows,
+            )
+            store.executemany(
+                "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, name) DO NOTHING",
+                param_rows,
+            )
+            store.executemany(
+                "INSERT INTO checkpoints (run, iteration, loop, idx, name, object, format, size,"
+                " seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, iteration, name)"
+                " DO NOTHING",
+                [(run, *row) for row in checkpoints],
+            )
+            assignments = ", ".join(f"{column} = ?" for column in run_updates)
+            store.execute(
+                f"UPDATE runs SET {assignments} WHERE id = ?", (*run_updates.values(), run)
+            )
+        self.seq = seq
+        self.open_iterations = [r for r in self.open_iterations if r[7] is None] + still_open
+        self.params_written.update(n for n, _ in new_params)
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Stop the recorder and write the last of the run with its final status."""
+        if self.finished:
+            return
+        self.finished = True
+        self.stopping.set()
+        if self.recorder.is_alive():
+            self.recorder.join(120)
+        self.flush(final=True)
+        if self.out is not None and self.err is not None:
+            streams.uninstall(self.out, self.err)
+
+    def fail(self, status: str, error: str) -> None:
+        if self.status is None:
+            self.status = status
+            self.error = error
+
+
+def _drain(buffer: deque) -> list:
+    """Take the items present now; other threads may keep appending meanwhile."""
+    popleft = buffer.popleft
+    return [popleft() for _ in range(len(buffer))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- starting and ending the process's run ---------------------------------------------------
+
+
+def current() -> Run | None:
+    return _run
+
+
+def begin(kind: str = "script") -> Run | None:
+    """Start recording this process, once; returns None when trellis is disabled."""
+    global _run, _echo, _failed_at_start
+    if _run is not None:
+        return _run
+    if _failed_at_start or _config.disabled():
+        return None
+    try:
+        run = Run(kind)
+        _echo = _config.echo()
+        if sys.stdout is not None and sys.stderr is not None:
+            run.out, run.err = streams.install(_config.stream_limit())
+        _run = run
+        run.recorder.start()
+        atexit.register(_at_exit)
+        _install_hooks()
+    except Exception as error:
+        _failed_at_start = True
+        warnings.warn(f"trellis could not start recording: {error}; the script continues")
+        return None
+    return run
+
+
+def _at_exit() -> None:
+    if _run is not None:
+        _run.finish()
+
+
+def _install_hooks() -> None:
+    previous_hook = sys.excepthook
+
+    def excepthook(kind: type, error: BaseException, tb: Any) -> None:
+        if _run is not None:
+            status = "interrupted" if issubclass(kind, KeyboardInterrupt) else "failed"
+            _run.fail(status, "".join(traceback.format_exception(kind, error, tb)))
+        if isinstance(error, TrellisError):
+            print(f"trellis: {error}", file=sys.stderr)
+        else:
+            previous_hook(kind, error, tb)
+
+    sys.excepthook = excepthook
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous_term = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        if _run is not None:
+            _run.fail("interrupted", "terminated by SIGTERM")
+            _run.finish()
+        if callable(previous_term):
+            previous_term(signum, frame)
+        elif previous_term != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+# -- the logging API ---------------------------------------------------------------------------
+
+
+def log(name: str, value: Any) -> Any:
+    """Record ``value`` under ``name`` at the current loop coordinates; returns ``value``."""
+    if _run is None and begin() is None:
+        return value
+    if type(value) in PLAIN and type(name) is str:
+        _append_value((name, _coords[-1], value))
+    else:
+        if type(name) is not str:
+            raise TrellisError(f"trellis.log: the name must be a str, not {type(name).__name__}")
+        try:
+            _append_value((name, _coords[-1], encode(name, value)))
+        except Exception as error:
+            _run.problem(f"the value of {name!r}", error)
+    if _echo:
+        echo(name, value, _describe_coordinates())
+    return value
+
+
+def _describe_coordinates() -> str:
+    if _run is None or len(_coords) == 1:
+        return ""
+    return f" (iteration {'/'.join(map(str, _coords[1:]))})"
+
+
+def commit() -> None:
+    """Write what is buffered now, in one transaction: a consistent point of the run."""
+    run = _run if _run is not None else begin()
+    if run is not None:
+        run.flush()
+
+
+class loop:
+    """Iterate like ``iterable`` while setting the coordinates of every ``log`` inside.
+
+    Keeps ``len()`` so that ``tqdm(trellis.loop(...))`` shows a total.
+    """
+
+    def __init__(self, name: str, iterable: Iterable) -> None:
+        if type(name) is not str:
+            raise TrellisError(f"trellis.loop: the name must be a str, not {type(name).__name__}")
+        self.name = name
+        self.iterable = iterable
+
+    def __len__(self) -> int:
+        return len(self.iterable)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator:
+        run = _run if _run is not None else begin()
+        if run is None:
+            return iter(self.iterable)
+        iterator = _iterate(run, self.name, self.iterable)
+        if len(_coords) == 1 and _config.progress() and _stderr_is_terminal():
+            from tqdm import tqdm
+
+            total = len(self.iterable) if hasattr(self.iterable, "__len__") else None
+            return iter(tqdm(iterator, desc=self.name, total=total, leave=False))
+        return iterator
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.__stderr__ is not None and sys.__stderr__.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
+    coords = _coords
+    parent = coords[-1]
+    depth = len(coords) - 1
+    record = run.iterations.append
+    next_id = run.iteration_ids.__next__
+    now = time.time
+    counts_from_zero = type(iterable) is range and iterable.start == 0 and iterable.step == 1
+    checkpointer = _checkpointer if _checkpointer is not None and _checkpointer.loop is None else None
+    if checkpointer is not None:
+        checkpointer.bind(name)
+    try:
+        for index, item in enumerate(iterable):
+            iteration_id = next_id()
+            shown = None if counts_from_zero else describe_item(item)
+            entry = [iteration_id, parent, name, depth, index, shown, now(), None]
+            record(entry)
+            coords.append(iteration_id)
+            try:
+                yield item
+            finally:
+                entry[7] = now()
+                if coords[-1] == iteration_id:
+                    coords.pop()
+                elif iteration_id in coords:
+                    coords.remove(iteration_id)
+            if checkpointer is not None:
+                checkpointer.boundary(run, iteration_id, index)
+    finally:
+        if checkpointer is not None:
+            checkpointer.unbind()
+
+
+def iteration(name: str, index: int | None = None, value: Any = None) -> "_Iteration":
+    """One iteration of a loop the user drives by hand (a request, a document, a page).
+
+    ``with trellis.iteration("document", 3, "report.pdf"): trellis.log(...)``; with no index,
+    iterations of the same name are numbered in the order they are entered.
+    """
+    return _Iteration(name, index, value)
+
+
+_hand_counts: dict[tuple[int, str], int] = {}
+
+
+class _Iteration:
+    def __init__(self, name: str, index: int | None, value: Any) -> None:
+        self.name, self.index, self.value = name, index, value
+        self.entry: list | None = None
+
+    def __enter__(self) -> "_Iteration":
+        run = _run if _run is not None else begin()
+        if run is not None:
+            shown = None if self.value is None else describe_item(self.value)
+            counted = (_coords[-1], self.name)
+            index = _hand_counts.get(counted, 0) if self.index is None else int(self.index)
+            _hand_counts[counted] = index + 1
+            self.entry = [next(run.iteration_ids), _coords[-1], self.name, len(_coords) - 1,
+                          index, shown, time.time(), None]
+            run.iterations.append(self.entry)
+            _coords.append(self.entry[0])
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.entry is not None:
+            self.entry[7] = time.time()
+            if self.entry[0] in _coords:
+                _coords.remove(self.entry[0])
+
+
+def set_checkpointer(checkpointer: Any) -> Any:
+    """Make ``checkpointer`` the one the next outermost loop binds to; returns the previous."""
+    global _checkpointer
+    previous, _checkpointer = _checkpointer, checkpointer
+    return previous

@@ -1,0 +1,73 @@
+"""Teeing stdout/stderr: the user still sees everything, the run keeps a bounded copy."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+
+class Tee:
+    """Writes through to the real stream and keeps its first and last ``limit/2`` characters."""
+
+    def __init__(self, stream: TextIO, limit: int) -> None:
+        self._stream = stream
+        self._half = max(1, limit // 2)
+        self._head: list[str] = []
+        self._head_size = 0
+        self._tail: list[str] = []
+        self._tail_size = 0
+        self._dropped = 0
+        self.changed = False
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        try:
+            self._keep(text)
+        except Exception:
+            pass
+        return written
+
+    def _keep(self, text: str) -> None:
+        if not isinstance(text, str) or not text:
+            return
+        self.changed = True
+        if self._head_size < self._half:
+            room = self._half - self._head_size
+            self._head.append(text[:room])
+            self._head_size += min(room, len(text))
+            text = text[room:]
+        if text:
+            self._tail.append(text)
+            self._tail_size += len(text)
+            while self._tail_size > self._half and len(self._tail) > 1:
+                removed = self._tail.pop(0)
+                self._tail_size -= len(removed)
+                self._dropped += len(removed)
+            if self._tail_size > self._half:
+                excess = self._tail_size - self._half
+                self._tail[0] = self._tail[0][excess:]
+                self._tail_size -= excess
+                self._dropped += excess
+
+    def text(self) -> str:
+        head = "".join(self._head)
+        tail = "".join(self._tail)
+        if self._dropped:
+            return f"{head}\n[... {self._dropped} characters not kept ...]\n{tail}"
+        return head + tail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def install(limit: int) -> tuple[Tee, Tee]:
+    sys.stdout = Tee(sys.stdout, limit)
+    sys.stderr = Tee(sys.stderr, limit)
+    return sys.stdout, sys.stderr
+
+
+def uninstall(out: Tee, err: Tee) -> None:
+    if sys.stdout is out:
+        sys.stdout = out._stream
+    if sys.stderr is err:
+        sys.stderr = err._stream

@@ -1,0 +1,158 @@
+"""``trellis``: a thin command line over the library; every command calls one public function."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import click
+
+import trellis
+from trellis._errors import TrellisError
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_short(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _print_frame(frame: Any, as_csv: bool, as_json: bool) -> None:
+    if as_csv:
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif as_json:
+        click.echo(frame.to_json(orient="records", date_format="iso", default_handler=str))
+    else:
+        import pandas
+
+        with pandas.option_context("display.max_rows", 200, "display.width", 200):
+            click.echo(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+def _one_line_errors(command: Callable) -> Callable:
+    """A user's mistake ends the command with one line, not a traceback."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TrellisError as error:
+            raise click.ClickException(str(error)) from None
+
+    run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
+    return run
+
+
+@click.group()
+@click.version_option(trellis.__version__, prog_name="trellis")
+def cli() -> None:
+    """Context and provenance of ML runs, read from this project's store."""
+
+@cli.command()
+@click.option("--limit", type=int, default=50, show_default=True, help="Newest runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line_errors
+def runs(limit: int, as_json: bool) -> None:
+    """A table of runs, newest first."""
+    found = trellis.runs(limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, default=str))
+        return
+    for row in found:
+        row["id"] = row["run_id"][:8]
+    click.echo(
+        _table(found, ["id", "filename", "status", "started", "duration", "target", "params"])
+        if found else "no runs yet"
+    )
+
+@cli.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line_errors
+def show(run: str, as_json: bool) -> None:
+    """Everything captured for RUN (an id prefix, or 'latest')."""
+    from trellis.queries.runs import show_run
+
+    described = _with_store(lambda store: show_run(store, run))
+    if as_json:
+        click.echo(json.dumps(described, indent=2, default=str))
+        return
+    for key, value in described.items():
+        if key in ("environment", "stdout", "stderr"):
+            continue
+        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        click.echo(f"{key}: {shown}")
+    environment = described["environment"] or {}
+    packages = environment.get("packages") or {}
+    click.echo(f"environment: python {environment.get('python_version', '?')},"
+               f" {len(packages)} packages")
+    for stream in ("stdout", "stderr"):
+        if described[stream]:
+            click.echo(f"--- {stream} ---\n{described[stream].rstrip()}")
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--run", "run_refs", multiple=True, help="Only this run (repeatable).")
+@click.option("--latest", is_flag=True, help="Only the newest run of each script.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records.")
+@_one_line_errors
+def dataframe(names: tuple[str, ...], run_refs: tuple[str, ...], latest: bool,
+              as_csv: bool, as_json: bool) -> None:
+    """Logged NAMES, a row per loop coordinate (no names: a row per run with its params)."""
+    frame = trellis.dataframe(*names, runs=list(run_refs) or None, latest=latest)
+    _print_frame(frame, as_csv, as_json)
+
+@cli.command()
+@click.argument("sql")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records.")
+@_one_line_errors
+def query(sql: str, as_csv: bool, as_json: bool) -> None:
+    """Read-only SQL over the store (tables: runs, params, logs, iterations, checkpoints, environments)."""
+    _print_frame(trellis.query(sql), as_csv, as_json)
+
+@cli.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line_errors
+def checkpoints(run: str, as_json: bool) -> None:
+    """The checkpoints of RUN."""
+    from trellis.queries.checkpoints import list_checkpoints
+
+    found = _with_store(lambda store: list_checkpoints(store, run))
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    else:
+        click.echo(
+            _table(found, ["loop", "iteration", "name", "format", "size", "seconds", "object"])
+            if found else "no checkpoints"
+        )
+
+
+def _with_store(read: Callable[[Any], Any]) -> Any:
+    from trellis.store.connection import open_store
+
+    store = open_store(read_only=True)
+    try:
+        return read(store)
+    finally:
+        store.close()
+
+
+def main() -> None:
+    cli(prog_name="trellis")
+
+
+if __name__ == "__main__":
+    main()

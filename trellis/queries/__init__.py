@@ -1,0 +1,1 @@
+"""Reading the store back: runs, dataframes, checkpoints."""

@@ -1,0 +1,283 @@
+"""Logged values as one typed pandas DataFrame: a row per coordinate, a column per name.
+
+Values are filtered in SQL by name (and run) and read in three homogeneous queries, one per
+storage column, so every column arrives typed; loop coordinates are then resolved for all rows
+at once by walking the iteration tree one level per step.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from trellis._errors import UnknownNameError
+from trellis.queries.frames import read_frame
+from trellis.queries.runs import resolve
+from trellis.store.cells import decode
+from trellis.store.connection import Store
+from trellis.store.schema import BOOL, FLOAT, INT, INT_KINDS, TEXT, TEXT_KINDS
+
+DIMENSIONS = ["projid", "run_id", "tstamp", "filename"]
+_KEY = ["run", "iteration", "occurrence"]
+
+
+def _in(values: Sequence[Any]) -> str:
+    return "(" + ", ".join("?" * len(values)) + ")"
+
+
+def _run_ids(store: Store, runs: str | Iterable[str] | None) -> list[int] | None:
+    if runs is None:
+        return None
+    refs = [runs] if isinstance(runs, str) else list(runs)
+    return [resolve(store, ref)["id"] for ref in refs]
+
+
+def _latest_per_file(store: Store, names: Sequence[str], run_ids: list[int] | None) -> list[int]:
+    """The newest run of each script among those that logged any of ``names``."""
+    where = f"name IN {_in(names)}"
+    params: list[Any] = list(names)
+    if run_ids is not None:
+        where += f" AND run IN {_in(run_ids)}"
+        params += run_ids
+    candidates = store.execute(
+        f"SELECT id, filename, started FROM runs WHERE id IN (SELECT DISTINCT run FROM logs WHERE {where})",
+        params,
+    )
+    newest: dict[Any, tuple[float, int]] = {}
+    for run, filename, started in candidates:
+        if filename not in newest or (started, run) > newest[filename]:
+            newest[filename] = (started, run)
+    return [run for _, run in newest.values()]
+
+
+def dataframe(
+    store: Store,
+    names: Sequence[str],
+    runs: str | Iterable[str] | None = None,
+    latest: bool = False,
+) -> pd.DataFrame:
+    run_ids = _run_ids(store, runs)
+    if not names:
+        return runs_frame(store, run_ids)
+    names = list(dict.fromkeys(names))
+    known = {name for (name,) in store.execute("SELECT DISTINCT name FROM logs")}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none yet"
+        raise UnknownNameError(
+            f"nothing was logged as {', '.join(map(repr, unknown))}; logged names: {listed}"
+        )
+    if latest:
+        run_ids = _latest_per_file(store, names, run_ids)
+    long = _read_values(store, names, run_ids)
+    wide = _widen(long, names)
+    return _with_dimensions(store, wide, names)
+
+
+def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> pd.DataFrame:
+    where = f"name IN {_in(names)}"
+    params: list[Any] = list(names)
+    if run_ids is not None:
+        where += f" AND run IN {_in(run_ids)}"
+        params += run_ids
+    columns = ["run", "seq", "iteration", "name", "kind", "value"]
+    queries = [
+        (f"SELECT run, seq, iteration, name, kind, int_value FROM logs WHERE {where} AND kind IN {_in(INT_KINDS)}",
+         list(INT_KINDS)),
+        # NULL floats are NaNs (SQLite cannot store NaN); the typed column must carry no NULLs.
+        (f"SELECT run, seq, iteration, name, kind, COALESCE(float_value, 0.0), text_value IS NOT NULL"
+         f" FROM logs WHERE {where} AND kind = ?", [FLOAT]),
+        (f"SELECT run, seq, iteration, name, kind, text_value FROM logs WHERE {where} AND kind IN {_in(TEXT_KINDS)}",
+         list(TEXT_KINDS)),
+        (f"SELECT run, seq, iteration, name, kind, 0 FROM logs WHERE {where} AND kind = 0", []),
+    ]
+    parts = []
+    for number, (sql, kinds) in enumerate(queries):
+        part = read_frame(
+            store, sql, params + kinds, columns + (["is_nan"] if number == 1 else [])
+        )
+        if part.empty:
+            continue
+        if number == 1:
+            values = part["value"].astype("float64")
+            values[part["is_nan"].astype(bool)] = np.nan
+            part = part.drop(columns="is_nan").assign(value=values)
+        elif number == 3:
+            part["value"] = None
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _typed(part: pd.DataFrame) -> pd.Series:
+    """One name's values as the column type they share, else as decoded Python objects."""
+    kinds = part["kind"].unique()
+    values = part["value"]
+    if len(kinds) == 1:
+        kind = kinds[0]
+        if kind == FLOAT:
+            return values.astype("float64")
+        # Nullable dtypes, so that rows lacking this name do not turn ints into floats.
+        if kind == INT:
+            return values.astype("int64").astype("Int64")
+        if kind == BOOL:
+            return values.astype("int64").astype("boolean")
+        if kind == TEXT:
+            return values.astype(object)
+    decoded = [
+        decode(k, v, v, v) if k != FLOAT else float(v)
+        for k, v in zip(part["kind"].tolist(), values.tolist())
+    ]
+    return pd.Series(decoded, index=part.index, dtype=object)
+
+
+def _widen(long: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    if long.empty:
+        return pd.DataFrame(columns=["run", "iteration", "seq", *names])
+    long = long.sort_values(["run", "seq"], kind="stable")
+    if long.duplicated(["run", "iteration", "name"]).any():
+        long["occurrence"] = long.groupby(["run", "iteration", "name"]).cumcount()
+    else:
+        long["occurrence"] = 0
+    wide: pd.DataFrame | None = None
+    for name in names:
+        part = long[long["name"] == name]
+        column = part[_KEY + ["seq"]].copy()
+        column[name] = _typed(part)
+        if wide is None:
+            wide = column
+        else:
+            wide = wide.merge(column, on=_KEY, how="outer", suffixes=("", "_other"))
+            wide["seq"] = wide[["seq", "seq_other"]].min(axis=1)
+            wide = wide.drop(columns="seq_other")
+    assert wide is not None
+    return wide.sort_values(["run", "seq"], kind="stable").reset_index(drop=True)
+
+
+def _narrow(column: pd.Series) -> pd.Series:
+    """An object column of Python ints, bools or floats as the matching (nullable) dtype."""
+    if column.dtype == object:
+        present = column.dropna()
+        if len(present) and all(type(v) is int for v in present.head(1000)):
+            try:
+                return column.astype("Int64")
+            except (TypeError, ValueError):
+                return column
+        if len(present) and all(type(v) is bool for v in present.head(1000)):
+            return column.astype("boolean")
+        if len(present) and all(type(v) is float for v in present):
+            return column.astype("float64")
+    return column
+
+
+def _with_dimensions(store: Store, wide: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    run_ids = sorted({int(r) for r in wide["run"].unique()}) if len(wide) else []
+    coordinates, loop_columns = _coordinates(store, wide, run_ids)
+    runs = _runs_table(store, run_ids)
+    frame = wide.join(coordinates) if len(coordinates.columns) else wide
+    frame = frame.merge(runs, left_on="run", right_index=True, how="left")
+    return frame[DIMENSIONS + loop_columns + names].reset_index(drop=True)
+
+
+def _runs_table(store: Store, run_ids: list[int]) -> pd.DataFrame:
+    if not run_ids:
+        return pd.DataFrame(columns=DIMENSIONS)
+    rows = store.execute(
+        f"SELECT id, projid, uuid, started, filename FROM runs WHERE id IN {_in(run_ids)}", run_ids
+    )
+    runs = pd.DataFrame.from_records(rows, columns=["id", "projid", "run_id", "tstamp", "filename"])
+    runs["tstamp"] = pd.to_datetime(runs["tstamp"], unit="s", utc=True)
+    return runs.set_index("id")
+
+
+def _coordinates(
+    store: Store, wide: pd.DataFrame, run_ids: list[int]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Per row, the index (and non-index value) of every loop around the value."""
+    empty = pd.DataFrame(index=wide.index)
+    if not run_ids or not (wide["iteration"] > 0).any():
+        return empty, []
+    iterations = read_frame(
+        store,
+        f"SELECT run, id, parent, loop, depth, idx, COALESCE(value, '') FROM iterations"
+        f" WHERE run IN {_in(run_ids)}",
+        run_ids,
+        ["run", "id", "parent", "loop", "depth", "idx", "value"],
+    )
+    if iterations.empty:
+        return empty, []
+    runs = iterations["run"].to_numpy(np.int64) << 32
+    lookup = pd.Index(runs | iterations["id"].to_numpy(np.int64))
+    parents = runs | iterations["parent"].to_numpy(np.int64)
+    loop_names = iterations["loop"].to_numpy(object)
+    indexes = iterations["idx"].to_numpy(np.int64)
+    values = iterations["value"].to_numpy(object)
+    order = (
+        iterations.groupby("loop")["depth"].min().sort_values(kind="stable").index.tolist()
+    )
+    rows = len(wide)
+    index_columns = {loop: np.full(rows, -1, dtype=np.int64) for loop in order}
+    value_columns: dict[str, np.ndarray] = {}
+    keys = (wide["run"].to_numpy(np.int64) << 32) | wide["iteration"].to_numpy(np.int64)
+    position = lookup.get_indexer(keys)
+    while (found := position >= 0).any():
+        at = position[found]
+        for loop in pd.unique(loop_names[at]):
+            here = found.copy()
+            here[found] = loop_names[at] == loop
+            chosen = position[here]
+            index_columns[loop][here] = indexes[chosen]
+            shown = values[chosen]
+            if (shown != "").any():
+                column = value_columns.setdefault(loop, np.full(rows, None, dtype=object))
+                column[here] = [json.loads(v) if v else None for v in shown]
+        next_keys = np.full(rows, -1, dtype=np.int64)
+        next_keys[found] = parents[position[found]]
+        position = np.where(found, lookup.get_indexer(next_keys), -1)
+    columns: dict[str, Any] = {}
+    names: list[str] = []
+    for loop in order:
+        if not (index_columns[loop] >= 0).any():
+            continue
+        column = pd.array(index_columns[loop], dtype="Int64")
+        column[index_columns[loop] < 0] = pd.NA
+        columns[loop] = column
+        names.append(loop)
+        if loop in value_columns:
+            columns[f"{loop}_value"] = value_columns[loop]
+            names.append(f"{loop}_value")
+    return pd.DataFrame(columns, index=wide.index), names
+
+
+def runs_frame(store: Store, run_ids: list[int] | None) -> pd.DataFrame:
+    """One row per run, with its status, timing and params as typed columns."""
+    where, params = "", []
+    if run_ids is not None:
+        if not run_ids:
+            return pd.DataFrame(columns=DIMENSIONS)
+        where, params = f" WHERE id IN {_in(run_ids)}", run_ids
+    rows = store.execute(
+        f"SELECT id, projid, uuid, started, filename, status, ended FROM runs{where} ORDER BY started, id",
+        params,
+    )
+    frame = pd.DataFrame.from_records(
+        rows, columns=["id", "projid", "run_id", "tstamp", "filename", "status", "ended"]
+    )
+    frame["duration"] = frame["ended"] - frame["tstamp"]
+    frame["tstamp"] = pd.to_datetime(frame["tstamp"], unit="s", utc=True)
+    param_rows = store.execute(
+        "SELECT run, name, kind, int_value, float_value, text_value FROM params"
+        + (f" WHERE run IN {_in(run_ids)}" if run_ids is not None else ""),
+        params,
+    )
+    by_name: dict[str, dict[int, Any]] = {}
+    for run, name, kind, i, f, t in param_rows:
+        by_name.setdefault(name, {})[run] = decode(kind, i, f, t)
+    for name in sorted(by_name):
+        column = pd.Series([by_name[name].get(run) for run in frame["id"]], dtype=object)
+        frame[name] = _narrow(column)
+    return frame.drop(columns=["id", "ended"])

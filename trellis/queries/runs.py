@@ -1,0 +1,122 @@
+"""Finding runs by id prefix or ``latest``, and describing them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from trellis._errors import UnknownRunError
+from trellis.store.connection import Store
+from trellis.store.cells import decode as decode_row
+
+RUN_COLUMNS = (
+    "id", "uuid", "projid", "kind", "filename", "argv", "started", "ended", "committed", "status",
+    "error", "problems", "host", "pid", "git_commit", "git_ref", "git", "build_target", "build",
+    "environment_id", "parent_run",
+)
+
+
+def resolve(store: Store, ref: str) -> dict[str, Any]:
+    """The run named by ``ref``: a unique prefix of its id, or ``latest``."""
+    columns = ", ".join(RUN_COLUMNS)
+    ref = str(ref).strip()
+    if ref == "latest":
+        rows = store.execute(f"SELECT {columns} FROM runs ORDER BY started DESC, id DESC LIMIT 1")
+        if not rows:
+            raise UnknownRunError("the store has no runs yet; run a script that imports trellis")
+    else:
+        if not ref or any(c not in "0123456789abcdef-" for c in ref.lower()):
+            raise UnknownRunError(f"{ref!r} is not a run id; see `trellis runs` for the ids")
+        rows = store.execute(
+            f"SELECT {columns} FROM runs WHERE uuid LIKE ? ORDER BY started LIMIT 2",
+            (ref.lower() + "%",),
+        )
+        if not rows:
+            raise UnknownRunError(f"no run id starts with {ref!r}; see `trellis runs` for the ids")
+        if len(rows) > 1:
+            raise UnknownRunError(f"more than one run id starts with {ref!r}; give more characters")
+    return dict(zip(RUN_COLUMNS, rows[0]))
+
+
+def timestamp(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def params_of(store: Store, run_id: int) -> dict[str, Any]:
+    rows = store.execute(
+        "SELECT name, kind, int_value, float_value, text_value FROM params WHERE run = ? ORDER BY name",
+        (run_id,),
+    )
+    return {name: decode_row(kind, i, f, t) for name, kind, i, f, t in rows}
+
+
+def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
+    """Newest first: id, file, status, start, duration and params of each run."""
+    sql = "SELECT id, uuid, filename, kind, status, started, ended, build_target FROM runs ORDER BY started DESC, id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    rows = store.execute(sql)
+    params: dict[int, dict[str, Any]] = {}
+    if rows:
+        for run, name, kind, i, f, t in store.execute(
+            "SELECT run, name, kind, int_value, float_value, text_value FROM params"
+        ):
+            params.setdefault(run, {})[name] = decode_row(kind, i, f, t)
+    return [
+        {
+            "run_id": uuid,
+            "filename": filename,
+            "kind": kind,
+            "status": status,
+            "started": timestamp(started),
+            "duration": None if ended is None else round(ended - started, 3),
+            "target": target,
+            "params": params.get(run, {}),
+        }
+        for run, uuid, filename, kind, status, started, ended, target in rows
+    ]
+
+
+def show_run(store: Store, ref: str) -> dict[str, Any]:
+    """Everything captured for one run, as plain data."""
+    run = resolve(store, ref)
+    environment = None
+    if run["environment_id"] is not None:
+        found = store.execute("SELECT data FROM environments WHERE id = ?", (run["environment_id"],))
+        environment = json.loads(found[0][0]) if found else None
+    names = store.execute(
+        "SELECT name, COUNT(*) FROM logs WHERE run = ? GROUP BY name ORDER BY name", (run["id"],)
+    )
+    loops = store.execute(
+        "SELECT loop, depth, COUNT(*) FROM iterations WHERE run = ? GROUP BY loop, depth ORDER BY depth, loop",
+        (run["id"],),
+    )
+    streams = store.execute("SELECT stdout, stderr FROM runs WHERE id = ?", (run["id"],))[0]
+    checkpoints = store.execute("SELECT COUNT(*) FROM checkpoints WHERE run = ?", (run["id"],))[0][0]
+    return {
+        "run_id": run["uuid"],
+        "projid": run["projid"],
+        "kind": run["kind"],
+        "filename": run["filename"],
+        "argv": json.loads(run["argv"]) if run["argv"] else None,
+        "status": run["status"],
+        "started": timestamp(run["started"]),
+        "ended": timestamp(run["ended"]),
+        "duration": None if run["ended"] is None else round(run["ended"] - run["started"], 3),
+        "error": run["error"],
+        "problems": json.loads(run["problems"]) if run["problems"] else [],
+        "host": run["host"],
+        "pid": run["pid"],
+        "git": json.loads(run["git"]) if run["git"] else None,
+        "build": json.loads(run["build"]) if run["build"] else None,
+        "params": params_of(store, run["id"]),
+        "logged": {name: count for name, count in names},
+        "loops": [{"loop": loop, "depth": depth, "iterations": n} for loop, depth, n in loops],
+        "checkpoints": checkpoints,
+        "environment": environment,
+        "stdout": streams[0],
+        "stderr": streams[1],
+    }

@@ -1,0 +1,84 @@
+"""How objects are turned into bytes for the object folder, and back.
+
+Objects with a ``state_dict`` (torch modules and optimizers, and anything that follows that
+protocol) are saved as their state; numpy arrays as ``.npy`` without an extra copy; the rest is
+pickled.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+from trellis.store.objects import Buffer
+
+
+def state_of(obj: Any) -> Any:
+    state_dict = getattr(obj, "state_dict", None)
+    return state_dict() if callable(state_dict) else obj
+
+
+def serialize(obj: Any) -> tuple[str, list[Buffer]]:
+    """(format, byte parts) of ``obj``'s state."""
+    state = state_of(obj)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and type(state) is numpy.ndarray and not state.dtype.hasobject:
+        array = numpy.ascontiguousarray(state)
+        header = io.BytesIO()
+        numpy.lib.format.write_array_header_2_0(
+            header, numpy.lib.format.header_data_from_array_1_0(array)
+        )
+        return "npy", [header.getvalue(), memoryview(array.reshape(-1)).cast("B")]
+    torch = sys.modules.get("torch")
+    if torch is not None and (torch.is_tensor(state) or _holds_tensors(torch, state)):
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return "torch", [buffer.getbuffer()]
+    return "pickle", [pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)]
+
+
+def _holds_tensors(torch: Any, state: Any) -> bool:
+    if isinstance(state, dict):
+        return any(torch.is_tensor(v) or _holds_tensors(torch, v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return any(torch.is_tensor(v) or _holds_tensors(torch, v) for v in state)
+    return False
+
+
+def deserialize(format: str, path: Path) -> Any:
+    if format == "npy":
+        import numpy
+
+        return numpy.load(path, allow_pickle=False)
+    if format == "torch":
+        import torch
+
+        return torch.load(path, weights_only=False)
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def restore(target: Any, state: Any) -> None:
+    """Put ``state`` back into ``target`` in place, where the object allows it."""
+    load_state_dict = getattr(target, "load_state_dict", None)
+    if callable(load_state_dict):
+        load_state_dict(state)
+        return
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(target, numpy.ndarray):
+        target[...] = state
+        return
+    if isinstance(target, dict) and isinstance(state, dict):
+        target.clear()
+        target.update(state)
+        return
+    if isinstance(target, list) and isinstance(state, list):
+        target[:] = state
+        return
+    if hasattr(target, "__dict__") and hasattr(state, "__dict__"):
+        target.__dict__.update(state.__dict__)
+        return
+    raise TypeError(f"cannot restore a {type(target).__name__} in place")

@@ -1,0 +1,67 @@
+"""Content-addressed objects (checkpoints, artifacts): ``objects/<2 hex>/<sha256>``.
+
+Large objects are hashed in a second thread while they are written, since both release the GIL:
+a checkpoint then costs about what writing it costs, and identical content is stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+Buffer = bytes | bytearray | memoryview
+
+_THREADED_ABOVE = 1 << 20
+
+
+def object_path(folder: Path, digest: str) -> Path:
+    return folder / digest[:2] / digest
+
+
+def put(folder: Path, parts: Sequence[Buffer]) -> tuple[str, int]:
+    """Store the concatenation of ``parts``; returns its sha256 and size."""
+    size = sum(memoryview(part).nbytes for part in parts)
+    hasher = hashlib.sha256()
+    if size <= _THREADED_ABOVE:
+        for part in parts:
+            hasher.update(part)
+        digest = hasher.hexdigest()
+        final = object_path(folder, digest)
+        if not final.exists():
+            _write(final, parts)
+        return digest, size
+    hashing = threading.Thread(target=lambda: [hasher.update(part) for part in parts])
+    hashing.start()
+    temporary = folder / f"tmp-{uuid.uuid4().hex}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(temporary, "wb") as handle:
+            for part in parts:
+                handle.write(part)
+    finally:
+        hashing.join()
+    digest = hasher.hexdigest()
+    final = object_path(folder, digest)
+    if final.exists():
+        temporary.unlink()
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temporary, final)
+    return digest, size
+
+
+def _write(final: Path, parts: Sequence[Buffer]) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.with_name(f"tmp-{uuid.uuid4().hex}")
+    with open(temporary, "wb") as handle:
+        for part in parts:
+            handle.write(part)
+    os.replace(temporary, final)
+
+
+def get(folder: Path, digest: str) -> bytes:
+    return object_path(folder, digest).read_bytes()

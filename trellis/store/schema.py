@@ -1,0 +1,97 @@
+"""The store's tables, written once for both SQLite and PostgreSQL.
+
+Column types are tokens that the dialect fills in, so the SQL stays portable. Logged values keep
+their type in ``kind`` and live in the one column that fits it, so an int reads back as an int.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# Value kinds. Ints and bools read from int_value, floats from float_value, the rest from
+# text_value (JSON for containers, a bounded repr for other objects, digits for huge ints).
+NONE, BOOL, INT, FLOAT, TEXT, JSON, OBJECT, BIGINT = range(8)
+INT_KINDS = (BOOL, INT)
+TEXT_KINDS = (TEXT, JSON, OBJECT, BIGINT)
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version {int} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS environments (
+    id {id},
+    hash TEXT NOT NULL UNIQUE,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id {id},
+    uuid TEXT NOT NULL UNIQUE,
+    projid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    filename TEXT,
+    argv TEXT,
+    started {float} NOT NULL,
+    ended {float},
+    committed {float},
+    status TEXT NOT NULL,
+    error TEXT,
+    problems TEXT,
+    host TEXT,
+    pid {int},
+    git_commit TEXT,
+    git_ref TEXT,
+    git TEXT,
+    build_target TEXT,
+    build TEXT,
+    environment_id {int},
+    parent_run {int},
+    stdout TEXT,
+    stderr TEXT
+);
+CREATE TABLE IF NOT EXISTS params (
+    run {int} NOT NULL,
+    name TEXT NOT NULL,
+    kind {int} NOT NULL,
+    int_value {int},
+    float_value {float},
+    text_value TEXT,
+    origin TEXT NOT NULL,
+    PRIMARY KEY (run, name)
+);
+CREATE TABLE IF NOT EXISTS iterations (
+    run {int} NOT NULL,
+    id {int} NOT NULL,
+    parent {int} NOT NULL,
+    loop TEXT NOT NULL,
+    depth {int} NOT NULL,
+    idx {int} NOT NULL,
+    value TEXT,
+    started {float} NOT NULL,
+    ended {float},
+    PRIMARY KEY (run, id)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    run {int} NOT NULL,
+    seq {int} NOT NULL,
+    iteration {int} NOT NULL,
+    name TEXT NOT NULL,
+    kind {int} NOT NULL,
+    int_value {int},
+    float_value {float},
+    text_value TEXT,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_name ON logs (name, run);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run {int} NOT NULL,
+    iteration {int} NOT NULL,
+    loop TEXT NOT NULL,
+    idx {int} NOT NULL,
+    name TEXT NOT NULL,
+    object TEXT NOT NULL,
+    format TEXT NOT NULL,
+    size {int} NOT NULL,
+    seconds {float} NOT NULL,
+    PRIMARY KEY (run, iteration, name)
+);
+"""
