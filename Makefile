@@ -12,11 +12,19 @@ $(READY): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# The demo project is a fresh git repository, so its store holds exactly the runs made here.
+DEMO := build/demo
 demo: $(READY)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python examples/demo.py
+	rm -rf $(DEMO) && mkdir -p $(DEMO) && cp examples/train.py $(DEMO)/
+	cd $(DEMO) && git init -q && git add train.py \
+		&& git -c user.name=demo -c user.email=demo@localhost commit -qm "demo project"
+	cd $(DEMO) && $(CURDIR)/$(BIN)/python train.py --lr 0.05 --epochs 4
+	cd $(DEMO) && $(CURDIR)/$(BIN)/python train.py --lr 0.5 --epochs 4
+	cd $(DEMO) && $(CURDIR)/$(BIN)/trellis runs
+	cd $(DEMO) && $(CURDIR)/$(BIN)/trellis dataframe acc
 
 test: $(READY)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

@@ -35,6 +35,10 @@ def _print_frame(frame: Any, as_csv: bool, as_json: bool) -> None:
     else:
         import pandas
 
+        frame = frame.copy()
+        for column in frame.columns:
+            if isinstance(frame[column].dtype, pandas.DatetimeTZDtype):
+                frame[column] = frame[column].dt.tz_convert(None).dt.strftime("%Y-%m-%d %H:%M:%S")
         with pandas.option_context("display.max_rows", 200, "display.width", 200):
             click.echo(frame.to_string(index=False) if len(frame) else "(no rows)")
 

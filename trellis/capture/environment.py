@@ -147,11 +147,7 @@ def _nvidia_gpus(driver: Path) -> tuple[list[dict[str, str]], str | None]:
     ``driver`` is the NVIDIA kernel module's /proc directory; without it, there are no GPUs.
     """
     gpus = []
-    try:
-        informations = sorted((driver / "gpus").glob("*/information"))
-    except OSError:
-        informations = []
-    for information in informations:
+    for information in sorted((driver / "gpus").glob("*/information")):
         gpu: dict[str, str] = {}
         try:
             text = information.read_text(errors="replace")

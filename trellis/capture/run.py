@@ -29,6 +29,7 @@ from trellis._errors import TrellisError
 from trellis.capture import streams
 from trellis.capture.values import describe_item, echo, encode
 from trellis.store.cells import PLAIN, Encoded, cell
+from trellis.store.schema import FLOAT, RUN_SHIFT
 
 # The coordinates of the current point: iteration ids, outermost first; 0 is the top level.
 _coords: list[int] = [0]
@@ -217,23 +218,34 @@ class Run:
 
     def _write(self, values: list, iterations: list, checkpoints: list, final: bool) -> None:
         run = self.run_id
+        base = run << RUN_SHIFT
         seq = self.seq
         log_rows = []
+        add = log_rows.append
         for name, iteration, value in values:
             seq += 1
-            log_rows.append((run, seq, iteration, name, *cell(value), "forward"))
+            kind = type(value)
+            # Floats dominate; build their row inline rather than through cell().
+            if kind is float and value == value:
+                add((base + seq, run, base + iteration, name, FLOAT, None, value, None))
+            else:
+                add((base + seq, run, base + iteration, name, *cell(value)))
         iteration_rows = []
         still_open = []
         for record in iterations:
             iteration_id, parent, loop, depth, index, item, started, ended = record
             if ended is None:
                 still_open.append(record)
-            value = None if item is None else json.dumps(item)
-            iteration_rows.append((run, iteration_id, parent, loop, depth, index, value, started, ended))
+            iteration_rows.append((
+                base + iteration_id, run, base + parent, loop, depth, index,
+                None if item is None else json.dumps(item), started, ended,
+            ))
         closed = [r for r in self.open_iterations if r[7] is not None]
         new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
-        param_rows = [(run, n, *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v)), origin)
-                      for n, (v, origin) in new_params]
+        param_rows = [
+            (run, n, *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v)), origin)
+            for n, (v, origin) in new_params
+        ]
         run_updates = {"committed": time.time()}
         for tee, column in ((self.out, "stdout"), (self.err, "stderr")):
             if tee is not None and (tee.changed or final):
@@ -247,17 +259,16 @@ class Run:
             run_updates["problems"] = json.dumps(self.problems)
         with self.store.transaction() as store:
             store.executemany(
-                "INSERT INTO iterations (run, id, parent, loop, depth, idx, value, started, ended)"
+                "INSERT INTO iterations (id, run, parent, loop, depth, idx, value, started, ended)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 iteration_rows,
             )
             store.executemany(
-                "UPDATE iterations SET ended = ? WHERE run = ? AND id = ?",
-                [(r[7], run, r[0]) for r in closed],
+                "UPDATE iterations SET ended = ? WHERE id = ?", [(r[7], base + r[0]) for r in closed]
             )
             store.executemany(
-                "INSERT INTO logs (run, seq, iteration, name, kind, int_value, float_value,"
-                " text_value, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO logs (id, run, iteration, name, kind, int_value, float_value,"
+                " text_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 log_rows,
             )
             store.executemany(
@@ -269,7 +280,7 @@ class Run:
                 "INSERT INTO checkpoints (run, iteration, loop, idx, name, object, format, size,"
                 " seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, iteration, name)"
                 " DO NOTHING",
-                [(run, *row) for row in checkpoints],
+                [(run, base + iteration, *rest) for iteration, *rest in checkpoints],
             )
             assignments = ", ".join(f"{column} = ?" for column in run_updates)
             store.execute(
@@ -451,6 +462,7 @@ def _stderr_is_terminal() -> bool:
 
 def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
     coords = _coords
+    enter, leave = coords.append, coords.pop
     parent = coords[-1]
     depth = len(coords) - 1
     record = run.iterations.append
@@ -463,23 +475,29 @@ def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
     try:
         for index, item in enumerate(iterable):
             iteration_id = next_id()
-            shown = None if counts_from_zero else describe_item(item)
-            entry = [iteration_id, parent, name, depth, index, shown, now(), None]
+            entry = [iteration_id, parent, name, depth, index,
+                     None if counts_from_zero else describe_item(item), now(), None]
             record(entry)
-            coords.append(iteration_id)
+            enter(iteration_id)
             try:
                 yield item
             finally:
                 entry[7] = now()
-                if coords[-1] == iteration_id:
-                    coords.pop()
-                elif iteration_id in coords:
-                    coords.remove(iteration_id)
+                if leave() != iteration_id:
+                    _repair_coordinates(iteration_id)
             if checkpointer is not None:
                 checkpointer.boundary(run, iteration_id, index)
     finally:
         if checkpointer is not None:
             checkpointer.unbind()
+
+
+def _repair_coordinates(iteration_id: int) -> None:
+    """An inner loop was abandoned mid-way; drop its coordinates and this iteration's."""
+    while len(_coords) > 1 and _coords[-1] != iteration_id:
+        _coords.pop()
+    if len(_coords) > 1:
+        _coords.pop()
 
 
 def iteration(name: str, index: int | None = None, value: Any = None) -> "_Iteration":

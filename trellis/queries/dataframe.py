@@ -83,16 +83,16 @@ def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> p
     if run_ids is not None:
         where += f" AND run IN {_in(run_ids)}"
         params += run_ids
-    columns = ["run", "seq", "iteration", "name", "kind", "value"]
+    columns = ["run", "seq", "iteration", "name", "kind", "value"]  # seq: the log key, in log order
     queries = [
-        (f"SELECT run, seq, iteration, name, kind, int_value FROM logs WHERE {where} AND kind IN {_in(INT_KINDS)}",
+        (f"SELECT run, id, iteration, name, kind, int_value FROM logs WHERE {where} AND kind IN {_in(INT_KINDS)}",
          list(INT_KINDS)),
         # NULL floats are NaNs (SQLite cannot store NaN); the typed column must carry no NULLs.
-        (f"SELECT run, seq, iteration, name, kind, COALESCE(float_value, 0.0), text_value IS NOT NULL"
+        (f"SELECT run, id, iteration, name, kind, COALESCE(float_value, 0.0), text_value IS NOT NULL"
          f" FROM logs WHERE {where} AND kind = ?", [FLOAT]),
-        (f"SELECT run, seq, iteration, name, kind, text_value FROM logs WHERE {where} AND kind IN {_in(TEXT_KINDS)}",
+        (f"SELECT run, id, iteration, name, kind, text_value FROM logs WHERE {where} AND kind IN {_in(TEXT_KINDS)}",
          list(TEXT_KINDS)),
-        (f"SELECT run, seq, iteration, name, kind, 0 FROM logs WHERE {where} AND kind = 0", []),
+        (f"SELECT run, id, iteration, name, kind, 0 FROM logs WHERE {where} AND kind = 0", []),
     ]
     parts = []
     for number, (sql, kinds) in enumerate(queries):
@@ -199,7 +199,7 @@ def _coordinates(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Per row, the index (and non-index value) of every loop around the value."""
     empty = pd.DataFrame(index=wide.index)
-    if not run_ids or not (wide["iteration"] > 0).any():
+    if not run_ids:
         return empty, []
     iterations = read_frame(
         store,
@@ -210,9 +210,8 @@ def _coordinates(
     )
     if iterations.empty:
         return empty, []
-    runs = iterations["run"].to_numpy(np.int64) << 32
-    lookup = pd.Index(runs | iterations["id"].to_numpy(np.int64))
-    parents = runs | iterations["parent"].to_numpy(np.int64)
+    lookup = pd.Index(iterations["id"].to_numpy(np.int64))
+    parents = iterations["parent"].to_numpy(np.int64)
     loop_names = iterations["loop"].to_numpy(object)
     indexes = iterations["idx"].to_numpy(np.int64)
     values = iterations["value"].to_numpy(object)
@@ -222,8 +221,7 @@ def _coordinates(
     rows = len(wide)
     index_columns = {loop: np.full(rows, -1, dtype=np.int64) for loop in order}
     value_columns: dict[str, np.ndarray] = {}
-    keys = (wide["run"].to_numpy(np.int64) << 32) | wide["iteration"].to_numpy(np.int64)
-    position = lookup.get_indexer(keys)
+    position = lookup.get_indexer(wide["iteration"].to_numpy(np.int64))
     while (found := position >= 0).any():
         at = position[found]
         for loop in pd.unique(loop_names[at]):

@@ -41,10 +41,15 @@ class Dialect:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
 
 
-SQLITE = Dialect("sqlite", {"id": "INTEGER PRIMARY KEY", "int": "INTEGER", "float": "REAL"}, "?")
+SQLITE = Dialect(
+    "sqlite",
+    {"id": "INTEGER PRIMARY KEY", "key": "INTEGER PRIMARY KEY", "int": "INTEGER", "float": "REAL"},
+    "?",
+)
 POSTGRES = Dialect(
     "postgresql",
-    {"id": "BIGSERIAL PRIMARY KEY", "int": "BIGINT", "float": "DOUBLE PRECISION"},
+    {"id": "BIGSERIAL PRIMARY KEY", "key": "BIGINT PRIMARY KEY", "int": "BIGINT",
+     "float": "DOUBLE PRECISION"},
     "%s",
 )
 

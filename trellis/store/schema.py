@@ -2,11 +2,16 @@
 
 Column types are tokens that the dialect fills in, so the SQL stays portable. Logged values keep
 their type in ``kind`` and live in the one column that fits it, so an int reads back as an int.
+
+Iterations and logs are keyed ``run << 32 | number within the run``: a process numbers its own
+rows without asking the database, the key orders them, and on SQLite it is the rowid, so the
+hot tables carry no second index for their keys.
 """
 
 from __future__ import annotations
 
 SCHEMA_VERSION = 1
+RUN_SHIFT = 32
 
 # Value kinds. Ints and bools read from int_value, floats from float_value, the rest from
 # text_value (JSON for containers, a bounded repr for other objects, digits for huge ints).
@@ -59,27 +64,26 @@ CREATE TABLE IF NOT EXISTS params (
     PRIMARY KEY (run, name)
 );
 CREATE TABLE IF NOT EXISTS iterations (
+    id {key},
     run {int} NOT NULL,
-    id {int} NOT NULL,
     parent {int} NOT NULL,
     loop TEXT NOT NULL,
     depth {int} NOT NULL,
     idx {int} NOT NULL,
     value TEXT,
     started {float} NOT NULL,
-    ended {float},
-    PRIMARY KEY (run, id)
+    ended {float}
 );
 CREATE TABLE IF NOT EXISTS logs (
+    id {key},
     run {int} NOT NULL,
-    seq {int} NOT NULL,
     iteration {int} NOT NULL,
     name TEXT NOT NULL,
     kind {int} NOT NULL,
     int_value {int},
     float_value {float},
     text_value TEXT,
-    source TEXT NOT NULL
+    source TEXT NOT NULL DEFAULT 'forward'
 );
 CREATE INDEX IF NOT EXISTS logs_by_name ON logs (name, run);
 CREATE TABLE IF NOT EXISTS checkpoints (

@@ -1,0 +1,71 @@
+"""dataframe options: runs, latest, params, several names across levels."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import trellis
+
+
+@pytest.fixture
+def two_scripts(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    project.write("train.py", """
+        import trellis
+        depth = trellis.arg("depth", 2)
+        for epoch in trellis.loop("epoch", range(2)):
+            trellis.log("loss", 1.0 / (epoch + depth))
+    """)
+    project.write("infer.py", """
+        import trellis
+        for doc in trellis.loop("document", ["a.pdf", "b.pdf"]):
+            for page in trellis.loop("page", range(2)):
+                trellis.log("segment", page == 0)
+        trellis.log("loss", 9.0)
+    """)
+    project.run("train.py", "--depth", "3")
+    project.run("train.py")
+    project.run("infer.py")
+    return project
+
+
+def test_runs_and_latest_filter_in_sql(two_scripts):
+    everything = trellis.dataframe("loss")
+    assert len(everything) == 5 and everything["run_id"].nunique() == 3
+    first = everything["run_id"].iloc[0]
+    only = trellis.dataframe("loss", runs=first[:8])
+    assert only["run_id"].unique().tolist() == [first]
+    assert only["loss"].tolist() == [1 / 3, 1 / 4]
+    newest = trellis.dataframe("loss", latest=True)
+    assert sorted(newest["filename"].unique()) == ["infer.py", "train.py"]
+    assert newest[newest["filename"] == "train.py"]["loss"].tolist() == [1 / 2, 1 / 3]
+    with pytest.raises(trellis.UnknownRunError):
+        trellis.dataframe("loss", runs="0000")
+
+
+def test_loops_with_values_and_bool_columns(two_scripts):
+    frame = trellis.dataframe("segment")
+    assert frame["document"].tolist() == [0, 0, 1, 1]
+    assert frame["document_value"].tolist() == ["a.pdf", "a.pdf", "b.pdf", "b.pdf"]
+    assert frame["page"].tolist() == [0, 1, 0, 1]
+    assert "page_value" not in frame
+    assert pd.api.types.is_bool_dtype(frame["segment"])
+    assert frame["segment"].tolist() == [True, False, True, False]
+
+
+def test_no_names_gives_a_row_per_run_with_params(two_scripts):
+    runs = trellis.dataframe()
+    assert len(runs) == 3
+    assert runs["filename"].tolist() == ["train.py", "train.py", "infer.py"]
+    assert runs["status"].tolist() == ["ok"] * 3
+    assert runs["depth"].tolist()[:2] == [3, 2] and pd.isna(runs["depth"].iloc[2])
+    assert pd.api.types.is_integer_dtype(runs["depth"])
+    assert (runs["duration"] > 0).all()
+
+
+def test_query_is_read_only(two_scripts):
+    assert trellis.query("SELECT COUNT(*) AS n FROM runs")["n"][0] == 3
+    with pytest.raises(trellis.TrellisError, match="query failed"):
+        trellis.query("DROP TABLE logs")
+    assert trellis.query("SELECT COUNT(*) AS n FROM logs")["n"][0] == 9
