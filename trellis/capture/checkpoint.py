@@ -35,6 +35,7 @@ class Checkpointer:
         elapsed = time.perf_counter() - self.loop_started
         if self.last_cost is not None and self.spent + self.last_cost > self.share * elapsed:
             return
+        run.registered.wait(60)  # the store must be open; waiting for it is not checkpoint cost
         started = time.perf_counter()
         try:
             self._save(run, iteration, index)
@@ -45,7 +46,6 @@ class Checkpointer:
         self.last_cost = cost
 
     def _save(self, run: "_runs.Run", iteration: int, index: int) -> None:
-        run.registered.wait(60)
         if run.store is None:
             return
         for name, obj in self.named.items():

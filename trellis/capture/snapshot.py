@@ -230,7 +230,7 @@ def _large_untracked(root: Path, env: dict[str, str], limit: int) -> list[str]:
 def _stage_all(root: Path, env: dict[str, str], skipped: list[str]) -> None:
     """``git add -A`` into the temporary index, leaving out the ``skipped`` files."""
     if not skipped:
-        _git(root, env, "-c", "advice.addEmbeddedRepo=false", "add", "-u")
+        _git(root, env, "-c", "advice.addEmbeddedRepo=false", "add", "-A")
         return
     pathspecs = ["."] + [f":(exclude,literal){name}" for name in skipped]
     _git(
