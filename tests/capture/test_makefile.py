@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -58,13 +59,16 @@ def project(tmp_path: Path) -> Path:
         f"""\
         PY := {sys.executable}
         PROBE := {PROBE}
-        LR ?= 0.1
+        LR := 0.1
 
         models/model.json: data/a.csv data/b.csv
             @$(PY) -c '$(PROBE)' --out $@
 
         reports/%.json: data/%.csv
             @$(PY) -c '$(PROBE)' --lr $(LR) $<
+
+        cleared/%.json: data/%.csv
+            @MAKEFLAGS= $(PY) -c '$(PROBE)' --lr $(LR) $<
 
         direct/%.json: data/%.csv
             @$(PY) probe.py $@
@@ -110,6 +114,13 @@ def test_pattern_rule_with_a_variable_tells_its_targets_apart(project: Path) -> 
         assert "LR=0.5" in context["make_command"]
 
 
+def test_command_line_variable_when_the_recipe_clears_makeflags(project: Path) -> None:
+    # Only make's own command line still says LR=0.5 (and it beats the makefile's `LR := 0.1`).
+    [context] = make(project, "LR=0.5", "cleared/a.json")
+    assert context["target"] == "cleared/a.json"
+    assert context["recipe"] == [f"MAKEFLAGS= {sys.executable} -c '{PROBE}' --lr 0.5 data/a.csv"]
+
+
 def test_command_executed_without_a_shell(project: Path) -> None:
     [context] = make(project, "direct/a.json")
     assert context["target"] == "direct/a.json"
@@ -124,6 +135,8 @@ def test_sub_make_with_directory_file_and_inherited_variable(tmp_path: Path) -> 
     write(
         root / "stage/build.mk",
         f"""\
+        TAG := dev
+
         features.parquet: raw.csv | cache
             @{sys.executable} -c '{PROBE}' --tag $(TAG) \\
               --seed 3 > $@.json; cat $@.json
@@ -141,11 +154,20 @@ def test_sub_make_with_directory_file_and_inherited_variable(tmp_path: Path) -> 
     assert context["directory"] == str(stage)
     assert context["makefile"] == str(stage / "build.mk")
     assert context["goals"] == ["features.parquet"]
-    assert context["make_command"][-4:] == ["-C", "stage", "-f", "build.mk", "features.parquet"][-4:]
-    # TAG reached the sub-make through MAKEFLAGS only, not on its command line.
+    assert context["make_command"] == ["make", "-C", "stage", "-f", "build.mk", "features.parquet"]
+    # TAG=v7 reached the sub-make through MAKEFLAGS only, not on its command line, and beats
+    # the makefile's own `TAG := dev` as a command-line variable does.
     assert context["recipe"] == [
         f"{sys.executable} -c '{PROBE}' --tag v7 \\\n  --seed 3 > features.parquet.json; cat features.parquet.json"
     ]
+
+
+def test_flags_of_the_running_make_stay_out_of_the_dry_runs(project: Path) -> None:
+    # --debug reaches children through MAKEFLAGS; in a dry run it would mix its messages
+    # into the recipe.
+    [context] = make(project, "--debug=b", "-k", "models/model.json")
+    assert context["target"] == "models/model.json"
+    assert context["recipe"] == [f"{sys.executable} -c '{PROBE}' --out models/model.json"]
 
 
 def test_recipe_lines_make_runs_even_when_dry_do_not_recurse(tmp_path: Path) -> None:
@@ -198,18 +220,19 @@ def test_parent_command_secrets_are_masked(tmp_path: Path) -> None:
 
 
 def test_makelevel_without_a_make_process(tmp_path: Path) -> None:
-    # MAKELEVEL leaks into everything a recipe starts; without a make ancestor it is a command.
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=tmp_path,
-        env=clean_env(MAKELEVEL="1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    context = json.loads(done.stdout)
+    # MAKELEVEL leaks into everything a recipe starts (a notebook server, a daemon): with no
+    # make among the ancestors, it is a plain command. The probe is orphaned on purpose, so
+    # that no make above pytest (`make test`) is among its ancestors either.
+    out = tmp_path / "context.json"
+    code = "import time; time.sleep(0.5); " + PROBE
+    launcher = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {code!r}], stdout=open({str(out)!r}, 'w'))"
+    subprocess.run([sys.executable, "-c", launcher], env=clean_env(MAKELEVEL="1"), check=True, timeout=60)
+    deadline = time.monotonic() + 60
+    while not out.read_text().endswith("\n") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    context = json.loads(out.read_text())
     assert context["kind"] == "command"
-    assert context["parent_command"][:1] != ["make"]
+    assert "error" not in context
 
 
 def test_in_process_without_make(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,4 +241,4 @@ def test_in_process_without_make(monkeypatch: pytest.MonkeyPatch) -> None:
     context = build_context()
     assert context["kind"] == "command"
     with open(f"/proc/{os.getppid()}/cmdline", "rb") as cmdline:
-        assert context["parent_command"][: 1] == [os.fsdecode(cmdline.read().split(b"\0")[0])]
+        assert context["parent_command"][:1] == [os.fsdecode(cmdline.read().split(b"\0")[0])]

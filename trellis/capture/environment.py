@@ -100,8 +100,8 @@ def is_secret_name(name: str) -> bool:
 def mask_secrets(argv: list[str]) -> list[str]:
     """Return a copy of ``argv`` with the values of secret-named arguments replaced by ``***``.
 
-    Handles ``--api-key VALUE``, ``--api_key=VALUE`` and ``NAME=VALUE`` arguments; everything
-    else is kept as it is. After a secret-named option without ``=``, the next argument is
+    Handles ``--api-key VALUE``, ``--api_key=VALUE``, ``NAME=VALUE`` and ``--env=NAME=VALUE``
+    arguments; everything else is kept as it is. After a secret-named option without ``=``, the next argument is
     masked unless it is itself a long option (``--…``).
     """
     masked: list[str] = []
@@ -111,19 +111,22 @@ def mask_secrets(argv: list[str]) -> list[str]:
             masked.append(MASK)
             hide_next = False
             continue
-        hide_next = False
-        name, has_value, _ = arg.partition("=")
-        if arg.startswith("-") and len(arg) > 1:
-            if not has_value:
-                masked.append(arg)
-                hide_next = is_secret_name(arg)
-            else:
-                masked.append(f"{name}={MASK}" if is_secret_name(name) else arg)
-        elif has_value and _ASSIGNMENT_NAME.fullmatch(name) and is_secret_name(name):
-            masked.append(f"{name}={MASK}")
-        else:
-            masked.append(arg)
+        hide_next = arg.startswith("-") and "=" not in arg and is_secret_name(arg)
+        masked.append(_mask_assignment(arg))
     return masked
+
+
+def _mask_assignment(arg: str) -> str:
+    """Mask the value of ``NAME=VALUE`` or ``--name=VALUE`` when the name is a secret's.
+
+    A value that is itself such an assignment is masked in turn: ``--env=API_KEY=x``.
+    """
+    name, has_value, value = arg.partition("=")
+    if not has_value or not (name.startswith("-") or _ASSIGNMENT_NAME.fullmatch(name)):
+        return arg
+    if is_secret_name(name):
+        return f"{name}={MASK}"
+    return f"{name}={_mask_assignment(value)}"
 
 
 def _memory_total() -> int | None:

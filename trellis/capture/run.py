@@ -232,10 +232,13 @@ class Run:
                 add((base + seq, run, base + iteration, name, *cell(value)))
         iteration_rows = []
         still_open = []
+        loops: dict[tuple[str, int], bool] = {}
         for record in iterations:
             iteration_id, parent, loop, depth, index, item, started, ended = record
             if ended is None:
                 still_open.append(record)
+            if item is not None or (loop, depth) not in loops:
+                loops[loop, depth] = loops.get((loop, depth), False) or item is not None
             iteration_rows.append((
                 base + iteration_id, run, base + parent, loop, depth, index,
                 None if item is None else json.dumps(item), started, ended,
@@ -265,6 +268,16 @@ class Run:
             )
             store.executemany(
                 "UPDATE iterations SET ended = ? WHERE id = ?", [(r[7], base + r[0]) for r in closed]
+            )
+            # A summary of the loops, so readers need not scan every iteration to find them.
+            store.executemany(
+                "INSERT INTO loops (run, loop, depth, has_values) VALUES (?, ?, ?, 0)"
+                " ON CONFLICT (run, loop, depth) DO NOTHING",
+                [(run, loop, depth) for loop, depth in loops],
+            )
+            store.executemany(
+                "UPDATE loops SET has_values = 1 WHERE run = ? AND loop = ? AND depth = ?",
+                [(run, loop, depth) for (loop, depth), shown in loops.items() if shown],
             )
             store.executemany(
                 "INSERT INTO logs (id, run, iteration, name, kind, int_value, float_value,"

@@ -18,7 +18,7 @@ from trellis.queries.frames import read_frame
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
-from trellis.store.schema import BOOL, FLOAT, INT, INT_KINDS, TEXT, TEXT_KINDS
+from trellis.store.schema import BOOL, FLOAT, INT, INT_KINDS, NONE, RUN_SHIFT, TEXT, TEXT_KINDS
 
 DIMENSIONS = ["projid", "run_id", "tstamp", "filename"]
 _KEY = ["run", "iteration", "occurrence"]
@@ -63,9 +63,12 @@ def dataframe(
     if not names:
         return runs_frame(store, run_ids)
     names = list(dict.fromkeys(names))
-    known = {name for (name,) in store.execute("SELECT DISTINCT name FROM logs")}
-    unknown = [name for name in names if name not in known]
+    unknown = [
+        name for name in names
+        if not store.execute("SELECT 1 FROM logs WHERE name = ? LIMIT 1", (name,))
+    ]
     if unknown:
+        known = {name for (name,) in store.execute("SELECT DISTINCT name FROM logs")}
         listed = ", ".join(sorted(known)) or "none yet"
         raise UnknownNameError(
             f"nothing was logged as {', '.join(map(repr, unknown))}; logged names: {listed}"
@@ -78,39 +81,42 @@ def dataframe(
 
 
 def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> pd.DataFrame:
+    """Columns run, seq (the log key, in log order), iteration, code (of the name), kind, value."""
     where = f"name IN {_in(names)}"
     params: list[Any] = list(names)
     if run_ids is not None:
         where += f" AND run IN {_in(run_ids)}"
         params += run_ids
-    columns = ["run", "seq", "iteration", "name", "kind", "value"]  # seq: the log key, in log order
+    # Names travel as small integers (a million repeated strings cost more than the values),
+    # and not at all when there is one; the run is the high half of the key.
+    single = len(names) == 1
+    code = "" if single else "CASE name " + "WHEN ? THEN ? " * len(names) + "END AS code, "
+    code_params: list[Any] = [] if single else [x for i, n in enumerate(names) for x in (n, i)]
     queries = [
-        (f"SELECT run, id, iteration, name, kind, int_value FROM logs WHERE {where} AND kind IN {_in(INT_KINDS)}",
-         list(INT_KINDS)),
-        # NULL floats are NaNs (SQLite cannot store NaN); the typed column must carry no NULLs.
-        (f"SELECT run, id, iteration, name, kind, COALESCE(float_value, 0.0), text_value IS NOT NULL"
-         f" FROM logs WHERE {where} AND kind = ?", [FLOAT]),
-        (f"SELECT run, id, iteration, name, kind, text_value FROM logs WHERE {where} AND kind IN {_in(TEXT_KINDS)}",
-         list(TEXT_KINDS)),
-        (f"SELECT run, id, iteration, name, kind, 0 FROM logs WHERE {where} AND kind = 0", []),
+        (f"kind, int_value FROM logs WHERE {where} AND kind IN {_in(INT_KINDS)}", list(INT_KINDS), None),
+        # A NULL float is a NaN: SQLite cannot store NaN.
+        (f"float_value FROM logs WHERE {where} AND kind = ?", [FLOAT], FLOAT),
+        (f"kind, text_value FROM logs WHERE {where} AND kind IN {_in(TEXT_KINDS)}", list(TEXT_KINDS), None),
+        (f"NULL FROM logs WHERE {where} AND kind = ?", [NONE], NONE),
     ]
     parts = []
-    for number, (sql, kinds) in enumerate(queries):
-        part = read_frame(
-            store, sql, params + kinds, columns + (["is_nan"] if number == 1 else [])
-        )
+    for tail, kinds, constant_kind in queries:
+        columns = ["seq", "iteration"] + ([] if single else ["code"])
+        columns += ["value"] if constant_kind is not None else ["kind", "value"]
+        sql = f"SELECT id, iteration, {code}{tail}"
+        part = read_frame(store, sql, code_params + params + kinds, columns)
         if part.empty:
             continue
-        if number == 1:
-            values = part["value"].astype("float64")
-            values[part["is_nan"].astype(bool)] = np.nan
-            part = part.drop(columns="is_nan").assign(value=values)
-        elif number == 3:
-            part["value"] = None
+        if constant_kind is not None:
+            part["kind"] = constant_kind
+        if single:
+            part["code"] = 0
         parts.append(part)
     if not parts:
-        return pd.DataFrame(columns=columns)
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        return pd.DataFrame(columns=["run", "seq", "iteration", "code", "kind", "value"])
+    long = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    long["run"] = long["seq"].to_numpy(np.int64) >> RUN_SHIFT
+    return long
 
 
 def _typed(part: pd.DataFrame) -> pd.Series:
@@ -138,14 +144,20 @@ def _typed(part: pd.DataFrame) -> pd.Series:
 def _widen(long: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     if long.empty:
         return pd.DataFrame(columns=["run", "iteration", "seq", *names])
-    long = long.sort_values(["run", "seq"], kind="stable")
-    if long.duplicated(["run", "iteration", "name"]).any():
-        long["occurrence"] = long.groupby(["run", "iteration", "name"]).cumcount()
+    if not long["seq"].is_monotonic_increasing:
+        long = long.sort_values("seq", kind="stable")
+    # Iteration keys are unique across runs, so (iteration, name) identifies a coordinate.
+    if len(names) == 1:
+        repeated = not pd.Index(long["iteration"]).is_unique
+    else:
+        repeated = long.duplicated(["iteration", "code"]).any()
+    if repeated:
+        long["occurrence"] = long.groupby(["iteration", "code"]).cumcount()
     else:
         long["occurrence"] = 0
     wide: pd.DataFrame | None = None
-    for name in names:
-        part = long[long["name"] == name]
+    for code, name in enumerate(names):
+        part = long if len(names) == 1 else long[long["code"] == code]
         column = part[_KEY + ["seq"]].copy()
         column[name] = _typed(part)
         if wide is None:
@@ -155,7 +167,9 @@ def _widen(long: pd.DataFrame, names: list[str]) -> pd.DataFrame:
             wide["seq"] = wide[["seq", "seq_other"]].min(axis=1)
             wide = wide.drop(columns="seq_other")
     assert wide is not None
-    return wide.sort_values(["run", "seq"], kind="stable").reset_index(drop=True)
+    if len(names) > 1:
+        wide = wide.sort_values("seq", kind="stable")
+    return wide.reset_index(drop=True)
 
 
 def _narrow(column: pd.Series) -> pd.Series:
@@ -201,38 +215,51 @@ def _coordinates(
     empty = pd.DataFrame(index=wide.index)
     if not run_ids:
         return empty, []
+    # Iteration keys start with the run, so each run is a range of the primary key.
+    run_filter = " OR ".join(["id BETWEEN ? AND ?"] * len(run_ids))
+    bounds = [b for run in run_ids for b in (run << RUN_SHIFT, ((run + 1) << RUN_SHIFT) - 1)]
+    loops = store.execute(
+        f"SELECT loop, MIN(depth), MAX(has_values) FROM loops WHERE run IN {_in(run_ids)}"
+        " GROUP BY loop",
+        run_ids,
+    )
+    if not loops:
+        return empty, []
+    order = [loop for loop, *_ in sorted(loops, key=lambda row: (row[1], row[0]))]
+    code = "CASE loop " + "WHEN ? THEN ? " * len(order) + "END"
     iterations = read_frame(
         store,
-        f"SELECT run, id, parent, loop, depth, idx, COALESCE(value, '') FROM iterations"
-        f" WHERE run IN {_in(run_ids)}",
-        run_ids,
-        ["run", "id", "parent", "loop", "depth", "idx", "value"],
+        f"SELECT id, parent, idx, {code} FROM iterations WHERE {run_filter} ORDER BY id",
+        [x for i, loop in enumerate(order) for x in (loop, i)] + bounds,
+        ["id", "parent", "idx", "loop"],
     )
-    if iterations.empty:
-        return empty, []
+    shown: dict[int, str] = {}
+    if any(has_values for *_, has_values in loops):
+        shown = dict(store.execute(
+            f"SELECT id, value FROM iterations WHERE ({run_filter}) AND value IS NOT NULL", bounds
+        ))
     lookup = pd.Index(iterations["id"].to_numpy(np.int64))
     parents = iterations["parent"].to_numpy(np.int64)
-    loop_names = iterations["loop"].to_numpy(object)
+    loop_codes = iterations["loop"].to_numpy(np.int64)
     indexes = iterations["idx"].to_numpy(np.int64)
-    values = iterations["value"].to_numpy(object)
-    order = (
-        iterations.groupby("loop")["depth"].min().sort_values(kind="stable").index.tolist()
-    )
+    ids = iterations["id"].to_numpy(np.int64)
     rows = len(wide)
     index_columns = {loop: np.full(rows, -1, dtype=np.int64) for loop in order}
     value_columns: dict[str, np.ndarray] = {}
     position = lookup.get_indexer(wide["iteration"].to_numpy(np.int64))
     while (found := position >= 0).any():
         at = position[found]
-        for loop in pd.unique(loop_names[at]):
+        for number in pd.unique(loop_codes[at]):
+            loop = order[number]
             here = found.copy()
-            here[found] = loop_names[at] == loop
+            here[found] = loop_codes[at] == number
             chosen = position[here]
             index_columns[loop][here] = indexes[chosen]
-            shown = values[chosen]
-            if (shown != "").any():
-                column = value_columns.setdefault(loop, np.full(rows, None, dtype=object))
-                column[here] = [json.loads(v) if v else None for v in shown]
+            if shown:
+                items = [shown.get(i) for i in ids[chosen].tolist()]
+                if any(item is not None for item in items):
+                    column = value_columns.setdefault(loop, np.full(rows, None, dtype=object))
+                    column[here] = [None if v is None else json.loads(v) for v in items]
         next_keys = np.full(rows, -1, dtype=np.int64)
         next_keys[found] = parents[position[found]]
         position = np.where(found, lookup.get_indexer(next_keys), -1)

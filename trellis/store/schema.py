@@ -74,6 +74,13 @@ CREATE TABLE IF NOT EXISTS iterations (
     started {float} NOT NULL,
     ended {float}
 );
+CREATE TABLE IF NOT EXISTS loops (
+    run {int} NOT NULL,
+    loop TEXT NOT NULL,
+    depth {int} NOT NULL,
+    has_values {int} NOT NULL,
+    PRIMARY KEY (run, loop, depth)
+);
 CREATE TABLE IF NOT EXISTS logs (
     id {key},
     run {int} NOT NULL,
