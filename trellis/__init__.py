@@ -69,9 +69,21 @@ def dataframe(
 
     store = _read_store()
     try:
-        return build(store, list(names), runs=runs, latest=latest)
+        frame = build(store, list(names), runs=runs, latest=latest)
     finally:
         store.close()
+    _note_input(frame["run_id"].unique().tolist() if len(frame) else [], "dataframe",
+                ",".join(names) or "params")
+    return frame
+
+
+def _note_input(sources: list[str], via: str, detail: str) -> None:
+    """A script that reads other runs' values depends on those runs: record it for lineage."""
+    from trellis.capture.run import current
+
+    run = current()
+    if run is not None and sources:
+        run.record_input(sources, via, detail)
 
 
 def query(sql: str, params: Sequence[Any] = ()) -> "pandas.DataFrame":
@@ -117,11 +129,16 @@ def load_checkpoint(run: str, iteration: int | None = None, **into: Any) -> dict
     """
     from trellis.queries.checkpoints import load_checkpoint as load
 
+    from trellis.queries.runs import resolve
+
     store = _read_store()
     try:
-        return load(store, run, iteration, into)
+        states = load(store, run, iteration, into)
+        source = resolve(store, run)["uuid"]
     finally:
         store.close()
+    _note_input([source], "checkpoint", ",".join(states))
+    return states
 
 
 for _name in __all__:

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from trellis.capture.environment import _nvidia_gpus, describe_environment, is_secret_name, mask_secrets
+from trellis.capture.environment import (
+    _nvidia_gpus,
+    describe_environment,
+    is_secret_name,
+    mask_secrets,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DESCRIBE = (
@@ -114,15 +119,21 @@ def test_nvidia_gpus_from_the_driver_files(tmp_path: Path) -> None:
 
     assert driver_version == "535.104.05"
     assert gpus == [
-        {"model": "NVIDIA A100-SXM4-40GB", "uuid": "GPU-aaaa", "video_bios": "92.00.19.00.01", "bus_location": "0000:07:00.0"},
-        {"model": "NVIDIA A100-SXM4-40GB", "uuid": "GPU-bbbb", "video_bios": "92.00.19.00.01", "bus_location": "0000:81:00.0"},
-    ]  # fmt: skip
+        {
+            "model": "NVIDIA A100-SXM4-40GB",
+            "uuid": f"GPU-{letter * 4}",
+            "video_bios": "92.00.19.00.01",
+            "bus_location": bus,
+        }
+        for letter, bus in [("a", "0000:07:00.0"), ("b", "0000:81:00.0")]
+    ]
     assert _nvidia_gpus(tmp_path / "no-driver") == ([], None)
 
 
 def test_open_kernel_module_driver_version(tmp_path: Path) -> None:
     (tmp_path / "version").write_text(
-        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.15  Release Build  (dvs-builder@U16-I3-B11-2)\n"
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.15  Release Build"
+        "  (dvs-builder@U16-I3-B11-2)\n"
     )
     assert _nvidia_gpus(tmp_path) == ([], "550.54.15")
 
@@ -180,8 +191,14 @@ def test_capture_modules_import_only_the_standard_library() -> None:
         "import trellis.capture.environment, trellis.capture.makefile, trellis.capture.snapshot\n"
         "print('\\n'.join(sorted(set(sys.modules) - before)))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     added = {name.split(".")[0] for name in done.stdout.split()}
     assert added - {"trellis"} <= set(sys.stdlib_module_names) | {"_virtualenv"}
     assert "importlib.metadata" not in done.stdout.split()  # imported only when describing

@@ -17,7 +17,10 @@ import pytest
 from trellis.capture.makefile import PROBE_VAR, build_context
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = "import json; from trellis.capture.makefile import build_context; print(json.dumps(build_context()))"
+PROBE = (
+    "import json; from trellis.capture.makefile import build_context; "
+    "print(json.dumps(build_context()))"
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 
@@ -119,6 +122,45 @@ def test_command_line_variable_when_the_recipe_clears_makeflags(project: Path) -
     [context] = make(project, "LR=0.5", "cleared/a.json")
     assert context["target"] == "cleared/a.json"
     assert context["recipe"] == [f"MAKEFLAGS= {sys.executable} -c '{PROBE}' --lr 0.5 data/a.csv"]
+
+
+def test_oneshell_recipe_is_matched_as_a_whole(tmp_path: Path) -> None:
+    root = tmp_path / "oneshell"
+    write(root / "in.csv", "x\n")
+    write(
+        root / "Makefile",
+        f"""\
+        .ONESHELL:
+        out.json: in.csv
+            @cd .
+            {sys.executable} -c '{PROBE}' --in $<
+            echo done >&2
+        """,
+    )
+    [context] = make(root)
+    assert context["target"] == "out.json"
+    assert context["prerequisites"] == ["in.csv"]
+    assert context["recipe"][1] == f"{sys.executable} -c '{PROBE}' --in in.csv"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_command_the_shell_replaced_itself_with(tmp_path: Path) -> None:
+    # bash execs the last command of `cd . && cmd`: make is then our parent, and our argv is
+    # only part of the recipe line's words.
+    root = tmp_path / "bash"
+    write(
+        root / "Makefile",
+        f"""\
+        SHELL := {shutil.which("bash")}
+        first.json:
+            cd . && {sys.executable} -c '{PROBE}' --which first
+        second.json:
+            cd . && {sys.executable} -c '{PROBE}' --which second
+        """,
+    )
+    [context] = make(root, "-s", "second.json")
+    assert context["target"] == "second.json"
+    assert context["recipe"] == [f"cd . && {sys.executable} -c '{PROBE}' --which second"]
 
 
 def test_command_executed_without_a_shell(project: Path) -> None:
@@ -225,8 +267,12 @@ def test_makelevel_without_a_make_process(tmp_path: Path) -> None:
     # that no make above pytest (`make test`) is among its ancestors either.
     out = tmp_path / "context.json"
     code = "import time; time.sleep(0.5); " + PROBE
-    launcher = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {code!r}], stdout=open({str(out)!r}, 'w'))"
-    subprocess.run([sys.executable, "-c", launcher], env=clean_env(MAKELEVEL="1"), check=True, timeout=60)
+    launcher = (
+        "import subprocess, sys; "
+        f"subprocess.Popen([sys.executable, '-c', {code!r}], stdout=open({str(out)!r}, 'w'))"
+    )
+    env = clean_env(MAKELEVEL="1")
+    subprocess.run([sys.executable, "-c", launcher], env=env, check=True, timeout=60)
     deadline = time.monotonic() + 60
     while not out.read_text().endswith("\n") and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -27,12 +27,13 @@ def bare_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
     for name in list(os.environ):
-        if name.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_")) or name in ("EMAIL", "GIT_DIR", "GIT_INDEX_FILE"):
+        if name.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_", "GIT_DIR", "GIT_INDEX")) or name == "EMAIL":
             monkeypatch.delenv(name)
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def write(path: Path, text: str) -> None:
@@ -237,7 +238,8 @@ def test_concurrent_processes_get_distinct_snapshots(project: Path) -> None:
         "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
         "print(json.dumps(take_snapshot(Path(sys.argv[1]), sys.argv[3])))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath}
     start = str(time.time() + 1.5)  # all four start snapshotting at the same moment
     procs = [
         subprocess.Popen(

@@ -49,7 +49,12 @@ ENV_ALLOWLIST = (
 """The only environment variables recorded: those that can change what a run computes."""
 
 _NVIDIA = Path("/proc/driver/nvidia")
-_GPU_FIELDS = {"Model": "model", "GPU UUID": "uuid", "Bus Location": "bus_location", "Video BIOS": "video_bios"}
+_GPU_FIELDS = {
+    "Model": "model",
+    "GPU UUID": "uuid",
+    "Bus Location": "bus_location",
+    "Video BIOS": "video_bios",
+}
 _DRIVER_VERSION = re.compile(r"Kernel Module\b.*?\s(\d+\.\d+(?:\.\d+)?)\s")
 
 # "token" also occurs in names that hold no secret: --tokenizer, --max_tokens (a count).
@@ -101,8 +106,8 @@ def mask_secrets(argv: list[str]) -> list[str]:
     """Return a copy of ``argv`` with the values of secret-named arguments replaced by ``***``.
 
     Handles ``--api-key VALUE``, ``--api_key=VALUE``, ``NAME=VALUE`` and ``--env=NAME=VALUE``
-    arguments; everything else is kept as it is. After a secret-named option without ``=``, the next argument is
-    masked unless it is itself a long option (``--…``).
+    arguments; everything else is kept as it is. After a secret-named option without ``=``,
+    the next argument is masked unless it is itself a long option (``--…``).
     """
     masked: list[str] = []
     hide_next = False

@@ -64,9 +64,15 @@ _LONG_WITH_ARG = {
     "eval",
 }
 _LONG_KEPT_WITH_ARG = {"file": "-f", "makefile": "-f", "include-dir": "-I", "eval": "--eval"}
-_LONG_KEPT_FLAGS = {"environment-overrides": "-e", "no-builtin-rules": "-r", "no-builtin-variables": "-R"}
+_LONG_KEPT_FLAGS = {
+    "environment-overrides": "-e",
+    "no-builtin-rules": "-r",
+    "no-builtin-variables": "-R",
+}
 
-_TRACE_LINE = re.compile(r"^(?:.*:\d+|<builtin>): (?:update )?target '(?P<target>.+)' (?:does not exist|due to: .*)$")
+_TRACE_LINE = re.compile(
+    r"^(?:.*:\d+|<builtin>): (?:update )?target '(?P<target>.+)' (?:does not exist|due to: .*)$"
+)
 _MAKE_MESSAGE = re.compile(r"^\S*make(?:\[\d+\])?: ")
 _RULE_LINE = re.compile(r"^(?P<target>.+?)::?(?:\s+(?P<prerequisites>.*))?$")
 _DEFAULT_GOAL = re.compile(r"^\.DEFAULT_GOAL :?= (?P<goal>.*)$", re.MULTILINE)
@@ -85,7 +91,8 @@ def build_context() -> dict:
     if "MAKELEVEL" not in os.environ:
         return {"kind": "command", "parent_command": mask_secrets(_cmdline(os.getppid()))}
     if not _PROC.is_dir():
-        return {"kind": "command", "parent_command": [], "error": "started by make, but /proc is not available"}
+        error = "started by make, but /proc is not available"
+        return {"kind": "command", "parent_command": [], "error": error}
     result: dict = {
         "kind": "make",
         "target": None,
@@ -113,13 +120,14 @@ def build_context() -> dict:
             result["error"] = "inside trellis's own dry run of make; not analysed again"
             return result
 
-        make = [_make_executable(make_pid, make_argv), *options, *_makeflags_overrides(), *overrides]
+        make = [_make_executable(make_pid, make_argv), *options]
+        make += [*_makeflags_overrides(), *overrides]  # later ones win, as on make's command line
         trace = _run_make(directory, [*make, "-nB", "--trace", *goals])
         match = _find_recipe(_parse_trace(trace.stdout), child_argv)
         database = _run_make(directory, [*make, "-pnqrR", *([match[0]] if match else goals)])
         if not goals:
             default = _DEFAULT_GOAL.search(database.stdout)
-            result["goals"] = [default["goal"].strip()] if default else []
+            result["goals"] = default["goal"].split() if default else []
         if match is None:
             reason = _last_line(trace.stderr) if trace.returncode else ""
             result["error"] = reason or "no recipe line of make's goals started this process"
@@ -171,7 +179,7 @@ def _find_make() -> tuple[int, list[str]] | None:
 
 
 def _parse_make_args(args: list[str]) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Split make's arguments into (goals, makefiles, options to pass on, ``VAR=value`` overrides)."""
+    """Split make's arguments into goals, makefiles, options to pass on and ``VAR=value``s."""
     goals: list[str] = []
     makefiles: list[str] = []
     options: list[str] = []
@@ -311,7 +319,9 @@ def _parse_trace(output: str) -> list[tuple[str, list[str]]]:
     return recipes
 
 
-def _find_recipe(recipes: list[tuple[str, list[str]]], argv: list[str]) -> tuple[str, list[str]] | None:
+def _find_recipe(
+    recipes: list[tuple[str, list[str]]], argv: list[str]
+) -> tuple[str, list[str]] | None:
     """Return the ``(target, recipe)`` whose recipe best matches ``argv``, or None.
 
     Best is the shell's command string equal to a recipe line (or, with ``.ONESHELL``, to the
@@ -332,7 +342,8 @@ def _match_score(line: str, argv: list[str]) -> int:
     """Score how well a recipe line matches argv: 3 shell command string, 2 argv, 1 part of it."""
     if not argv or not line.strip():
         return 0
-    if len(argv) >= 3 and argv[-2].startswith("-") and "c" in argv[-2] and argv[-1].strip() == line.strip():
+    shell_flag = len(argv) >= 3 and argv[-2].startswith("-") and "c" in argv[-2]
+    if shell_flag and argv[-1].strip() == line.strip():
         return 3
     words = _words(line)
     size = len(argv)

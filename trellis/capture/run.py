@@ -59,6 +59,9 @@ class Run:
         self.params: dict[str, tuple[Any, str]] = {}
         self.params_written: set[str] = set()
         self.checkpoints: deque = deque()
+        self.inputs: deque = deque()
+        self.files: Any = None
+        self.pending_files: list = []
         self.open_iterations: list[list] = []
         self.seq = 0
         self.status: str | None = None
@@ -87,6 +90,8 @@ class Run:
     # -- the recorder thread ----------------------------------------------------------------
 
     def _record(self) -> None:
+        if self.files is not None:
+            self.files.quiet(threading.current_thread())
         if not self._register():
             return
         self._capture_context()
@@ -130,6 +135,8 @@ class Run:
             return False
         finally:
             self.registered.set()
+        if self.files is not None:
+            self.files.ignored += (str(Path(self.store.location).parent) + os.sep,)
         self._mark_dead_runs_interrupted()
         return True
 
@@ -197,8 +204,12 @@ class Run:
 
     # -- flushing ---------------------------------------------------------------------------
 
-    def flush(self, final: bool = False) -> None:
-        """Write everything buffered in one transaction; on failure keep it for the next try."""
+    def flush(self, final: bool = False, consistent: bool = False) -> None:
+        """Write everything buffered in one transaction; on failure keep it for the next try.
+
+        A ``consistent`` flush (``commit`` or the end) also records the files written so far,
+        which are only hashed once the program says its writes are complete.
+        """
         with self.flush_lock:
             if self.run_id is None:
                 if self.recorder.is_alive() or self.recorder.ident is None:
@@ -208,15 +219,28 @@ class Run:
             values = _drain(_values)
             iterations = _drain(self.iterations)
             checkpoints = _drain(self.checkpoints)
+            inputs = _drain(self.inputs)
+            files: list = []
+            if self.files is not None:
+                try:
+                    files = self.files.drain(include_writes=final or consistent)
+                except Exception as error:
+                    self.problem("hashing files", error)
+            files, self.pending_files = self.pending_files + files, []
             try:
-                self._write(values, iterations, checkpoints, final)
+                self._write(values, iterations, checkpoints, final, files, inputs)
             except Exception as error:
                 _values.extendleft(reversed(values))
                 self.iterations.extendleft(reversed(iterations))
                 self.checkpoints.extendleft(reversed(checkpoints))
+                self.inputs.extendleft(reversed(inputs))
+                self.pending_files = files
                 self.problem("writing to the store", error)
 
-    def _write(self, values: list, iterations: list, checkpoints: list, final: bool) -> None:
+    def _write(
+        self, values: list, iterations: list, checkpoints: list, final: bool, files: list,
+        inputs: list,
+    ) -> None:
         run = self.run_id
         base = run << RUN_SHIFT
         seq = self.seq
@@ -295,6 +319,14 @@ class Run:
                 " DO NOTHING",
                 [(run, base + iteration, *rest) for iteration, *rest in checkpoints],
             )
+            store.executemany(
+                "INSERT INTO files (run, path, mode, hash, size, at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(run, *event) for event in files],
+            )
+            store.executemany(
+                "INSERT INTO run_inputs (run, source, via, detail, at) VALUES (?, ?, ?, ?, ?)",
+                [(run, *entry) for entry in inputs],
+            )
             assignments = ", ".join(f"{column} = ?" for column in run_updates)
             store.execute(
                 f"UPDATE runs SET {assignments} WHERE id = ?", (*run_updates.values(), run)
@@ -316,6 +348,13 @@ class Run:
         self.flush(final=True)
         if self.out is not None and self.err is not None:
             streams.uninstall(self.out, self.err)
+
+    def record_input(self, sources: list[str], via: str, detail: str) -> None:
+        """This run read what other runs recorded (their values, their checkpoints)."""
+        now = time.time()
+        for source in sources:
+            if source != self.uuid:
+                self.inputs.append((source, via, detail, now))
 
     def fail(self, status: str, error: str) -> None:
         if self.status is None:
@@ -358,6 +397,11 @@ def begin(kind: str = "script") -> Run | None:
         _echo = _config.echo()
         if sys.stdout is not None and sys.stderr is not None:
             run.out, run.err = streams.install(_config.stream_limit())
+        from trellis.capture import files
+        from trellis.store.connection import STORE_DIR, project_root
+
+        root = project_root(run.cwd)
+        run.files = files.watch(root, root / STORE_DIR)
         _run = run
         run.recorder.start()
         atexit.register(_at_exit)
@@ -435,7 +479,7 @@ def commit() -> None:
     """Write what is buffered now, in one transaction: a consistent point of the run."""
     run = _run if _run is not None else begin()
     if run is not None:
-        run.flush()
+        run.flush(consistent=True)
 
 
 class loop:

@@ -71,17 +71,19 @@ def find_git_root(start: Path) -> Path | None:
     return None
 
 
-def take_snapshot(root: Path, run_uuid: str, *, max_untracked_size: int = MAX_UNTRACKED_SIZE) -> dict:
+def take_snapshot(
+    root: Path, run_uuid: str, *, max_untracked_size: int = MAX_UNTRACKED_SIZE
+) -> dict:
     """Commit the working tree under ``root`` to ``refs/trellis/runs/<run_uuid>``.
 
     ``root`` is the top of the working tree, as ``find_git_root`` returns it.
 
     Returns ``{"commit", "ref", "head", "branch", "dirty"}`` and, when untracked files were too
-    large to include, ``"skipped"`` (their paths). ``head`` and ``branch`` are None on a
-    detached HEAD / in a repository without commits respectively where they do not exist.
-    ``dirty`` is True when the snapshot's tree differs from HEAD's (for a repository without
-    commits: when the tree is not empty). On failure, an ``"error"`` key says why and the keys
-    that could not be filled are None.
+    large to include, ``"skipped"`` (their paths). ``head`` is None before the first commit,
+    ``branch`` (the short name, also before the first commit) None on a detached HEAD.
+    ``dirty`` is True when the snapshot's tree differs from HEAD's (in a repository without
+    commits: when it is not empty). On failure, an ``"error"`` key says why and the keys that
+    could not be filled are None.
     """
     ref = REF_PREFIX + run_uuid
     result: dict = {"commit": None, "ref": ref, "head": None, "branch": None, "dirty": None}
@@ -103,7 +105,10 @@ def take_snapshot(root: Path, run_uuid: str, *, max_untracked_size: int = MAX_UN
             result["skipped"] = skipped
         tree = _git(root, env, "write-tree")
 
-        base_tree = _git(root, env, "rev-parse", f"{head}^{{tree}}") if head else _empty_tree(root, env)
+        if head:
+            base_tree = _git(root, env, "rev-parse", f"{head}^{{tree}}")
+        else:
+            base_tree = _empty_tree(root, env)
         result["dirty"] = tree != base_tree
 
         parents = ["-p", head] if head else []
@@ -125,7 +130,9 @@ def snapshot_files(root: Path, commit: str) -> list[str]:
     Returns an empty list when the commit cannot be read.
     """
     try:
-        listing = _git(Path(root), _git_env(), "ls-tree", "-r", "-z", "--name-only", commit, strip=False)
+        listing = _git(
+            Path(root), _git_env(), "ls-tree", "-r", "-z", "--name-only", commit, strip=False
+        )
     except (_GitError, OSError, subprocess.SubprocessError, ValueError):
         return []
     return [name for name in listing.split("\0") if name]
@@ -156,7 +163,7 @@ def snapshot_source(root: Path, commit: str, path: str) -> str | None:
 
 
 def _git_env() -> dict[str, str]:
-    """The environment for git commands: the user's, minus repository overrides, plus an identity."""
+    """The environment for git commands: the user's, less repository overrides, plus an identity."""
     env = {name: value for name, value in os.environ.items() if name not in _LOCATION_VARS}
     env.update(_IDENTITY)
     env["GIT_TERMINAL_PROMPT"] = "0"
@@ -164,7 +171,9 @@ def _git_env() -> dict[str, str]:
     return env
 
 
-def _git(root: Path, env: dict[str, str], *args: str, data: bytes | None = None, strip: bool = True) -> str:
+def _git(
+    root: Path, env: dict[str, str], *args: str, data: bytes | None = None, strip: bool = True
+) -> str:
     """Run ``git args`` in ``root`` (``data`` on its stdin) and return its stdout.
 
     Raises _GitError with git's own message when the command fails.
@@ -179,7 +188,8 @@ def _git(root: Path, env: dict[str, str], *args: str, data: bytes | None = None,
         timeout=_TIMEOUT,
     )
     if proc.returncode != 0:
-        reason = proc.stderr.decode("utf-8", errors="replace").strip() or f"exit status {proc.returncode}"
+        reason = proc.stderr.decode("utf-8", errors="replace").strip()
+        reason = reason or f"exit status {proc.returncode}"
         raise _GitError(f"git {args[0]}: {reason}")
     out = proc.stdout.decode("utf-8", errors="surrogateescape")
     return out.strip() if strip else out

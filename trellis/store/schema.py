@@ -93,6 +93,24 @@ CREATE TABLE IF NOT EXISTS logs (
     source TEXT NOT NULL DEFAULT 'forward'
 );
 CREATE INDEX IF NOT EXISTS logs_by_name ON logs (name, run);
+CREATE TABLE IF NOT EXISTS files (
+    run {int} NOT NULL,
+    path TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    hash TEXT,
+    size {int},
+    at {float} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_path ON files (path);
+CREATE INDEX IF NOT EXISTS files_by_run ON files (run);
+CREATE TABLE IF NOT EXISTS run_inputs (
+    run {int} NOT NULL,
+    source TEXT NOT NULL,
+    via TEXT NOT NULL,
+    detail TEXT,
+    at {float} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_inputs_by_run ON run_inputs (run);
 CREATE TABLE IF NOT EXISTS checkpoints (
     run {int} NOT NULL,
     iteration {int} NOT NULL,

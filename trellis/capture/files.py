@@ -1,0 +1,169 @@
+"""Files a run reads and writes, seen through the interpreter's audit hook.
+
+``sys.addaudithook`` sees every ``open`` — from ``open()``, pandas, numpy, pickle, PIL, sqlite3
+and most readers — at a fraction of a microsecond per event. The hook only notes the path, the
+direction and the file's stat; hashing happens later, off the user's path, when the run is
+flushed. A read is hashed only if the file still has the stat it had when it was opened; a write
+is hashed at a consistent point (``commit`` or the end of the run), when the writer is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+READ, WRITE = "read", "write"
+
+# Code, compiled extensions, fonts and translations are how programs run, not what they use.
+_NOISE_SUFFIXES = frozenset({
+    ".py", ".pyc", ".pyo", ".pyi", ".so", ".pyd", ".dll", ".dylib", ".pth", ".ttf", ".otf",
+    ".ttc", ".afm", ".mo", ".typed", ".egg-link",
+})
+_NOISE_PREFIXES = ("/proc/", "/sys/", "/dev/", "/etc/", "/usr/share/", "/usr/lib/", "/run/")
+_NOISE_PARTS = ("/.git/", "/__pycache__/", ".dist-info/", ".egg-info/", "/matplotlib/mpl-data/")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+_installed: "FileWatcher | None" = None
+
+
+def _hash_limit() -> int:
+    try:
+        return int(os.environ.get("TRELLIS_HASH_LIMIT", 512 << 20))
+    except ValueError:
+        return 512 << 20
+
+
+class FileWatcher:
+    """Collects (path, direction) events of one run; the hook stays cheap for every other event."""
+
+    def __init__(self, root: Path, store_dir: Path) -> None:
+        self.root = str(root)
+        self.ignored = (str(store_dir) + os.sep,)
+        self.seen: set[tuple[str, str]] = set()
+        self.reads: deque = deque()
+        self.writes: dict[str, float] = {}
+        self.quiet_threads: set[int] = set()
+        self.permanently_quiet: set[int] = set()
+        self.failed = False
+
+    def hook(self, event: str, args: tuple) -> None:
+        if event != "open":
+            return
+        try:
+            self._opened(args)
+        except Exception:
+            # An audit hook that raises would break the user's open(); never let it.
+            self.failed = True
+
+    def _opened(self, args: tuple) -> None:
+        if threading.get_ident() in self.quiet_threads:
+            return
+        target, mode, flags = args
+        if isinstance(target, int):
+            return
+        path = os.fsdecode(target)
+        if not os.path.isabs(path):
+            path = os.path.abspath(path)
+        if mode is not None:
+            direction = READ if set(mode) <= {"r", "b", "t"} else WRITE
+        else:
+            direction = WRITE if flags & _WRITE_FLAGS else READ
+        key = (path, direction)
+        if key in self.seen:
+            return
+        if _is_noise(path) or path.startswith(self.ignored):
+            self.seen.add(key)
+            return
+        self.seen.add(key)
+        if direction == READ:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return
+            self.reads.append((path, time.time(), (stat.st_mtime_ns, stat.st_size)))
+        else:
+            self.writes.setdefault(path, time.time())
+
+    def drain(self, include_writes: bool) -> list[tuple[str, str, str | None, int | None, float]]:
+        """(path relative to the project, direction, sha256, size, time) of new events."""
+        me = threading.get_ident()
+        self.quiet_threads.add(me)  # hashing opens the files again: that is not the run's I/O
+        try:
+            return self._drain(include_writes)
+        finally:
+            if me not in self.permanently_quiet:
+                self.quiet_threads.discard(me)
+
+    def quiet(self, thread: threading.Thread) -> None:
+        """Ignore the opens of one of trellis's own threads."""
+        if thread.ident is not None:
+            self.permanently_quiet.add(thread.ident)
+            self.quiet_threads.add(thread.ident)
+
+    def _drain(self, include_writes: bool) -> list[tuple[str, str, str | None, int | None, float]]:
+        events = []
+        for _ in range(len(self.reads)):
+            path, at, opened_stat = self.reads.popleft()
+            digest, size = _fingerprint(path, opened_stat)
+            events.append((self.relative(path), READ, digest, size, at))
+        if include_writes:
+            for path, at in list(self.writes.items()):
+                digest, size = _fingerprint(path, None)
+                if size is None:
+                    continue  # opened for writing but never created
+                events.append((self.relative(path), WRITE, digest, size, at))
+                del self.writes[path]
+                # a file written again after this point is a new version
+                self.seen.discard((path, WRITE))
+        return events
+
+    def relative(self, path: str) -> str:
+        if path.startswith(self.root + os.sep):
+            return path[len(self.root) + 1:]
+        return path
+
+
+def _is_noise(path: str) -> bool:
+    if path.startswith(_NOISE_PREFIXES) or any(part in path for part in _NOISE_PARTS):
+        return True
+    suffix = os.path.splitext(path)[1]
+    return suffix in _NOISE_SUFFIXES or path.startswith(sys.base_prefix + os.sep + "lib")
+
+
+def _fingerprint(path: str, expected: tuple[int, int] | None) -> tuple[str | None, int | None]:
+    """sha256 and size of a file, or no hash when it changed since it was opened or is too big."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None, None
+    if expected is not None and (stat.st_mtime_ns, stat.st_size) != expected:
+        return None, stat.st_size
+    if stat.st_size > _hash_limit() or not os.path.isfile(path):
+        return None, stat.st_size
+    hasher = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                hasher.update(chunk)
+    except OSError:
+        return None, stat.st_size
+    return hasher.hexdigest(), stat.st_size
+
+
+def watch(root: Path, store_dir: Path) -> FileWatcher:
+    """Start watching this process's file opens (an audit hook cannot be removed, so once)."""
+    global _installed
+    if _installed is None:
+        _installed = FileWatcher(root, store_dir)
+        sys.addaudithook(_installed.hook)
+    return _installed
+
+
+def hash_file(path: Any) -> str | None:
+    return _fingerprint(os.fspath(path), None)[0]
