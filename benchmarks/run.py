@@ -116,6 +116,12 @@ class Bench:
     reps: int
     heavy_reps: int
     failures: list[str] = field(default_factory=list)
+    figure: str = ""
+
+    def start(self, figure: str) -> None:
+        """Name the figure being measured, for progress lines and failures."""
+        self.figure = figure
+        print(figure, file=sys.stderr)
 
     def measure(
         self, label: str, tool: str, reps: int, once: Callable[[], dict], warmup: bool = False
@@ -138,7 +144,7 @@ class Bench:
                 print(".", end="", file=sys.stderr, flush=True)
         except MeasurementFailed as failure:
             print(" failed", file=sys.stderr)
-            self.failures.append(f"{label}: {failure}")
+            self.failures.append(f"{self.figure}, {label}: {failure}")
             print(failure, file=sys.stderr)
             return None
         print(f" {time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -191,7 +197,7 @@ class Row:
 
 def log_and_commit(b: Bench) -> list[Row]:
     """Figures 1 and 2: one log inside two nested loops, and the commit after 100k."""
-    print("figures 1-2: log in nested loops, commit", file=sys.stderr)
+    b.start("figures 1-2: log in nested loops, commit")
     files = {"train.py": workload("log_commit.py")}
 
     def child(interp: Interpreter, env: dict[str, str]) -> Callable[[], dict]:
@@ -257,7 +263,7 @@ def log_and_commit(b: Bench) -> list[Row]:
 
 def import_time(b: Bench) -> Row:
     """Figure 3: `python -c "import X"` minus `python -c pass`, same interpreter."""
-    print("figure 3: import time", file=sys.stderr)
+    b.start("figure 3: import time")
 
     def added(interp: Interpreter, module: str) -> Callable[[], dict]:
         def once() -> dict:
@@ -287,7 +293,7 @@ def import_time(b: Bench) -> Row:
 
 def dataframe(b: Bench) -> Row:
     """Figure 4: `dataframe("loss")` over 1M stored values (10 runs × 100k)."""
-    print(f"figure 4: dataframe of {RUNS} runs x {VALUES_PER_RUN:,} values", file=sys.stderr)
+    b.start(f"figure 4: dataframe of {RUNS} runs x {VALUES_PER_RUN:,} values")
     files = {"train.py": workload("log_commit.py"), "read.py": workload("dataframe.py")}
 
     writers = {"trellis": (b.trellis, {}), "flordb": (b.peers, FLOR_QUIET)}
@@ -342,7 +348,7 @@ def dataframe(b: Bench) -> Row:
 
 def checkpoint(b: Bench) -> Row:
     """Figure 5: checkpointing a 100 MiB array, relative to np.save of it."""
-    print("figure 5: checkpoint of 100 MiB vs np.save", file=sys.stderr)
+    b.start("figure 5: checkpoint of 100 MiB vs np.save")
     files = {"train.py": workload("checkpoint.py")}
 
     def once() -> dict:
@@ -372,7 +378,7 @@ def checkpoint(b: Bench) -> Row:
 
 def empty_script(b: Bench) -> Row:
     """Figure 6: wall time an `import` adds to an otherwise empty script."""
-    print("figure 6: empty script with and without the import", file=sys.stderr)
+    b.start("figure 6: empty script with and without the import")
 
     def added(interp: Interpreter, module: str) -> Callable[[], dict]:
         def once() -> dict:

@@ -37,6 +37,7 @@ __all__ = [
     "query",
     "runs",
     "load_checkpoint",
+    "lineage",
     "TrellisError",
     "BadArgumentError",
     "UnknownRunError",
@@ -117,6 +118,22 @@ def runs(limit: int | None = None) -> list[dict[str, Any]]:
     store = _read_store()
     try:
         return list_runs(store, limit)
+    finally:
+        store.close()
+
+
+def lineage(target: str, downstream: bool = False) -> dict[str, Any]:
+    """What ``target`` was derived from: runs, files with hashes, params, code versions.
+
+    ``target`` is a file path (as a run opened it) or ``run:<id prefix>``. With
+    ``downstream=True``, what was derived from it instead. Returns ``{"target", "nodes",
+    "edges"}``; edges point from the derived to what it was derived from.
+    """
+    from trellis.queries.lineage import lineage as walk
+
+    store = _read_store()
+    try:
+        return walk(store, target, downstream)
     finally:
         store.close()
 

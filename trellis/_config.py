@@ -30,7 +30,8 @@ def _number(name: str, default: float) -> float:
 
 
 def disabled() -> bool:
-    return _flag("TRELLIS_DISABLE", False)
+    # make's dry runs (which build-context capture starts) may execute recipes: not real runs.
+    return _flag("TRELLIS_DISABLE", False) or bool(os.environ.get("TRELLIS_MAKE_PROBE"))
 
 
 def progress() -> bool:

@@ -144,6 +144,19 @@ def checkpoints(run: str, as_json: bool) -> None:
         )
 
 
+@cli.command()
+@click.argument("target")
+@click.option("--downstream", is_flag=True, help="What was derived from TARGET instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print the graph as JSON.")
+@_one_line_errors
+def lineage(target: str, downstream: bool, as_json: bool) -> None:
+    """What TARGET (a file path, or run:<id>) was derived from: runs, data files, params."""
+    from trellis.queries.lineage import render
+
+    graph = trellis.lineage(target, downstream=downstream)
+    click.echo(json.dumps(graph, indent=2, default=str) if as_json else render(graph, downstream))
+
+
 def _with_store(read: Callable[[Any], Any]) -> Any:
     from trellis.store.connection import open_store
 

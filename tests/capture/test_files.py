@@ -1,0 +1,104 @@
+"""Files read and written by a run, and the lineage they give."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pandas as pd
+import pytest
+
+import trellis
+
+
+@pytest.fixture
+def pipeline(project, monkeypatch):
+    """raw.csv -> prep.py -> clean.csv -> train.py (+ prep's logged values) -> model.pkl"""
+    monkeypatch.chdir(project.root)
+    project.write("data/raw.csv", "a,b\n1,2\n3,4\n")
+    project.write("prep.py", """
+        import numpy as np, trellis
+        rows = np.loadtxt("data/raw.csv", delimiter=",", skiprows=1)
+        np.savetxt("data/clean.csv", rows * 2, delimiter=",")
+        trellis.log("rows", len(rows))
+    """)
+    project.write("train.py", """
+        import pickle, trellis
+        lr = trellis.arg("lr", 0.1)
+        with open("data/clean.csv") as handle:
+            data = handle.read()
+        seen = trellis.dataframe("rows")
+        with open("model.pkl", "wb") as handle:
+            pickle.dump({"lr": lr, "size": len(data)}, handle)
+    """)
+    project.run("prep.py")
+    project.run("train.py", "--lr", "0.3")
+    return project
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_reads_and_writes_are_recorded_with_hashes(pipeline):
+    events = trellis.query("SELECT run, path, mode, hash, size FROM files ORDER BY run, at")
+    rows = [tuple(r) for r in events[["path", "mode"]].values]
+    assert rows == [
+        ("data/raw.csv", "read"), ("data/clean.csv", "write"),
+        ("data/clean.csv", "read"), ("model.pkl", "write"),
+    ]
+    hashes = dict(zip(events["path"] + events["mode"], events["hash"]))
+    assert hashes["data/raw.csvread"] == sha(pipeline.root / "data/raw.csv")
+    assert hashes["model.pklwrite"] == sha(pipeline.root / "model.pkl")
+    assert hashes["data/clean.csvwrite"] == hashes["data/clean.csvread"]
+    # code, the store itself and the standard library are not data
+    assert not events["path"].str.contains(r"\.py$|\.trellis|site-packages/numpy").any()
+
+
+def test_lineage_of_the_model_reaches_the_raw_data_and_the_values_read(pipeline):
+    graph = trellis.lineage("model.pkl")
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    files = {n["path"]: n for n in graph["nodes"] if n["kind"] == "file"}
+    runs = {n["filename"]: n for n in graph["nodes"] if n["kind"] == "run"}
+    assert set(files) == {"model.pkl", "data/clean.csv", "data/raw.csv"}
+    assert files["data/raw.csv"]["source"] and not files["model.pkl"]["source"]
+    assert set(runs) == {"prep.py", "train.py"} and runs["train.py"]["params"] == {"lr": 0.3}
+    relations = {(nodes[e["from"]].get("path") or nodes[e["from"]]["filename"], e["relation"],
+                  nodes[e["to"]].get("path") or nodes[e["to"]]["filename"]) for e in graph["edges"]}
+    assert ("model.pkl", "wasGeneratedBy", "train.py") in relations
+    assert ("train.py", "used", "data/clean.csv") in relations
+    assert ("data/clean.csv", "wasGeneratedBy", "prep.py") in relations
+    assert ("prep.py", "used", "data/raw.csv") in relations
+    assert ("train.py", "used dataframe (rows)", "prep.py") in relations
+
+
+def test_downstream_of_the_raw_data_reaches_the_model(pipeline):
+    graph = trellis.lineage("data/raw.csv", downstream=True)
+    paths = {n["path"] for n in graph["nodes"] if n["kind"] == "file"}
+    assert paths == {"data/raw.csv", "data/clean.csv", "model.pkl"}
+
+
+def test_lineage_cli_text_and_json(pipeline):
+    text = pipeline.cli("lineage", "model.pkl").stdout
+    assert text.splitlines()[0].startswith("model.pkl (sha256 ")
+    assert "data/raw.csv" in text and "source" in text and "lr=0.3" in text
+    graph = json.loads(pipeline.cli("lineage", "run:latest", "--json").stdout)
+    assert graph["target"].startswith("run:")
+    unknown = pipeline.cli("lineage", "nowhere.csv", check=False)
+    assert unknown.returncode == 1 and "no run read or wrote 'nowhere.csv'" in unknown.stderr
+
+
+def test_a_file_changed_after_it_was_read_is_not_given_a_wrong_hash(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    project.write("input.txt", "first\n")
+    project.write("mutate.py", """
+        import trellis
+        open("input.txt").read()
+        with open("input.txt", "a") as handle:
+            handle.write("second\\n")
+    """)
+    project.run("mutate.py")
+    events = trellis.query("SELECT mode, hash FROM files WHERE path = 'input.txt' ORDER BY at")
+    assert events["mode"].tolist() == ["read", "write"]
+    assert pd.isna(events["hash"][0])
+    assert events["hash"][1] == sha(project.root / "input.txt")

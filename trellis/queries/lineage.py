@@ -1,0 +1,231 @@
+"""Lineage: what a file or run was derived from, or what was derived from it.
+
+Upstream of a file is the run that wrote that version of it; upstream of a run are the files
+it read (each back to the run that wrote the version read, unless it is a source), the runs
+whose values or checkpoints it read, and its own params and code snapshot. Downstream follows
+the same edges the other way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trellis._errors import TrellisError
+from trellis.queries.runs import params_of, resolve, timestamp
+from trellis.store.connection import Store
+
+
+@dataclass
+class Graph:
+    target: str
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    edges: list[dict[str, str]] = field(default_factory=list)
+
+    def edge(self, source: str, target: str, relation: str) -> None:
+        entry = {"from": source, "to": target, "relation": relation}
+        if entry not in self.edges:
+            self.edges.append(entry)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "nodes": list(self.nodes.values()), "edges": self.edges}
+
+
+def _file_id(path: str, digest: str | None) -> str:
+    return f"file:{path}@{digest[:12] if digest else '?'}"
+
+
+def _relative_path(store: Store, path: str) -> str:
+    """A path as the store records it: relative to the project root when inside it."""
+    absolute = Path(path).expanduser()
+    if not absolute.is_absolute():
+        absolute = Path.cwd() / absolute
+    absolute = Path(os.path.normpath(absolute))
+    try:
+        return str(absolute.relative_to(store.project))
+    except ValueError:
+        return str(absolute)
+
+
+class _Walker:
+    def __init__(self, store: Store, target: str) -> None:
+        self.store = store
+        self.graph = Graph(target)
+        self.runs_by_id: dict[int, dict[str, Any]] = {}
+
+    def run_node(self, run_id: int) -> str:
+        if run_id not in self.runs_by_id:
+            row = self.store.execute(
+                "SELECT uuid, filename, status, started, git_commit, build_target, kind"
+                " FROM runs WHERE id = ?",
+                (run_id,),
+            )[0]
+            uuid, filename, status, started, commit, target, kind = row
+            self.runs_by_id[run_id] = {
+                "id": f"run:{uuid}", "kind": "run", "run_id": uuid, "filename": filename,
+                "status": status, "started": timestamp(started), "git_commit": commit,
+                "build_target": target, "run_kind": kind, "params": params_of(self.store, run_id),
+            }
+            self.graph.nodes[f"run:{uuid}"] = self.runs_by_id[run_id]
+        return self.runs_by_id[run_id]["id"]
+
+    def file_node(self, path: str, digest: str | None, size: int | None) -> str:
+        node = _file_id(path, digest)
+        self.graph.nodes.setdefault(
+            node, {"id": node, "kind": "file", "path": path, "hash": digest, "size": size,
+                   "source": True}
+        )
+        return node
+
+    def writer_of(self, path: str, digest: str | None, before: float | None) -> tuple | None:
+        """The run that wrote this version of ``path``: same hash, else the last write before."""
+        if digest:
+            rows = self.store.execute(
+                "SELECT run, hash, size, at FROM files WHERE path = ? AND mode = 'write' AND hash = ?"
+                " ORDER BY at DESC LIMIT 1",
+                (path, digest),
+            )
+            if rows:
+                return rows[0]
+        sql = "SELECT run, hash, size, at FROM files WHERE path = ? AND mode = 'write'"
+        params: list[Any] = [path]
+        if before is not None:
+            sql += " AND at <= ?"
+            params.append(before)
+        rows = self.store.execute(sql + " ORDER BY at DESC LIMIT 1", params)
+        if rows and (not digest or not rows[0][1]):
+            return rows[0]
+        return None
+
+    def upstream_of_file(self, path: str, digest: str | None, size: int | None,
+                         before: float | None, seen: set) -> str:
+        written = self.writer_of(path, digest, before)
+        node = self.file_node(path, digest or (written[1] if written else None),
+                              size if size is not None else (written[2] if written else None))
+        if written is not None:
+            self.graph.nodes[node]["source"] = False
+            run_node = self.run_node(written[0])
+            self.graph.edge(node, run_node, "wasGeneratedBy")
+            self.upstream_of_run(written[0], seen)
+        return node
+
+    def upstream_of_run(self, run_id: int, seen: set) -> None:
+        if run_id in seen:
+            return
+        seen.add(run_id)
+        run_node = self.run_node(run_id)
+        reads = self.store.execute(
+            "SELECT path, hash, size, MIN(at) FROM files WHERE run = ? AND mode = 'read'"
+            " GROUP BY path, hash, size ORDER BY path",
+            (run_id,),
+        )
+        for path, digest, size, at in reads:
+            file_node = self.upstream_of_file(path, digest, size, at, seen)
+            self.graph.edge(run_node, file_node, "used")
+        inputs = self.store.execute(
+            "SELECT source, via, detail FROM run_inputs WHERE run = ? ORDER BY at", (run_id,)
+        )
+        for source, via, detail in inputs:
+            found = self.store.execute("SELECT id FROM runs WHERE uuid = ?", (source,))
+            if not found:
+                continue
+            self.graph.edge(run_node, self.run_node(found[0][0]), f"used {via} ({detail})")
+            self.upstream_of_run(found[0][0], seen)
+
+    def downstream_of_file(self, path: str, seen: set) -> str:
+        versions = self.store.execute(
+            "SELECT hash, size FROM files WHERE path = ? ORDER BY at DESC LIMIT 1", (path,)
+        )
+        node = self.file_node(path, *(versions[0] if versions else (None, None)))
+        readers = self.store.execute(
+            "SELECT DISTINCT run FROM files WHERE path = ? AND mode = 'read'", (path,)
+        )
+        for (run_id,) in readers:
+            self.graph.edge(self.run_node(run_id), node, "used")
+            self.downstream_of_run(run_id, seen)
+        return node
+
+    def downstream_of_run(self, run_id: int, seen: set) -> None:
+        if run_id in seen:
+            return
+        seen.add(run_id)
+        run_node = self.run_node(run_id)
+        uuid = self.runs_by_id[run_id]["run_id"]
+        for (path,) in self.store.execute(
+            "SELECT DISTINCT path FROM files WHERE run = ? AND mode = 'write'", (run_id,)
+        ):
+            file_node = self.downstream_of_file(path, seen)
+            self.graph.nodes[file_node]["source"] = False
+            self.graph.edge(file_node, run_node, "wasGeneratedBy")
+        for (reader,) in self.store.execute(
+            "SELECT DISTINCT run FROM run_inputs WHERE source = ?", (uuid,)
+        ):
+            self.graph.edge(self.run_node(reader), run_node, "used values")
+            self.downstream_of_run(reader, seen)
+
+
+def lineage(store: Store, target: str, downstream: bool = False) -> dict[str, Any]:
+    """The lineage graph of ``target``: a file path, or ``run:<id prefix>`` / ``run:latest``."""
+    walker = _Walker(store, target)
+    if target.startswith("run:"):
+        run = resolve(store, target[4:])
+        walker.graph.target = walker.run_node(run["id"])
+        if downstream:
+            walker.downstream_of_run(run["id"], set())
+        else:
+            walker.upstream_of_run(run["id"], set())
+        return walker.graph.to_dict()
+    path = _relative_path(store, target)
+    known = store.execute("SELECT 1 FROM files WHERE path = ? LIMIT 1", (path,))
+    if not known:
+        raise TrellisError(
+            f"no run read or wrote {path!r}; give a path as a run opened it, or run:<id>"
+        )
+    if downstream:
+        walker.graph.target = walker.downstream_of_file(path, set())
+    else:
+        walker.graph.target = walker.upstream_of_file(path, None, None, None, set())
+    return walker.graph.to_dict()
+
+
+def render(graph: dict[str, Any], downstream: bool = False) -> str:
+    """The graph as an indented tree from its target, each node expanded once."""
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    children: dict[str, list[tuple[str, str]]] = {}
+    for edge in graph["edges"]:
+        parent, child = (edge["to"], edge["from"]) if downstream else (edge["from"], edge["to"])
+        children.setdefault(parent, []).append((edge["relation"], child))
+    lines: list[str] = []
+    expanded: set[str] = set()
+
+    def describe(node_id: str) -> str:
+        node = nodes[node_id]
+        if node["kind"] == "file":
+            digest = f"sha256 {node['hash'][:12]}" if node["hash"] else "not hashed"
+            return f"{node['path']} ({digest}{', source' if node['source'] else ''})"
+        params = " ".join(f"{k}={v}" for k, v in node["params"].items())
+        target = f" [make {node['build_target']}]" if node["build_target"] else ""
+        commit = f" code {node['git_commit'][:10]}" if node["git_commit"] else ""
+        return (f"run {node['run_id'][:8]} {node['filename'] or node['run_kind']}{target}"
+                f" {node['status']} {node['started']}{commit}" + (f" {params}" if params else ""))
+
+    def walk(node_id: str, prefix: str, relation: str | None) -> None:
+        label = describe(node_id)
+        lines.append(f"{prefix}{relation + ': ' if relation else ''}{label}"
+                     + (" (see above)" if node_id in expanded and children.get(node_id) else ""))
+        if node_id in expanded:
+            return
+        expanded.add(node_id)
+        for edge_relation, child in children.get(node_id, []):
+            walk(child, prefix + "  ", edge_relation)
+
+    walk(graph["target"], "", None)
+    return "\n".join(lines)
+
+
+def sources(graph: dict[str, Any]) -> list[str]:
+    """The source files (written by no recorded run) a lineage graph reaches."""
+    return sorted(n["path"] for n in graph["nodes"] if n["kind"] == "file" and n["source"])
+
