@@ -13,15 +13,18 @@ $(READY): pyproject.toml
 	touch $@
 
 # The demo project is a fresh git repository, so its store holds exactly the runs made here.
-DEMO := build/demo
+DEMO := build/document_segmentation
 demo: $(READY)
-	rm -rf $(DEMO) && mkdir -p $(DEMO) && cp examples/train.py $(DEMO)/
-	cd $(DEMO) && git init -q && git add train.py \
-		&& git -c user.name=demo -c user.email=demo@localhost commit -qm "demo project"
-	cd $(DEMO) && $(CURDIR)/$(BIN)/python train.py --lr 0.05 --epochs 4
-	cd $(DEMO) && $(CURDIR)/$(BIN)/python train.py --lr 0.5 --epochs 4
-	cd $(DEMO) && $(CURDIR)/$(BIN)/trellis runs
-	cd $(DEMO) && $(CURDIR)/$(BIN)/trellis dataframe acc
+	rm -rf $(DEMO) && mkdir -p $(DEMO) && cp examples/document_segmentation/* $(DEMO)/
+	cd $(DEMO) && git init -q && git add -A \
+		&& git -c user.name=demo -c user.email=demo@localhost commit -qm "document segmentation"
+	$(MAKE) -C $(DEMO) loop PYTHON=$(CURDIR)/$(BIN)/python
+	@echo
+	@echo "Recorded in $(DEMO)/.trellis. Try, from $(DEMO) with $(BIN) on your PATH:"
+	@echo "  trellis runs                      every stage, its make target and params"
+	@echo "  trellis lineage model/model.npz   the model back to the raw documents and human labels"
+	@echo "  trellis dataframe recall          recall per epoch of both training rounds"
+	@echo "  make run PYTHON=python            the labelling page on http://127.0.0.1:8765"
 
 test: $(READY)
 	$(BIN)/python -m pytest -q

@@ -5,7 +5,9 @@ BENCH_MODE picks one of three measurements, each in its own process:
   loop           trellis.loop over one epoch, then commit;
   checkpointing  the same inside `trellis.checkpointing(state=...)`.
 The checkpoint's cost is `checkpointing - loop`. Both include commit(), so a
-checkpoint written lazily, at commit, is still counted.
+checkpoint written lazily, at commit, is still counted. Dirty pages left by
+earlier writes are flushed (untimed) first: the kernel throttles a writer while
+there are many, which would make whichever measurement follows a big write slow.
 """
 
 import json
@@ -22,6 +24,7 @@ def main() -> None:
     state = np.random.default_rng(0).random(100 * MIB // 8)
     mode = os.environ["BENCH_MODE"]
     if mode == "npsave":
+        os.sync()
         t0 = time.perf_counter()
         np.save("state.npy", state)
         seconds = time.perf_counter() - t0
@@ -29,6 +32,7 @@ def main() -> None:
         import trellis
 
         trellis.arg("epochs", 1)
+        os.sync()
         t0 = time.perf_counter()
         if mode == "checkpointing":
             with trellis.checkpointing(state=state):

@@ -80,23 +80,19 @@ class _Walker:
         return node
 
     def writer_of(self, path: str, digest: str | None, before: float | None) -> tuple | None:
-        """The run that wrote this version of ``path``: same hash, else the last write before."""
-        if digest:
-            rows = self.store.execute(
-                "SELECT run, hash, size, at FROM files WHERE path = ? AND mode = 'write' AND hash = ?"
-                " ORDER BY at DESC LIMIT 1",
-                (path, digest),
-            )
-            if rows:
-                return rows[0]
+        """The run that wrote the version of ``path`` that was read at ``before``.
+
+        The last write before the read, matched by hash when both sides have one; with no time,
+        the last write of all.
+        """
         sql = "SELECT run, hash, size, at FROM files WHERE path = ? AND mode = 'write'"
         params: list[Any] = [path]
         if before is not None:
             sql += " AND at <= ?"
             params.append(before)
-        rows = self.store.execute(sql + " ORDER BY at DESC LIMIT 1", params)
-        if rows and (not digest or not rows[0][1]):
-            return rows[0]
+        for run, written, size, at in self.store.execute(sql + " ORDER BY at DESC", params):
+            if not digest or not written or written == digest:
+                return run, written, size, at
         return None
 
     def upstream_of_file(self, path: str, digest: str | None, size: int | None,
@@ -218,11 +214,35 @@ def render(graph: dict[str, Any], downstream: bool = False) -> str:
         if node_id in expanded:
             return
         expanded.add(node_id)
-        for edge_relation, child in children.get(node_id, []):
+        leaves, others = _group_sources(children.get(node_id, []), nodes, children)
+        for edge_relation, child in others:
             walk(child, prefix + "  ", edge_relation)
+        for (edge_relation, folder), paths in leaves.items():
+            lines.append(f"{prefix}  {edge_relation}: {len(paths)} source files in {folder}/"
+                         f" ({paths[0].rsplit('/', 1)[-1]} ... {paths[-1].rsplit('/', 1)[-1]})")
 
     walk(graph["target"], "", None)
     return "\n".join(lines)
+
+
+_GROUP_FROM = 6
+
+
+def _group_sources(
+    edges: list[tuple[str, str]], nodes: dict[str, dict[str, Any]],
+    children: dict[str, list[tuple[str, str]]],
+) -> tuple[dict[tuple[str, str], list[str]], list[tuple[str, str]]]:
+    """Many source files of one folder read alike (a data set): show them as one line."""
+    by_folder: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for relation, child in edges:
+        node = nodes[child]
+        if node["kind"] == "file" and node["source"] and not children.get(child):
+            folder = node["path"].rsplit("/", 1)[0] if "/" in node["path"] else "."
+            by_folder.setdefault((relation, folder), []).append((relation, child))
+    grouped = {key: sorted(nodes[c]["path"] for _, c in group)
+               for key, group in by_folder.items() if len(group) >= _GROUP_FROM}
+    hidden = {c for key in grouped for _, c in by_folder[key]}
+    return grouped, [(r, c) for r, c in edges if c not in hidden]
 
 
 def sources(graph: dict[str, Any]) -> list[str]:
