@@ -158,6 +158,13 @@ def load_checkpoint(run: str, iteration: int | None = None, **into: Any) -> dict
     return states
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext trellis``: record this kernel session and every cell execution."""
+    from trellis.capture.notebook import install
+
+    install(ipython)
+
+
 for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("trellis."):

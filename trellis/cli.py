@@ -157,6 +157,41 @@ def lineage(target: str, downstream: bool, as_json: bool) -> None:
     click.echo(json.dumps(graph, indent=2, default=str) if as_json else render(graph, downstream))
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("path", type=click.Path(path_type=__import__("pathlib").Path))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--output", type=click.Path(path_type=__import__("pathlib").Path),
+              help="Write the executed notebook here (the input is never changed).")
+@click.option("--timeout", type=int, default=600, show_default=True, help="Seconds per cell.")
+@_one_line_errors
+def run(path, args: tuple[str, ...], output, timeout: int) -> None:
+    """Run a notebook (.ipynb) or a script under capture, unchanged: trellis run PATH [ARGS]."""
+    from trellis.capture.runner import run_notebook, run_script
+
+    if path.suffix == ".ipynb":
+        result = run_notebook(path, output=output, timeout=timeout)
+        click.echo(f"{result['cells']} cells executed, {result['failed']} failed")
+        if result["failed"]:
+            raise SystemExit(1)
+    else:
+        run_script(path, list(args))
+
+
+@cli.group()
+def kernel() -> None:
+    """The Jupyter kernel that records every notebook session."""
+
+
+@kernel.command("install")
+@click.option("--sys-prefix", is_flag=True, help="Install into this environment, not the user's.")
+@_one_line_errors
+def kernel_install(sys_prefix: bool) -> None:
+    """Install the "Python 3 (trellis)" kernel: each start or restart is a recorded epoch."""
+    from trellis.capture.runner import install_kernel
+
+    click.echo(f"installed {install_kernel(user=not sys_prefix)}")
+
+
 def _with_store(read: Callable[[Any], Any]) -> Any:
     from trellis.store.connection import open_store
 

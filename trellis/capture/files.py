@@ -50,6 +50,8 @@ class FileWatcher:
         self.writes: dict[str, float] = {}
         self.quiet_threads: set[int] = set()
         self.permanently_quiet: set[int] = set()
+        self.step = 0
+        self.step_paths: dict[tuple[int, str], set[str]] = {}
         self.failed = False
 
     def hook(self, event: str, args: tuple) -> None:
@@ -74,24 +76,25 @@ class FileWatcher:
             direction = READ if set(mode) <= {"r", "b", "t"} else WRITE
         else:
             direction = WRITE if flags & _WRITE_FLAGS else READ
-        key = (path, direction)
+        key = (path, direction, self.step)
         if key in self.seen:
             return
-        if _is_noise(path) or path.startswith(self.ignored):
-            self.seen.add(key)
-            return
         self.seen.add(key)
+        if _is_noise(path) or path.startswith(self.ignored):
+            return
+        if self.step:
+            self.step_paths.setdefault((self.step, direction), set()).add(self.relative(path))
         if direction == READ:
             try:
                 stat = os.stat(path)
             except OSError:
                 return
-            self.reads.append((path, time.time(), (stat.st_mtime_ns, stat.st_size)))
+            self.reads.append((self.step, path, time.time(), (stat.st_mtime_ns, stat.st_size)))
         else:
-            self.writes.setdefault(path, time.time())
+            self.writes.setdefault((self.step, path), time.time())
 
-    def drain(self, include_writes: bool) -> list[tuple[str, str, str | None, int | None, float]]:
-        """(path relative to the project, direction, sha256, size, time) of new events."""
+    def drain(self, include_writes: bool) -> list[tuple]:
+        """(step, path relative to the project, direction, sha256, size, time) of new events."""
         me = threading.get_ident()
         self.quiet_threads.add(me)  # hashing opens the files again: that is not the run's I/O
         try:
@@ -106,22 +109,28 @@ class FileWatcher:
             self.permanently_quiet.add(thread.ident)
             self.quiet_threads.add(thread.ident)
 
-    def _drain(self, include_writes: bool) -> list[tuple[str, str, str | None, int | None, float]]:
+    def _drain(self, include_writes: bool) -> list[tuple]:
         events = []
         for _ in range(len(self.reads)):
-            path, at, opened_stat = self.reads.popleft()
+            step, path, at, opened_stat = self.reads.popleft()
             digest, size = _fingerprint(path, opened_stat)
-            events.append((self.relative(path), READ, digest, size, at))
+            events.append((step, self.relative(path), READ, digest, size, at))
         if include_writes:
-            for path, at in list(self.writes.items()):
+            for (step, path), at in list(self.writes.items()):
+                del self.writes[step, path]
+                # a file written again after this point is a new version
+                self.seen.discard((path, WRITE, step))
                 digest, size = _fingerprint(path, None)
                 if size is None:
                     continue  # opened for writing but never created
-                events.append((self.relative(path), WRITE, digest, size, at))
-                del self.writes[path]
-                # a file written again after this point is a new version
-                self.seen.discard((path, WRITE))
+                events.append((step, self.relative(path), WRITE, digest, size, at))
         return events
+
+    def paths_read_in(self, step: int) -> list[str]:
+        return sorted(self.step_paths.pop((step, READ), ()))
+
+    def paths_written_in(self, step: int) -> list[str]:
+        return sorted(self.step_paths.pop((step, WRITE), ()))
 
     def relative(self, path: str) -> str:
         if path.startswith(self.root + os.sep):

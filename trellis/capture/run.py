@@ -45,9 +45,10 @@ _failed_at_start = False
 class Run:
     """One process's run: identity, buffers, and the recorder that flushes them."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, filename: str | None = None) -> None:
         self.uuid = str(uuid.uuid4())
         self.kind = kind
+        self.filename = filename
         self.cwd = Path.cwd()
         self.started = time.time()
         main = sys.modules.get("__main__")
@@ -62,8 +63,17 @@ class Run:
         self.inputs: deque = deque()
         self.files: Any = None
         self.pending_files: list = []
+        self.steps: list[dict[str, Any]] = []
+        self.step_numbers = itertools.count(1)
+        self.variables: deque = deque()
+        self.dependencies: deque = deque()
+        self.modules: deque = deque()
+        self.wake = threading.Event()
+        self.consistent_soon = False
         self.open_iterations: list[list] = []
         self.seq = 0
+        self.log_step: int | None = None
+        self.current_step = 0
         self.status: str | None = None
         self.error: str | None = None
         self.problems: list[str] = []
@@ -96,8 +106,13 @@ class Run:
             return
         self._capture_context()
         interval = _config.flush_seconds()
-        while not self.stopping.wait(interval):
-            self.flush()
+        while not self.stopping.is_set():
+            self.wake.wait(interval)
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            consistent, self.consistent_soon = self.consistent_soon, False
+            self.flush(consistent=consistent)
 
     def _register(self) -> bool:
         from trellis.store.connection import open_store
@@ -105,8 +120,8 @@ class Run:
         try:
             self.store = open_store(root=self.cwd)
             root = self.store.project
-            filename = None
-            if self.script is not None:
+            filename = _relative(self.filename, root) if self.filename else None
+            if filename is None and self.script is not None:
                 try:
                     filename = str(self.script.relative_to(root))
                 except ValueError:
@@ -244,16 +259,20 @@ class Run:
         run = self.run_id
         base = run << RUN_SHIFT
         seq = self.seq
+        step = self.log_step
         log_rows = []
         add = log_rows.append
         for name, iteration, value in values:
+            if name is None:  # a step began: the values after it belong to that step
+                step = base + iteration if iteration else None
+                continue
             seq += 1
             kind = type(value)
             # Floats dominate; build their row inline rather than through cell().
             if kind is float and value == value:
-                add((base + seq, run, base + iteration, name, FLOAT, None, value, None))
+                add((base + seq, run, step, base + iteration, name, FLOAT, None, value, None))
             else:
-                add((base + seq, run, base + iteration, name, *cell(value)))
+                add((base + seq, run, step, base + iteration, name, *cell(value)))
         iteration_rows = []
         still_open = []
         loops: dict[tuple[str, int], bool] = {}
@@ -304,10 +323,11 @@ class Run:
                 [(run, loop, depth) for (loop, depth), shown in loops.items() if shown],
             )
             store.executemany(
-                "INSERT INTO logs (id, run, iteration, name, kind, int_value, float_value,"
-                " text_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO logs (id, run, step, iteration, name, kind, int_value, float_value,"
+                " text_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 log_rows,
             )
+            self._write_steps(store, base)
             store.executemany(
                 "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, name) DO NOTHING",
@@ -320,22 +340,113 @@ class Run:
                 [(run, base + iteration, *rest) for iteration, *rest in checkpoints],
             )
             store.executemany(
-                "INSERT INTO files (run, path, mode, hash, size, at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(run, *event) for event in files],
+                "INSERT INTO files (run, step, path, mode, hash, size, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run, base + step if step else None, *event) for step, *event in files],
             )
             store.executemany(
-                "INSERT INTO run_inputs (run, source, via, detail, at) VALUES (?, ?, ?, ?, ?)",
-                [(run, *entry) for entry in inputs],
+                "INSERT INTO run_inputs (run, step, source, via, detail, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(run, base + step if step else None, *entry) for step, *entry in inputs],
             )
             assignments = ", ".join(f"{column} = ?" for column in run_updates)
             store.execute(
                 f"UPDATE runs SET {assignments} WHERE id = ?", (*run_updates.values(), run)
             )
         self.seq = seq
+        self.log_step = step
         self.open_iterations = [r for r in self.open_iterations if r[7] is None] + still_open
         self.params_written.update(n for n, _ in new_params)
 
     # -- ending -----------------------------------------------------------------------------
+
+    def _write_steps(self, store: Any, base: int) -> None:
+        """Steps are written when they start and updated once when they end."""
+        columns = ("kind", "notebook", "cell_id", "execution_count", "source", "source_hash",
+                   "started", "ended", "status", "error", "stdout", "stderr", "outputs", "analysis")
+        finished = []
+        for step in self.steps:
+            if not step.get("written"):
+                notebook = _relative(step["notebook"], store.project) if step["notebook"] else None
+                store.execute(
+                    f"INSERT INTO steps (id, run, {', '.join(columns)}) VALUES"
+                    f" ({', '.join('?' * (len(columns) + 2))})",
+                    (base + step["number"], self.run_id, step["kind"], notebook,
+                     *(step.get(c) for c in columns[2:])),
+                )
+                step["written"] = step["status"]
+            elif step["written"] == "running" and step["status"] != "running":
+                updated = columns[3:]
+                store.execute(
+                    f"UPDATE steps SET {', '.join(f'{c} = ?' for c in updated)} WHERE id = ?",
+                    (*(step.get(c) for c in updated), base + step["number"]),
+                )
+                step["written"] = step["status"]
+            if step["written"] != "running":
+                finished.append(step)
+        self.steps = [s for s in self.steps if s not in finished]
+        variables = _drain(self.variables)
+        store.executemany(
+            "INSERT INTO variables (step, name, type, summary, fingerprint) VALUES (?, ?, ?, ?, ?)",
+            [(base + number, *rest) for number, *rest in variables],
+        )
+        dependencies = _drain(self.dependencies)
+        store.executemany(
+            "INSERT INTO dependencies (step, depends_on, name, via) VALUES (?, ?, ?, ?)",
+            [(base + number, on, name, via) for number, on, name, via in dependencies],
+        )
+        modules = _drain(self.modules)
+        store.executemany(
+            "INSERT INTO modules (run, step, module, distribution, version) VALUES (?, ?, ?, ?, ?)",
+            [(self.run_id, base + number if number else None, *rest) for number, *rest in modules],
+        )
+
+    def flush_soon(self, consistent: bool = True) -> None:
+        """Ask the recorder to flush now, without making the caller wait for it."""
+        self.consistent_soon = self.consistent_soon or consistent
+        self.wake.set()
+
+    def next_step(self) -> int:
+        return next(self.step_numbers)
+
+    def global_step(self, number: int) -> int | None:
+        self.registered.wait(60)
+        return None if self.run_id is None else (self.run_id << RUN_SHIFT) + number
+
+    def earlier_definers(self, notebook: str | None) -> dict[str, int]:
+        """Name -> the step of an earlier epoch of this notebook that last defined or changed it."""
+        self.registered.wait(60)
+        if self.store is None or notebook is None:
+            return {}
+        definers: dict[str, int] = {}
+        try:
+            rows = self.store.execute(
+                "SELECT s.id, s.analysis FROM steps s JOIN runs r ON r.id = s.run"
+                " WHERE r.filename = ? AND s.run <> ? AND s.status = 'ok' ORDER BY s.started",
+                (_relative(notebook, self.store.project), self.run_id),
+            )
+        except Exception as error:
+            self.problem("reading earlier epochs", error)
+            return {}
+        for step, analysis in rows:
+            found = json.loads(analysis or "{}")
+            for name in [*found.get("defined", []), *found.get("mutated", [])]:
+                definers[name] = step
+        return definers
+
+    def earlier_writer(self, path: str) -> int | None:
+        """The step of an earlier run that last wrote ``path``."""
+        if self.store is None:
+            return None
+        try:
+            rows = self.store.execute(
+                "SELECT step FROM files WHERE path = ? AND mode = 'write' AND step IS NOT NULL"
+                " ORDER BY at DESC LIMIT 1",
+                (path,),
+            )
+        except Exception:
+            return None
+        return rows[0][0] if rows else None
 
     def finish(self) -> None:
         """Stop the recorder and write the last of the run with its final status."""
@@ -343,6 +454,7 @@ class Run:
             return
         self.finished = True
         self.stopping.set()
+        self.wake.set()
         if self.recorder.is_alive():
             self.recorder.join(120)
         self.flush(final=True)
@@ -354,7 +466,7 @@ class Run:
         now = time.time()
         for source in sources:
             if source != self.uuid:
-                self.inputs.append((source, via, detail, now))
+                self.inputs.append((self.current_step, source, via, detail, now))
 
     def fail(self, status: str, error: str) -> None:
         if self.status is None:
@@ -385,15 +497,22 @@ def current() -> Run | None:
     return _run
 
 
-def begin(kind: str = "script") -> Run | None:
+def begin(kind: str = "script", filename: str | None = None) -> Run | None:
     """Start recording this process, once; returns None when trellis is disabled."""
     global _run, _echo, _failed_at_start
     if _run is not None:
         return _run
     if _failed_at_start or _config.disabled():
         return None
+    if kind == "script" and "IPython" in sys.modules:
+        from trellis.capture import notebook
+
+        shell = notebook.in_kernel()
+        if shell is not None:  # a kernel: record it as a notebook epoch, cell by cell
+            capture = notebook.install(shell)
+            return capture.run if capture is not None else None
     try:
-        run = Run(kind)
+        run = Run(kind, filename)
         _echo = _config.echo()
         if sys.stdout is not None and sys.stderr is not None:
             run.out, run.err = streams.install(_config.stream_limit())
@@ -599,3 +718,21 @@ def set_checkpointer(checkpointer: Any) -> Any:
     global _checkpointer
     previous, _checkpointer = _checkpointer, checkpointer
     return previous
+
+
+def set_step(number: int) -> None:
+    """Mark where a step (a cell execution) begins or ends in the run's buffers."""
+    run = _run
+    if run is None:
+        return
+    run.current_step = number
+    _append_value((None, number, None))
+    if run.files is not None:
+        run.files.step = number
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except (ValueError, OSError):
+        return str(path)

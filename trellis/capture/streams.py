@@ -18,6 +18,8 @@ class Tee:
         self._tail_size = 0
         self._dropped = 0
         self.changed = False
+        self._cell: list[str] | None = None
+        self._cell_size = 0
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)
@@ -27,10 +29,21 @@ class Tee:
             pass
         return written
 
+    def start_cell(self) -> None:
+        """Also keep what is written from now on, until ``end_cell``, for one cell execution."""
+        self._cell, self._cell_size = [], 0
+
+    def end_cell(self) -> str | None:
+        kept, self._cell = self._cell, None
+        return "".join(kept) if kept else None
+
     def _keep(self, text: str) -> None:
         if not isinstance(text, str) or not text:
             return
         self.changed = True
+        if self._cell is not None and self._cell_size < self._half:
+            self._cell.append(text[: self._half - self._cell_size])
+            self._cell_size += len(text)
         if self._head_size < self._half:
             room = self._half - self._head_size
             self._head.append(text[:room])

@@ -49,11 +49,16 @@ def _relative_path(store: Store, path: str) -> str:
         return str(absolute)
 
 
+Activity = tuple[str, int]  # ("run", run id) or ("step", step id): what reads and writes
+
+
 class _Walker:
     def __init__(self, store: Store, target: str) -> None:
         self.store = store
         self.graph = Graph(target)
         self.runs_by_id: dict[int, dict[str, Any]] = {}
+
+    # -- nodes ------------------------------------------------------------------------------
 
     def run_node(self, run_id: int) -> str:
         if run_id not in self.runs_by_id:
@@ -71,6 +76,26 @@ class _Walker:
             self.graph.nodes[f"run:{uuid}"] = self.runs_by_id[run_id]
         return self.runs_by_id[run_id]["id"]
 
+    def step_node(self, step_id: int) -> str:
+        node = f"step:{step_id}"
+        if node not in self.graph.nodes:
+            run, cell, count, status, started, notebook = self.store.execute(
+                "SELECT run, cell_id, execution_count, status, started, notebook FROM steps"
+                " WHERE id = ?",
+                (step_id,),
+            )[0]
+            epoch = self.runs_by_id.get(run) or self.graph.nodes[self.run_node(run)]
+            self.graph.nodes[node] = {
+                "id": node, "kind": "execution", "run_id": epoch["run_id"], "notebook": notebook,
+                "cell_id": cell, "execution_count": count, "status": status,
+                "started": timestamp(started),
+            }
+        return node
+
+    def node(self, activity: Activity) -> str:
+        kind, number = activity
+        return self.run_node(number) if kind == "run" else self.step_node(number)
+
     def file_node(self, path: str, digest: str | None, size: int | None) -> str:
         node = _file_id(path, digest)
         self.graph.nodes.setdefault(
@@ -79,20 +104,23 @@ class _Walker:
         )
         return node
 
+    # -- upstream ---------------------------------------------------------------------------
+
     def writer_of(self, path: str, digest: str | None, before: float | None) -> tuple | None:
-        """The run that wrote the version of ``path`` that was read at ``before``.
+        """What wrote the version of ``path`` that was read at ``before``: (activity, hash, size).
 
         The last write before the read, matched by hash when both sides have one; with no time,
         the last write of all.
         """
-        sql = "SELECT run, hash, size, at FROM files WHERE path = ? AND mode = 'write'"
+        sql = "SELECT run, step, hash, size FROM files WHERE path = ? AND mode = 'write'"
         params: list[Any] = [path]
         if before is not None:
             sql += " AND at <= ?"
             params.append(before)
-        for run, written, size, at in self.store.execute(sql + " ORDER BY at DESC", params):
+        for run, step, written, size in self.store.execute(sql + " ORDER BY at DESC", params):
             if not digest or not written or written == digest:
-                return run, written, size, at
+                activity = ("step", step) if step is not None else ("run", run)
+                return activity, written, size
         return None
 
     def upstream_of_file(self, path: str, digest: str | None, size: int | None,
@@ -102,76 +130,97 @@ class _Walker:
                               size if size is not None else (written[2] if written else None))
         if written is not None:
             self.graph.nodes[node]["source"] = False
-            run_node = self.run_node(written[0])
-            self.graph.edge(node, run_node, "wasGeneratedBy")
-            self.upstream_of_run(written[0], seen)
+            self.graph.edge(node, self.node(written[0]), "wasGeneratedBy")
+            self.upstream(written[0], seen)
         return node
 
-    def upstream_of_run(self, run_id: int, seen: set) -> None:
-        if run_id in seen:
+    def upstream(self, activity: Activity, seen: set) -> None:
+        if activity in seen:
             return
-        seen.add(run_id)
-        run_node = self.run_node(run_id)
+        seen.add(activity)
+        kind, number = activity
+        me = self.node(activity)
+        column = "run" if kind == "run" else "step"
         reads = self.store.execute(
-            "SELECT path, hash, size, MIN(at) FROM files WHERE run = ? AND mode = 'read'"
+            f"SELECT path, hash, size, MIN(at) FROM files WHERE {column} = ? AND mode = 'read'"
             " GROUP BY path, hash, size ORDER BY path",
-            (run_id,),
+            (number,),
         )
         for path, digest, size, at in reads:
-            file_node = self.upstream_of_file(path, digest, size, at, seen)
-            self.graph.edge(run_node, file_node, "used")
-        inputs = self.store.execute(
-            "SELECT source, via, detail FROM run_inputs WHERE run = ? ORDER BY at", (run_id,)
-        )
-        for source, via, detail in inputs:
+            self.graph.edge(me, self.upstream_of_file(path, digest, size, at, seen), "used")
+        for source, via, detail in self.store.execute(
+            f"SELECT source, via, detail FROM run_inputs WHERE {column} = ? ORDER BY at", (number,)
+        ):
             found = self.store.execute("SELECT id FROM runs WHERE uuid = ?", (source,))
-            if not found:
-                continue
-            self.graph.edge(run_node, self.run_node(found[0][0]), f"used {via} ({detail})")
-            self.upstream_of_run(found[0][0], seen)
+            if found:
+                self.graph.edge(me, self.run_node(found[0][0]), f"used {via} ({detail})")
+                self.upstream(("run", found[0][0]), seen)
+        if kind == "step":
+            for earlier, name in self.store.execute(
+                "SELECT depends_on, name FROM dependencies WHERE step = ? AND via = 'variable'"
+                " ORDER BY name",
+                (number,),
+            ):
+                self.graph.edge(me, self.step_node(earlier), f"used {name}")
+                self.upstream(("step", earlier), seen)
+
+    # -- downstream -------------------------------------------------------------------------
 
     def downstream_of_file(self, path: str, seen: set) -> str:
         versions = self.store.execute(
             "SELECT hash, size FROM files WHERE path = ? ORDER BY at DESC LIMIT 1", (path,)
         )
         node = self.file_node(path, *(versions[0] if versions else (None, None)))
-        readers = self.store.execute(
-            "SELECT DISTINCT run FROM files WHERE path = ? AND mode = 'read'", (path,)
-        )
-        for (run_id,) in readers:
-            self.graph.edge(self.run_node(run_id), node, "used")
-            self.downstream_of_run(run_id, seen)
+        for run, step in self.store.execute(
+            "SELECT DISTINCT run, step FROM files WHERE path = ? AND mode = 'read'", (path,)
+        ):
+            reader: Activity = ("step", step) if step is not None else ("run", run)
+            self.graph.edge(self.node(reader), node, "used")
+            self.downstream(reader, seen)
         return node
 
-    def downstream_of_run(self, run_id: int, seen: set) -> None:
-        if run_id in seen:
+    def downstream(self, activity: Activity, seen: set) -> None:
+        if activity in seen:
             return
-        seen.add(run_id)
-        run_node = self.run_node(run_id)
-        uuid = self.runs_by_id[run_id]["run_id"]
+        seen.add(activity)
+        kind, number = activity
+        me = self.node(activity)
+        column = "run" if kind == "run" else "step"
         for (path,) in self.store.execute(
-            "SELECT DISTINCT path FROM files WHERE run = ? AND mode = 'write'", (run_id,)
+            f"SELECT DISTINCT path FROM files WHERE {column} = ? AND mode = 'write'", (number,)
         ):
             file_node = self.downstream_of_file(path, seen)
             self.graph.nodes[file_node]["source"] = False
-            self.graph.edge(file_node, run_node, "wasGeneratedBy")
-        for (reader,) in self.store.execute(
-            "SELECT DISTINCT run FROM run_inputs WHERE source = ?", (uuid,)
-        ):
-            self.graph.edge(self.run_node(reader), run_node, "used values")
-            self.downstream_of_run(reader, seen)
+            self.graph.edge(file_node, me, "wasGeneratedBy")
+        if kind == "run":
+            uuid = self.runs_by_id[number]["run_id"]
+            for run, step in self.store.execute(
+                "SELECT DISTINCT run, step FROM run_inputs WHERE source = ?", (uuid,)
+            ):
+                reader: Activity = ("step", step) if step is not None else ("run", run)
+                self.graph.edge(self.node(reader), me, "used values")
+                self.downstream(reader, seen)
+        else:
+            for later, name in self.store.execute(
+                "SELECT step, name FROM dependencies WHERE depends_on = ? AND via = 'variable'",
+                (number,),
+            ):
+                self.graph.edge(self.step_node(later), me, f"used {name}")
+                self.downstream(("step", later), seen)
 
 
 def lineage(store: Store, target: str, downstream: bool = False) -> dict[str, Any]:
-    """The lineage graph of ``target``: a file path, or ``run:<id prefix>`` / ``run:latest``."""
+    """The lineage graph of ``target``: a file path, ``run:<id prefix>`` / ``run:latest``, or
+    ``notebook.ipynb:variable``."""
     walker = _Walker(store, target)
+    activity: Activity | None = None
     if target.startswith("run:"):
-        run = resolve(store, target[4:])
-        walker.graph.target = walker.run_node(run["id"])
-        if downstream:
-            walker.downstream_of_run(run["id"], set())
-        else:
-            walker.upstream_of_run(run["id"], set())
+        activity = ("run", resolve(store, target[4:])["id"])
+    elif ".ipynb:" in target:
+        activity = ("step", _variable_step(store, *target.rsplit(":", 1)))
+    if activity is not None:
+        walker.graph.target = walker.node(activity)
+        (walker.downstream if downstream else walker.upstream)(activity, set())
         return walker.graph.to_dict()
     path = _relative_path(store, target)
     known = store.execute("SELECT 1 FROM files WHERE path = ? LIMIT 1", (path,))
@@ -184,6 +233,19 @@ def lineage(store: Store, target: str, downstream: bool = False) -> dict[str, An
     else:
         walker.graph.target = walker.upstream_of_file(path, None, None, None, set())
     return walker.graph.to_dict()
+
+
+def _variable_step(store: Store, notebook: str, name: str) -> int:
+    """The latest execution in ``notebook`` that defined or changed variable ``name``."""
+    path = _relative_path(store, notebook)
+    rows = store.execute(
+        "SELECT v.step FROM variables v JOIN steps s ON s.id = v.step JOIN runs r ON r.id = s.run"
+        " WHERE r.filename = ? AND v.name = ? ORDER BY s.started DESC LIMIT 1",
+        (path, name),
+    )
+    if not rows:
+        raise TrellisError(f"no execution in {path} defined {name!r}; see `trellis notebook show`")
+    return rows[0][0]
 
 
 def render(graph: dict[str, Any], downstream: bool = False) -> str:
@@ -201,6 +263,9 @@ def render(graph: dict[str, Any], downstream: bool = False) -> str:
         if node["kind"] == "file":
             digest = f"sha256 {node['hash'][:12]}" if node["hash"] else "not hashed"
             return f"{node['path']} ({digest}{', source' if node['source'] else ''})"
+        if node["kind"] == "execution":
+            return (f"cell {node['cell_id']} [{node['execution_count']}] of {node['notebook']}"
+                    f" (epoch {node['run_id'][:8]}) {node['status']} {node['started']}")
         params = " ".join(f"{k}={v}" for k, v in node["params"].items())
         target = f" [make {node['build_target']}]" if node["build_target"] else ""
         commit = f" code {node['git_commit'][:10]}" if node["git_commit"] else ""

@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS loops (
 CREATE TABLE IF NOT EXISTS logs (
     id {key},
     run {int} NOT NULL,
+    step {int},
     iteration {int} NOT NULL,
     name TEXT NOT NULL,
     kind {int} NOT NULL,
@@ -95,6 +96,7 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_by_name ON logs (name, run);
 CREATE TABLE IF NOT EXISTS files (
     run {int} NOT NULL,
+    step {int},
     path TEXT NOT NULL,
     mode TEXT NOT NULL,
     hash TEXT,
@@ -105,12 +107,54 @@ CREATE INDEX IF NOT EXISTS files_by_path ON files (path);
 CREATE INDEX IF NOT EXISTS files_by_run ON files (run);
 CREATE TABLE IF NOT EXISTS run_inputs (
     run {int} NOT NULL,
+    step {int},
     source TEXT NOT NULL,
     via TEXT NOT NULL,
     detail TEXT,
     at {float} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS run_inputs_by_run ON run_inputs (run);
+CREATE TABLE IF NOT EXISTS steps (
+    id {key},
+    run {int} NOT NULL,
+    kind TEXT NOT NULL,
+    notebook TEXT,
+    cell_id TEXT,
+    execution_count {int},
+    source TEXT,
+    source_hash TEXT,
+    started {float} NOT NULL,
+    ended {float},
+    status TEXT NOT NULL,
+    error TEXT,
+    stdout TEXT,
+    stderr TEXT,
+    outputs TEXT,
+    analysis TEXT
+);
+CREATE INDEX IF NOT EXISTS steps_by_notebook ON steps (notebook, started);
+CREATE TABLE IF NOT EXISTS dependencies (
+    step {int} NOT NULL,
+    depends_on {int} NOT NULL,
+    name TEXT NOT NULL,
+    via TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dependencies_by_step ON dependencies (step);
+CREATE TABLE IF NOT EXISTS variables (
+    step {int} NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    summary TEXT,
+    fingerprint TEXT
+);
+CREATE INDEX IF NOT EXISTS variables_by_name ON variables (name);
+CREATE TABLE IF NOT EXISTS modules (
+    run {int} NOT NULL,
+    step {int},
+    module TEXT NOT NULL,
+    distribution TEXT,
+    version TEXT
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     run {int} NOT NULL,
     iteration {int} NOT NULL,

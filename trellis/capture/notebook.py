@@ -1,0 +1,249 @@
+"""Notebook capture: every cell execution of an IPython kernel, as a step of the kernel's run.
+
+A kernel session is one run of kind ``notebook`` (an *epoch*): loading the extension in every
+kernel (``trellis kernel install``) makes each start or restart a new epoch by construction.
+For each execution the ``pre_run_cell``/``post_run_cell`` events give the cell id, source and
+result; stdout/stderr come from the run's tee, outputs from the display publisher, files from
+the audit hook. Static analysis says which names the cell defined, used and mutated, which gives
+the dependencies on earlier executions (across epochs of the same notebook) and the variable
+versions whose summaries are recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+from trellis.capture import run as _runs
+from trellis.capture.variables import summarize
+from trellis.store import objects
+
+_PREVIEW = 200
+_MAX_OUTPUT_BYTES = 8 << 20
+
+
+def notebook_path(shell: Any) -> str | None:
+    """Where the kernel's notebook is: the runner's setting, Jupyter's session, or VS Code's."""
+    for candidate in (
+        os.environ.get("TRELLIS_NOTEBOOK"),
+        os.environ.get("JPY_SESSION_NAME"),
+        shell.user_ns.get("__vsc_ipynb_file__"),
+    ):
+        if candidate:
+            return str(candidate)
+    return None
+
+
+class NotebookCapture:
+    """Turns IPython's cell events into step records of the current run."""
+
+    def __init__(self, shell: Any, run: "_runs.Run") -> None:
+        self.shell = shell
+        self.run = run
+        self.notebook = notebook_path(shell)
+        self.current: dict[str, Any] | None = None
+        self.outputs: list[dict[str, Any]] = []
+        self.modules_seen = set(sys.modules)
+        self.distributions: dict[str, list[str]] | None = None
+        self.definers: dict[str, int] | None = None  # name -> step that made its latest version
+        self.writers: dict[str, int] = {}  # path -> step that last wrote it
+
+    # -- events -----------------------------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        try:
+            self._begin(info)
+        except Exception as error:
+            self.run.problem("a cell's start", error)
+
+    def post_run_cell(self, result: Any) -> None:
+        try:
+            self._end(result)
+        except Exception as error:
+            self.run.problem("a cell's result", error)
+        finally:
+            self.current = None
+            _runs.set_step(0)
+            self.run.flush_soon()
+
+    # -- recording --------------------------------------------------------------------------
+
+    def _begin(self, info: Any) -> None:
+        source = info.raw_cell or ""
+        digest = hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
+        number = self.run.next_step()
+        self.current = {
+            "number": number,
+            "kind": "cell",
+            "notebook": self.notebook,
+            "cell_id": getattr(info, "cell_id", None) or f"sha256:{digest[:16]}",
+            "execution_count": None,
+            "source": source,
+            "source_hash": digest,
+            "started": time.time(),
+            "ended": None,
+            "status": "running",
+            "error": None,
+            "outputs": None,
+            "analysis": None,
+        }
+        self.outputs = []
+        self.run.steps.append(self.current)
+        _runs.set_step(number)
+        if self.run.out is not None:
+            self.run.out.start_cell()
+        if self.run.err is not None:
+            self.run.err.start_cell()
+
+    def _end(self, result: Any) -> None:
+        step = self.current
+        if step is None:
+            return
+        step["ended"] = time.time()
+        step["execution_count"] = getattr(result, "execution_count", None)
+        error = result.error_before_exec or result.error_in_exec
+        if error is None:
+            step["status"] = "ok"
+        else:
+            step["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+            step["error"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        if result.result is not None:
+            self._output("execute_result", result.result)
+        step["outputs"] = json.dumps(self.outputs)
+        step["stdout"] = self.run.out.end_cell() if self.run.out is not None else None
+        step["stderr"] = self.run.err.end_cell() if self.run.err is not None else None
+        try:
+            self._record_modules(step["number"])
+        except Exception as error:
+            self.run.problem("imported modules", error)
+        self._analyze(step)
+
+    def _output(self, kind: str, value: Any) -> None:
+        """A mime bundle of a result or display, content-addressed; the step keeps references."""
+        if kind == "execute_result":
+            bundle, _ = self.shell.display_formatter.format(value)
+        else:
+            bundle = value
+        self.run.registered.wait(60)
+        if self.run.store is None:
+            return
+        entry: dict[str, Any] = {"output_type": kind, "data": {}}
+        for mime, content in bundle.items():
+            raw = content if isinstance(content, (bytes, bytearray)) else (
+                content if isinstance(content, str) else json.dumps(content)
+            ).encode("utf-8", "replace")
+            if len(raw) > _MAX_OUTPUT_BYTES:
+                entry["data"][mime] = {"size": len(raw), "object": None}
+                continue
+            digest, size = objects.put(self.run.store.objects, [raw])
+            entry["data"][mime] = {"size": size, "object": digest}
+            if mime == "text/plain":
+                entry["preview"] = raw[:_PREVIEW].decode("utf-8", "replace")
+        self.outputs.append(entry)
+
+    def display_published(self, data: dict[str, Any]) -> None:
+        if self.current is not None:
+            try:
+                self._output("display_data", data)
+            except Exception as error:
+                self.run.problem("a cell's display output", error)
+
+    def _analyze(self, step: dict[str, Any]) -> None:
+        from trellis.analysis.cells import analyze_cell
+
+        analysis = analyze_cell(step["source"])
+        found = analysis.to_dict()
+        number = step["number"]
+        if self.definers is None:
+            self.definers = self.run.earlier_definers(self.notebook)
+        dependencies = []
+        for name in dict.fromkeys([*found.get("used", []), *found.get("mutated", [])]):
+            earlier = self.definers.get(name)
+            if earlier is not None and earlier != number:
+                dependencies.append((earlier, name, "variable"))
+        for path in self.run.files.paths_read_in(number) if self.run.files else ():
+            writer = self.writers.get(path)
+            if writer is None:
+                writer = self.run.earlier_writer(path)
+            if writer is not None and writer != number:
+                dependencies.append((writer, path, "file"))
+        changed = list(dict.fromkeys([*found.get("defined", []), *found.get("mutated", [])]))
+        if step["status"] == "ok":
+            for name in changed:
+                self.definers[name] = number
+            variables = []
+            for name in changed:
+                if name in self.shell.user_ns:
+                    summary = summarize(self.shell.user_ns[name])
+                    variables.append((name, summary.pop("type"), json.dumps(summary, default=str),
+                                      summary.get("fingerprint")))
+            self.run.variables.extend((number, *v) for v in variables)
+        for path in self.run.files.paths_written_in(number) if self.run.files else ():
+            self.writers[path] = number
+        self.run.dependencies.extend((number, *d) for d in dependencies)
+        step["analysis"] = json.dumps(found)
+
+    def _record_modules(self, number: int) -> None:
+        """Modules first imported by this execution, with the version of their distribution."""
+        new = [m for m in sys.modules if m not in self.modules_seen]
+        self.modules_seen.update(new)
+        if self.distributions is None:
+            self.distributions = importlib.metadata.packages_distributions()
+        self.run.modules.extend((number, *m) for m in module_versions(new, self.distributions))
+
+
+def module_versions(
+    modules: list[str], distributions: dict[str, list[str]]
+) -> list[tuple[str, str | None, str | None]]:
+    """(top-level module, distribution, version) of modules, as installed where they run."""
+    found = []
+    for module in sorted({m.split(".")[0] for m in modules if not m.startswith("_")}):
+        names = distributions.get(module) or []
+        version = None
+        if names:
+            try:
+                version = importlib.metadata.version(names[0])
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        found.append((module, names[0] if names else None, version))
+    return found
+
+
+def install(shell: Any) -> NotebookCapture | None:
+    """Record this kernel as a notebook run (an epoch) and each cell execution as a step."""
+    existing = getattr(shell, "_trellis_capture", None)
+    if existing is not None:
+        return existing
+    run = _runs.begin(kind="notebook", filename=notebook_path(shell))
+    if run is None:
+        return None
+    capture = NotebookCapture(shell, run)
+    shell.events.register("pre_run_cell", capture.pre_run_cell)
+    shell.events.register("post_run_cell", capture.post_run_cell)
+    publisher = shell.display_pub
+    original = publisher.publish
+
+    def publish(data: dict, *args: Any, **kwargs: Any) -> Any:
+        capture.display_published(data)
+        return original(data, *args, **kwargs)
+
+    publisher.publish = publish
+    shell._trellis_capture = capture
+    return capture
+
+
+def in_kernel() -> Any:
+    """The running IPython shell, if this process is one."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return None
+    try:
+        return ipython.get_ipython()
+    except Exception:
+        return None

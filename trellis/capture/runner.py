@@ -1,0 +1,128 @@
+"""Running a notebook or a script under capture, with no change to its code.
+
+Notebooks run headless through nbclient in a kernel that loads the trellis extension; each
+execute request carries the cell's id (``metadata.cellId``, as JupyterLab sends it), which
+nbclient alone does not send. Scripts run in this process through ``runpy``, as ``__main__``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+from trellis._errors import TrellisError
+from trellis.capture import run as _runs
+
+
+def _notebook_tools() -> tuple[Any, Any]:
+    try:
+        import nbclient
+        import nbformat
+    except ImportError:
+        raise TrellisError("running notebooks needs: pip install 'trellis[notebook]'") from None
+    return nbclient, nbformat
+
+
+def run_notebook(path: Path, output: Path | None = None, timeout: int = 600,
+                 kernel: str = "python3") -> dict[str, Any]:
+    """Execute every code cell of ``path`` in a fresh kernel under capture.
+
+    Returns the number of cells executed and of those that failed; ``output`` receives the
+    executed notebook (the input file is never changed).
+    """
+    nbclient, nbformat = _notebook_tools()
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise TrellisError(f"no notebook at {path}") from None
+    except Exception as error:
+        raise TrellisError(f"{path} is not a readable notebook: {type(error).__name__}: {error}") from None
+
+    class Client(nbclient.NotebookClient):
+        """Sends each cell's id with its execute request."""
+
+        current_cell: Any = None
+
+        async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
+            Client.current_cell = cell
+            return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+
+        async def async_start_new_kernel_client(self) -> Any:
+            client = await super().async_start_new_kernel_client()
+            send = client.session.msg
+
+            def message(kind: str, content: Any = None, *args: Any, **kwargs: Any) -> Any:
+                built = send(kind, content, *args, **kwargs)
+                cell = Client.current_cell
+                if kind == "execute_request" and cell is not None and cell.get("id"):
+                    built["metadata"]["cellId"] = cell["id"]
+                return built
+
+            client.session.msg = message
+            return client
+
+    os.environ["TRELLIS_NOTEBOOK"] = str(Path(path).resolve())
+    client = Client(
+        notebook, timeout=timeout, kernel_name=kernel, allow_errors=True,
+        extra_arguments=["--ext=trellis"],
+        resources={"metadata": {"path": str(Path(path).resolve().parent)}},
+    )
+    try:
+        client.execute()
+    except nbclient.exceptions.DeadKernelError as error:
+        raise TrellisError(f"the kernel died while running {path}: {error}") from None
+    finally:
+        os.environ.pop("TRELLIS_NOTEBOOK", None)
+    cells = [c for c in notebook.cells if c.cell_type == "code" and c.source.strip()]
+    failed = sum(any(o.get("output_type") == "error" for o in c.get("outputs", [])) for c in cells)
+    if output is not None:
+        nbformat.write(notebook, output)
+    return {"notebook": str(path), "cells": len(cells), "failed": failed}
+
+
+def run_script(path: Path, args: list[str]) -> None:
+    """Run ``path`` as ``__main__`` with ``args``, recorded as a run; its exceptions propagate."""
+    if not Path(path).is_file():
+        raise TrellisError(f"no script at {path}")
+    sys.argv = [str(path), *args]
+    sys.path.insert(0, str(Path(path).resolve().parent))
+    run = _runs.begin(kind="script", filename=str(Path(path).resolve()))
+    before = set(sys.modules)
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    finally:
+        if run is not None:
+            from trellis.capture.notebook import module_versions
+
+            imported = [m for m in sys.modules if m not in before]
+            try:
+                found = module_versions(imported, importlib.metadata.packages_distributions())
+                run.modules.extend((0, *m) for m in found)
+            except Exception as error:
+                run.problem("imported modules", error)
+
+
+def install_kernel(user: bool = True, name: str = "trellis") -> str:
+    """Install the "Python 3 (trellis)" kernelspec, which loads the extension in every kernel."""
+    import json
+    import tempfile
+
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+    except ImportError:
+        raise TrellisError("installing a kernel needs: pip install 'trellis[notebook]'") from None
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--ext=trellis"],
+        "display_name": "Python 3 (trellis)",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "kernel.json").write_text(json.dumps(spec, indent=1))
+        return KernelSpecManager().install_kernel_spec(
+            folder, kernel_name=name, user=user, prefix=None if user else sys.prefix
+        )
