@@ -27,7 +27,12 @@ demo: $(READY)
 	@echo "  make run PYTHON=python            the labelling page on http://127.0.0.1:8765"
 
 test: $(READY)
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest -q
+
+# Side by side with FlorDB and MLflow (installed once into benchmarks/.peers/); a few minutes.
+bench: $(READY)
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build

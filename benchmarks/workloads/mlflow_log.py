@@ -35,10 +35,7 @@ def main() -> None:
         t1 = time.perf_counter()
         logged()
         t2 = time.perf_counter()
-    result = {
-        "log_us": ((t2 - t1) - (t1 - t0)) / (OUTER * INNER) * 1e6,
-        "store": mlflow.get_tracking_uri(),
-    }
+    result = {"log_us": ((t2 - t1) - (t1 - t0)) / (OUTER * INNER) * 1e6}
     with open(os.environ["BENCH_OUT"], "w") as out:
         json.dump(result, out)
 

@@ -31,8 +31,9 @@ from trellis.capture.values import describe_item, echo, encode
 from trellis.store.cells import PLAIN, Encoded, cell
 from trellis.store.schema import FLOAT, RUN_SHIFT
 
-# The coordinates of the current point: iteration ids, outermost first; 0 is the top level.
-_coords: list[int] = [0]
+# The innermost iteration around the current point (0: the top level) and its loop depth.
+_current = 0
+_depth = 0
 # (name, iteration id, value) for each log call, in order.
 _values: deque = deque()
 _append_value = _values.append
@@ -70,7 +71,9 @@ class Run:
         self.modules: deque = deque()
         self.wake = threading.Event()
         self.consistent_soon = False
-        self.open_iterations: list[list] = []
+        self.open_iterations: dict[tuple, tuple] = {}
+        self.loop_of: dict[int, tuple] = {}
+        self.pending_loops: dict[tuple[str, int], bool] = {}
         self.seq = 0
         self.log_step: int | None = None
         self.current_step = 0
@@ -273,20 +276,8 @@ class Run:
                 add((base + seq, run, step, base + iteration, name, FLOAT, None, value, None))
             else:
                 add((base + seq, run, step, base + iteration, name, *cell(value)))
-        iteration_rows = []
-        still_open = []
-        loops: dict[tuple[str, int], bool] = {}
-        for record in iterations:
-            iteration_id, parent, loop, depth, index, item, started, ended = record
-            if ended is None:
-                still_open.append(record)
-            if item is not None or (loop, depth) not in loops:
-                loops[loop, depth] = loops.get((loop, depth), False) or item is not None
-            iteration_rows.append((
-                base + iteration_id, run, base + parent, loop, depth, index,
-                None if item is None else json.dumps(item), started, ended,
-            ))
-        closed = [r for r in self.open_iterations if r[7] is not None]
+        iteration_rows, ended_before = self._iteration_rows(iterations, base)
+        loops, self.pending_loops = self.pending_loops, {}
         new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
         param_rows = [
             (run, n, *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v)), origin)
@@ -309,9 +300,7 @@ class Run:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 iteration_rows,
             )
-            store.executemany(
-                "UPDATE iterations SET ended = ? WHERE id = ?", [(r[7], base + r[0]) for r in closed]
-            )
+            store.executemany("UPDATE iterations SET ended = ? WHERE id = ?", ended_before)
             # A summary of the loops, so readers need not scan every iteration to find them.
             store.executemany(
                 "INSERT INTO loops (run, loop, depth, has_values) VALUES (?, ?, ?, 0)"
@@ -355,10 +344,51 @@ class Run:
             )
         self.seq = seq
         self.log_step = step
-        self.open_iterations = [r for r in self.open_iterations if r[7] is None] + still_open
         self.params_written.update(n for n, _ in new_params)
 
     # -- ending -----------------------------------------------------------------------------
+
+    def _iteration_rows(self, records: list, base: int) -> tuple[list[list], list[tuple]]:
+        """Rows of new iterations, and (ended, id) of iterations written open earlier.
+
+        An iteration ends where the next iteration of the same loop starts, or at the loop's end
+        marker; one still running at a flush is written open and closed by a later flush.
+        """
+        rows: list[list] = []
+        closed_earlier: list[tuple] = []
+        open_rows = self.open_iterations  # (parent, loop) -> (iteration id, row or written id)
+
+        def close(key: tuple, at: float) -> None:
+            found = open_rows.pop(key, None)
+            if found is None:
+                return
+            iteration_id, row = found
+            self.loop_of.pop(iteration_id, None)
+            if isinstance(row, list):
+                row[8] = at
+            else:
+                closed_earlier.append((at, row))
+
+        for record in records:
+            if len(record) == 2:  # (last iteration id, end of its loop)
+                key = self.loop_of.get(record[0])
+                if key is not None:
+                    close(key, record[1])
+                continue
+            iteration_id, parent, loop, depth, index, item, started = record
+            key = (parent, loop)
+            close(key, started)
+            row = [base + iteration_id, self.run_id, base + parent, loop, depth, index,
+                   None if item is None else json.dumps(item), started, None]
+            rows.append(row)
+            open_rows[key] = (iteration_id, row)
+            self.loop_of[iteration_id] = key
+            shown = self.pending_loops.get((loop, depth), False)
+            self.pending_loops[loop, depth] = shown or item is not None
+        for key, (iteration_id, row) in list(open_rows.items()):
+            if isinstance(row, list):
+                open_rows[key] = (iteration_id, row[0])  # written open; a later UPDATE closes it
+        return rows, closed_earlier
 
     def _write_steps(self, store: Any, base: int) -> None:
         """Steps are written when they start and updated once when they end."""
@@ -575,12 +605,12 @@ def log(name: str, value: Any) -> Any:
     if _run is None and begin() is None:
         return value
     if type(value) in PLAIN and type(name) is str:
-        _append_value((name, _coords[-1], value))
+        _append_value((name, _current, value))
     else:
         if type(name) is not str:
             raise TrellisError(f"trellis.log: the name must be a str, not {type(name).__name__}")
         try:
-            _append_value((name, _coords[-1], encode(name, value)))
+            _append_value((name, _current, encode(name, value)))
         except Exception as error:
             _run.problem(f"the value of {name!r}", error)
     if _echo:
@@ -589,9 +619,7 @@ def log(name: str, value: Any) -> Any:
 
 
 def _describe_coordinates() -> str:
-    if _run is None or len(_coords) == 1:
-        return ""
-    return f" (iteration {'/'.join(map(str, _coords[1:]))})"
+    return f" (iteration {_current})" if _current else ""
 
 
 def commit() -> None:
@@ -621,7 +649,7 @@ class loop:
         if run is None:
             return iter(self.iterable)
         iterator = _iterate(run, self.name, self.iterable)
-        if len(_coords) == 1 and _config.progress() and _stderr_is_terminal():
+        if _depth == 0 and _config.progress() and _stderr_is_terminal():
             from tqdm import tqdm
 
             total = len(self.iterable) if hasattr(self.iterable, "__len__") else None
@@ -637,10 +665,9 @@ def _stderr_is_terminal() -> bool:
 
 
 def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
-    coords = _coords
-    enter, leave = coords.append, coords.pop
-    parent = coords[-1]
-    depth = len(coords) - 1
+    """The hot path: one tuple per iteration; an iteration ends when the next one starts."""
+    global _current, _depth
+    parent, depth = _current, _depth
     record = run.iterations.append
     next_id = run.iteration_ids.__next__
     now = time.time
@@ -648,32 +675,26 @@ def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
     checkpointer = _checkpointer if _checkpointer is not None and _checkpointer.loop is None else None
     if checkpointer is not None:
         checkpointer.bind(name)
+    iteration_id = 0
+    _depth = depth + 1
     try:
         for index, item in enumerate(iterable):
             iteration_id = next_id()
-            entry = [iteration_id, parent, name, depth, index,
-                     None if counts_from_zero else describe_item(item), now(), None]
-            record(entry)
-            enter(iteration_id)
+            record((iteration_id, parent, name, depth, index,
+                    None if counts_from_zero else describe_item(item), now()))
+            _current = iteration_id
             try:
                 yield item
             finally:
-                entry[7] = now()
-                if leave() != iteration_id:
-                    _repair_coordinates(iteration_id)
+                _current = parent
             if checkpointer is not None:
                 checkpointer.boundary(run, iteration_id, index)
     finally:
+        _depth = depth
+        if iteration_id:
+            record((iteration_id, now()))  # the end of the last iteration
         if checkpointer is not None:
             checkpointer.unbind()
-
-
-def _repair_coordinates(iteration_id: int) -> None:
-    """An inner loop was abandoned mid-way; drop its coordinates and this iteration's."""
-    while len(_coords) > 1 and _coords[-1] != iteration_id:
-        _coords.pop()
-    if len(_coords) > 1:
-        _coords.pop()
 
 
 def iteration(name: str, index: int | None = None, value: Any = None) -> "_Iteration":
@@ -691,26 +712,29 @@ _hand_counts: dict[tuple[int, str], int] = {}
 class _Iteration:
     def __init__(self, name: str, index: int | None, value: Any) -> None:
         self.name, self.index, self.value = name, index, value
-        self.entry: list | None = None
+        self.run: Run | None = None
 
     def __enter__(self) -> "_Iteration":
-        run = _run if _run is not None else begin()
-        if run is not None:
+        global _current, _depth
+        self.run = _run if _run is not None else begin()
+        self.outer = (_current, _depth)
+        if self.run is not None:
             shown = None if self.value is None else describe_item(self.value)
-            counted = (_coords[-1], self.name)
+            counted = (_current, self.name)
             index = _hand_counts.get(counted, 0) if self.index is None else int(self.index)
             _hand_counts[counted] = index + 1
-            self.entry = [next(run.iteration_ids), _coords[-1], self.name, len(_coords) - 1,
-                          index, shown, time.time(), None]
-            run.iterations.append(self.entry)
-            _coords.append(self.entry[0])
+            self.iteration_id = next(self.run.iteration_ids)
+            self.run.iterations.append(
+                (self.iteration_id, _current, self.name, _depth, index, shown, time.time())
+            )
+            _current, _depth = self.iteration_id, _depth + 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.entry is not None:
-            self.entry[7] = time.time()
-            if self.entry[0] in _coords:
-                _coords.remove(self.entry[0])
+        global _current, _depth
+        if self.run is not None:
+            self.run.iterations.append((self.iteration_id, time.time()))
+        _current, _depth = self.outer
 
 
 def set_checkpointer(checkpointer: Any) -> Any:

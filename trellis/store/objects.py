@@ -1,17 +1,20 @@
-"""Content-addressed objects (checkpoints, artifacts): ``objects/<2 hex>/<sha256>``.
+"""Content-addressed objects (checkpoints, outputs, artifacts): ``objects/<2 hex>/<blake3>``.
 
-Large objects are hashed in a second thread while they are written, since both release the GIL:
-a checkpoint then costs about what writing it costs, and identical content is stored once.
+BLAKE3 hashes 100 MB in about 9 ms on two cores where sha256 takes 65 ms (more than writing the
+bytes), and large objects are hashed in a second thread while they are written, since both
+release the GIL: a checkpoint costs about what writing it costs, and identical content is
+stored once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import uuid
 from pathlib import Path
 from typing import Sequence
+
+from blake3 import blake3
 
 Buffer = bytes | bytearray | memoryview
 
@@ -23,9 +26,9 @@ def object_path(folder: Path, digest: str) -> Path:
 
 
 def put(folder: Path, parts: Sequence[Buffer]) -> tuple[str, int]:
-    """Store the concatenation of ``parts``; returns its sha256 and size."""
+    """Store the concatenation of ``parts``; returns its BLAKE3 digest and size."""
     size = sum(memoryview(part).nbytes for part in parts)
-    hasher = hashlib.sha256()
+    hasher = blake3(max_threads=blake3.AUTO)
     if size <= _THREADED_ABOVE:
         for part in parts:
             hasher.update(part)

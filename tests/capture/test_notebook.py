@@ -1,0 +1,242 @@
+"""Notebook capture in a real kernel, run headless by `trellis run` (nbclient + ipykernel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import nbformat
+import pandas as pd
+import pytest
+
+import trellis
+
+pytestmark = pytest.mark.kernel
+
+
+def notebook(project, name, cells, ids=True):
+    book = nbformat.v4.new_notebook()
+    book.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    if ids:
+        for number, cell in enumerate(book.cells):
+            cell["id"] = f"cell-{number}"
+    else:
+        book.nbformat_minor = 4
+        for cell in book.cells:
+            cell.pop("id", None)
+    path = project.root / name
+    nbformat.write(book, path)
+    return path
+
+
+def trellis_run(project, *args, check=True):
+    done = subprocess.run(
+        [sys.executable, "-m", "trellis.cli", "run", *args], cwd=project.root,
+        capture_output=True, text=True, env=project.env(), timeout=300,
+    )
+    if check:
+        assert done.returncode in (0, 1), done.stderr
+    return done
+
+
+def steps():
+    return trellis.query(
+        "SELECT id, run, cell_id, execution_count, status, error, stdout, outputs, analysis, notebook"
+        " FROM steps ORDER BY started"
+    )
+
+
+@pytest.fixture
+def in_project(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    return project
+
+
+TRAINING = [
+    "import numpy as np\nimport pickle\nimport trellis",
+    "rows = np.loadtxt('data.csv', delimiter=',')\nX, y = rows[:, :2], rows[:, 2]\nprint('rows', len(rows))",
+    "class Model:\n    def fit(self, X, y):\n        self.coef_ = np.linalg.lstsq(X, y, rcond=None)[0]\n        return self\n"
+    "model = Model()",
+    "model.fit(X, y)\ntrellis.log('coef0', float(model.coef_[0]))\nmodel.coef_",
+    "with open('model.pkl', 'wb') as handle:\n    pickle.dump(model, handle)",
+    "1 / 0",
+    "from IPython.display import display, HTML\ndisplay(HTML('<b>bold</b>'))\nprint(bytes([255, 254]).decode('latin-1'))",
+]
+
+
+def test_every_execution_is_recorded_as_a_step_of_an_epoch(in_project):
+    in_project.write("data.csv", "1,2,5\n2,1,4\n3,3,9\n")
+    path = notebook(in_project, "train.ipynb", TRAINING)
+    done = trellis_run(in_project, "train.ipynb")
+    assert done.stdout.strip() == "7 cells executed, 1 failed"
+    (epoch,) = trellis.query("SELECT uuid, kind, filename, status FROM runs").to_dict("records")
+    assert epoch["kind"] == "notebook" and epoch["filename"] == "train.ipynb" and epoch["status"] == "ok"
+    table = steps()
+    assert table["cell_id"].tolist() == [f"cell-{n}" for n in range(7)]
+    assert table["execution_count"].tolist() == list(range(1, 8))
+    assert table["status"].tolist() == ["ok"] * 5 + ["error", "ok"]
+    assert "ZeroDivisionError" in table["error"][5]
+    assert table["stdout"][1] == "rows 3\n"
+    assert (table["notebook"] == "train.ipynb").all()
+    outputs = [json.loads(o) for o in table["outputs"]]
+    assert outputs[3][0]["output_type"] == "execute_result"
+    assert outputs[3][0]["preview"].startswith("array(")
+    html = outputs[6][0]
+    assert html["output_type"] == "display_data" and set(html["data"]) >= {"text/html", "text/plain"}
+    stored = in_project.root / ".trellis" / "objects"
+    digest = html["data"]["text/html"]["object"]
+    assert (stored / digest[:2] / digest).read_text() == "<b>bold</b>"
+    # the notebook file itself is never changed by running it
+    assert nbformat.read(path, as_version=4).cells[1].outputs == []
+    values = trellis.dataframe("coef0")
+    assert len(values) == 1 and values["filename"][0] == "train.ipynb"
+    logged_step = trellis.query("SELECT step FROM logs WHERE name = 'coef0'")["step"][0]
+    assert logged_step == table["id"][3]
+
+
+def test_files_and_modules_are_attributed_to_their_executions(in_project):
+    in_project.write("data.csv", "1,2,5\n2,1,4\n3,3,9\n")
+    notebook(in_project, "train.ipynb", TRAINING)
+    trellis_run(in_project, "train.ipynb")
+    table = steps()
+    files = trellis.query("SELECT step, path, mode, hash FROM files ORDER BY at")
+    assert files[["path", "mode"]].values.tolist() == [["data.csv", "read"], ["model.pkl", "write"]]
+    assert files["step"].tolist() == [table["id"][1], table["id"][4]]
+    assert files["hash"].notna().all()
+    modules = trellis.query("SELECT step, module, version FROM modules")
+    numpy = modules[modules["module"] == "numpy"]
+    assert numpy["step"].tolist() == [table["id"][0]]
+    assert numpy["version"].iloc[0] == __import__("numpy").__version__
+
+
+def test_model_lineage_reaches_the_training_data_through_fit(in_project):
+    in_project.write("data.csv", "1,2,5\n2,1,4\n3,3,9\n")
+    notebook(in_project, "train.ipynb", TRAINING)
+    trellis_run(in_project, "train.ipynb")
+    graph = trellis.lineage("model.pkl")
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    executions = {n["cell_id"] for n in graph["nodes"] if n["kind"] == "execution"}
+    assert {"cell-4", "cell-3", "cell-1"} <= executions
+    assert any(n["kind"] == "file" and n["path"] == "data.csv" and n["source"] for n in graph["nodes"])
+    labelled = {(nodes[e["from"]].get("cell_id"), e["relation"], nodes[e["to"]].get("cell_id")) for e in graph["edges"]}
+    # the saved model comes from the execution that fit it, not the one that made it
+    assert ("cell-4", "used model", "cell-3") in labelled
+    assert ("cell-3", "used X", "cell-1") in labelled
+    variable = trellis.lineage("train.ipynb:model")
+    assert nodes_of(variable, "execution") >= {"cell-3", "cell-1"}
+
+
+def nodes_of(graph, kind):
+    return {n.get("cell_id") for n in graph["nodes"] if n["kind"] == kind}
+
+
+def test_dependencies_and_variable_summaries(in_project):
+    notebook(in_project, "deps.ipynb", [
+        "import pandas as pd\ndf = pd.DataFrame({'a': [1, 2], 'b': [3, 4]})",
+        "total = df['a'].sum()",
+        "df['c'] = df['a'] * 2",
+        "result = df['c'].sum() + total",
+    ])
+    trellis_run(in_project, "deps.ipynb")
+    ids = dict(zip(steps()["cell_id"], steps()["id"]))
+    deps = trellis.query("SELECT step, depends_on, name FROM dependencies")
+    got = {(s, d, n) for s, d, n in deps.values.tolist()}
+    assert (ids["cell-1"], ids["cell-0"], "df") in got
+    assert (ids["cell-2"], ids["cell-0"], "df") in got
+    assert (ids["cell-3"], ids["cell-2"], "df") in got  # the mutated version, not the first
+    assert (ids["cell-3"], ids["cell-1"], "total") in got
+    variables = trellis.query("SELECT step, name, type, summary FROM variables")
+    frame = variables[(variables["name"] == "df") & (variables["step"] == ids["cell-2"])]
+    summary = json.loads(frame["summary"].iloc[0])
+    assert frame["type"].iloc[0] == "pandas.DataFrame"
+    assert summary["shape"] == [2, 3] and summary["columns"] == ["a", "b", "c"] and summary["fingerprint"]
+
+
+def test_restarts_are_epochs_and_files_link_them(in_project):
+    notebook(in_project, "write.ipynb", ["open('shared.txt', 'w').write('v1')"])
+    notebook(in_project, "read.ipynb", ["text = open('shared.txt').read()"])
+    trellis_run(in_project, "write.ipynb")
+    trellis_run(in_project, "read.ipynb")
+    trellis_run(in_project, "read.ipynb")
+    runs = trellis.query("SELECT id, filename FROM runs ORDER BY started")
+    assert runs["filename"].tolist() == ["write.ipynb", "read.ipynb", "read.ipynb"]
+    deps = trellis.query("SELECT step, depends_on, name, via FROM dependencies")
+    writer = steps()["id"][0]
+    assert (deps["depends_on"] == writer).sum() == 2 and set(deps["via"]) == {"file"}
+
+
+def test_user_code_behaves_as_without_trellis(in_project, tmp_path):
+    cells = [
+        "import sys\nprint('out'); print('err', file=sys.stderr)",
+        "def broken(:\n    pass",
+        "x = [1, 2, 3]\nx",
+        "raise KeyboardInterrupt",
+        "'é' * 3",
+        "big = 'y' * 2_000_000\nprint(len(big))",
+    ]
+    path = notebook(in_project, "plain.ipynb", cells, ids=False)
+    traced = tmp_path / "traced.ipynb"
+    trellis_run(in_project, "plain.ipynb", "--output", str(traced))
+    from nbclient import NotebookClient
+
+    plain = nbformat.read(path, as_version=4)
+    NotebookClient(plain, kernel_name="python3", allow_errors=True, timeout=120).execute()
+    with_trellis = nbformat.read(traced, as_version=4)
+
+    def texts(book):
+        return [[(o.get("output_type"), o.get("name"), o.get("text"), o.get("ename"),
+                  json.dumps(o.get("data", {}), sort_keys=True)) for o in cell.outputs]
+                for cell in book.cells]
+
+    assert texts(with_trellis) == texts(plain)
+    table = steps()
+    assert table["status"].tolist() == ["ok", "error", "ok", "interrupted", "ok", "ok"]
+    assert table["cell_id"].str.startswith("sha256:").all()  # no ids in nbformat 4.4
+    assert "SyntaxError" in table["error"][1]
+
+
+def test_kernel_install_records_every_session(in_project, tmp_path):
+    env = in_project.env(JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
+    done = subprocess.run([sys.executable, "-m", "trellis.cli", "kernel", "install"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((tmp_path / "jupyter" / "kernels" / "trellis" / "kernel.json").read_text())
+    assert spec["display_name"] == "Python 3 (trellis)" and "--ext=trellis" in spec["argv"]
+    notebook(in_project, "session.ipynb", ["value = 41 + 1", "print(value)"])
+    run = f"""
+import nbformat
+from nbclient import NotebookClient
+book = nbformat.read('session.ipynb', as_version=4)
+for _ in range(2):  # two kernel sessions: two epochs
+    NotebookClient(book, kernel_name='trellis', timeout=60).execute()
+"""
+    done = subprocess.run([sys.executable, "-c", run], cwd=in_project.root, capture_output=True,
+                          text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr
+    epochs = trellis.query("SELECT kind, status FROM runs")
+    assert epochs["kind"].tolist() == ["notebook", "notebook"]
+    assert len(steps()) == 4
+
+
+def test_trellis_run_script_records_an_unmodified_script(in_project):
+    in_project.write("plain.py", """
+        import json, sys
+        json.dump({"args": sys.argv[1:]}, open("out.json", "w"))
+    """)
+    done = subprocess.run([sys.executable, "-m", "trellis.cli", "run", "plain.py", "--lr", "3"],
+                          cwd=in_project.root, capture_output=True, text=True, env=in_project.env())
+    assert done.returncode == 0, done.stderr
+    assert json.loads((in_project.root / "out.json").read_text()) == {"args": ["--lr", "3"]}
+    run = trellis.query("SELECT filename, argv, status FROM runs").iloc[0]
+    assert run["filename"] == "plain.py" and json.loads(run["argv"]) == ["plain.py", "--lr", "3"]
+    files = trellis.query("SELECT path, mode FROM files")
+    assert files.values.tolist() == [["out.json", "write"]]
+
+
+def test_a_corrupt_notebook_is_one_line(in_project):
+    (in_project.root / "bad.ipynb").write_text("{not json")
+    done = trellis_run(in_project, "bad.ipynb", check=False)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "bad.ipynb is not a readable notebook" in done.stderr
