@@ -169,6 +169,10 @@ def run(path, args: tuple[str, ...], output, timeout: int) -> None:
     from trellis.capture.runner import run_notebook, run_script
 
     if path.suffix == ".ipynb":
+        if args:
+            raise TrellisError(
+                f"a notebook takes no arguments; put options before it: trellis run --output OUT {path}"
+            )
         result = run_notebook(path, output=output, timeout=timeout)
         click.echo(f"{result['cells']} cells executed, {result['failed']} failed")
         if result["failed"]:

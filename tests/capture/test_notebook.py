@@ -178,7 +178,7 @@ def test_user_code_behaves_as_without_trellis(in_project, tmp_path):
     ]
     path = notebook(in_project, "plain.ipynb", cells, ids=False)
     traced = tmp_path / "traced.ipynb"
-    trellis_run(in_project, "plain.ipynb", "--output", str(traced))
+    trellis_run(in_project, "--output", str(traced), "plain.ipynb")
     from nbclient import NotebookClient
 
     plain = nbformat.read(path, as_version=4)

@@ -160,23 +160,24 @@ class NotebookCapture:
         analysis = analyze_cell(step["source"])
         found = analysis.to_dict()
         number = step["number"]
+        me = self.run.global_step(number)  # definers and writers hold store-wide step ids
         if self.definers is None:
             self.definers = self.run.earlier_definers(self.notebook)
         dependencies = []
         for name in dict.fromkeys([*found.get("used", []), *found.get("mutated", [])]):
             earlier = self.definers.get(name)
-            if earlier is not None and earlier != number:
+            if earlier is not None and earlier != me:
                 dependencies.append((earlier, name, "variable"))
         for path in self.run.files.paths_read_in(number) if self.run.files else ():
             writer = self.writers.get(path)
             if writer is None:
                 writer = self.run.earlier_writer(path)
-            if writer is not None and writer != number:
+            if writer is not None and writer != me:
                 dependencies.append((writer, path, "file"))
         changed = list(dict.fromkeys([*found.get("defined", []), *found.get("mutated", [])]))
         if step["status"] == "ok":
             for name in changed:
-                self.definers[name] = number
+                self.definers[name] = me
             variables = []
             for name in changed:
                 if name in self.shell.user_ns:
@@ -185,7 +186,7 @@ class NotebookCapture:
                                       summary.get("fingerprint")))
             self.run.variables.extend((number, *v) for v in variables)
         for path in self.run.files.paths_written_in(number) if self.run.files else ():
-            self.writers[path] = number
+            self.writers[path] = me
         self.run.dependencies.extend((number, *d) for d in dependencies)
         step["analysis"] = json.dumps(found)
 
