@@ -196,6 +196,60 @@ def kernel_install(sys_prefix: bool) -> None:
     click.echo(f"installed {install_kernel(user=not sys_prefix)}")
 
 
+@cli.group()
+def notebook() -> None:
+    """A notebook's recorded history: show it, embed it in the notebook, import it."""
+
+
+@notebook.command("show")
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the history as data.")
+@_one_line_errors
+def notebook_show(path: str, as_json: bool) -> None:
+    """Epochs and executions of PATH: names defined and used, files, dependencies."""
+    from trellis.queries.notebooks import history, render
+
+    described = _with_store(lambda store: history(store, path))
+    click.echo(json.dumps(described, indent=2, default=str) if as_json else render(described))
+
+
+@notebook.command("embed")
+@click.argument("path")
+@_one_line_errors
+def notebook_embed(path: str) -> None:
+    """Write PATH's provenance into its metadata (cells and outputs are left as they are)."""
+    from trellis.export.notebook import embed
+    from trellis.queries.notebooks import history, notebook_file
+
+    described = _with_store(lambda store: history(store, str(notebook_file(path))))
+    counts = embed(notebook_file(path), described)
+    click.echo(f"embedded {counts['epochs']} epochs, {counts['executions']} executions into {path}")
+
+
+@notebook.command("import")
+@click.argument("path")
+@_one_line_errors
+def notebook_import(path: str) -> None:
+    """Load the provenance embedded in PATH into this project's store."""
+    from trellis.export.notebook import read_embedded
+    from trellis.store.connection import open_store
+    from trellis.store.importing import import_notebook
+
+    embedded = read_embedded(notebook_file_path(path))
+    store = open_store()
+    try:
+        counts = import_notebook(store, embedded, store.project.name)
+    finally:
+        store.close()
+    click.echo(f"imported {counts['imported']} epochs ({counts['skipped']} already here)")
+
+
+def notebook_file_path(path: str) -> Any:
+    from trellis.queries.notebooks import notebook_file
+
+    return notebook_file(path)
+
+
 def _with_store(read: Callable[[Any], Any]) -> Any:
     from trellis.store.connection import open_store
 

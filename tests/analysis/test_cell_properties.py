@@ -295,13 +295,13 @@ def test_scope_dense_programs_agree_with_symtable(lines: list[str]) -> None:
     check_generated("\n".join(lines) + "\n")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(hypothesmith.from_grammar())
 def test_grammar_generated_python_agrees_with_symtable(source: str) -> None:
     check_generated(source)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(hypothesmith.from_node())
 def test_syntax_tree_generated_python_agrees_with_symtable(source: str) -> None:
     check_generated(source)

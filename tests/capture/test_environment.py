@@ -202,3 +202,29 @@ def test_capture_modules_import_only_the_standard_library() -> None:
     added = {name.split(".")[0] for name in done.stdout.split()}
     assert added - {"trellis"} <= set(sys.stdlib_module_names) | {"_virtualenv"}
     assert "importlib.metadata" not in done.stdout.split()  # imported only when describing
+
+
+def test_package_list_cache_follows_installs(tmp_path):
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    cache = tmp_path / "cache"
+    code = (
+        "import json, pathlib; from trellis.capture.environment import describe_environment;"
+        f"print(json.dumps(describe_environment(pathlib.Path({str(cache)!r}))['packages']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def packages():
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        return json.loads(done.stdout)
+
+    first = packages()
+    assert len(list(cache.glob("packages-*.json"))) == 1
+    assert packages() == first and "fake-pkg" not in first
+    info = site / "fake_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake_pkg\nVersion: 1.0\n")
+    assert packages()["fake-pkg"] == "1.0"

@@ -56,7 +56,7 @@ _BUILTINS = frozenset(dir(builtins)) | {
 # Put there by IPython itself, and read by every rewritten magic: not worth reporting.
 _KERNEL_NAMES = frozenset({"get_ipython", "__IPYTHON__"})
 
-MUTATING_METHODS = frozenset({
+_MUTATING_METHODS = frozenset({
     # estimators and trainers
     "fit", "partial_fit", "fit_transform", "fit_predict", "fit_resample", "train",
     "train_on_batch", "set_params", "load_state_dict", "compile", "step", "zero_grad",
@@ -67,18 +67,18 @@ MUTATING_METHODS = frozenset({
     # arrays
     "resize", "fill",
 })
-FIT_METHODS = frozenset({
+_FIT_METHODS = frozenset({
     "fit", "partial_fit", "fit_transform", "fit_predict", "fit_resample", "train",
     "train_on_batch",
 })
 # Functions that change their first argument in place.
-ARGUMENT_MUTATORS = frozenset({
+_ARGUMENT_MUTATORS = frozenset({
     "shuffle", "copyto", "fill_diagonal", "putmask", "setattr", "delattr",
     "heappush", "heappop", "heapify", "heapreplace", "heappushpop", "insort",
 })
 # Conventional aliases of modules, so that `np.insert(...)` or `xgb.train(...)` in a cell that
 # did not itself import them is not taken for a mutation of `np` or `xgb`.
-WELL_KNOWN_MODULES = frozenset({
+_WELL_KNOWN_MODULES = frozenset({
     "np", "numpy", "pd", "pandas", "os", "sys", "shutil", "random", "plt", "sns", "torch", "nn",
     "F", "tf", "keras", "jax", "jnp", "xgb", "lgb", "sklearn", "scipy", "cv2", "mlflow",
     "wandb", "re", "heapq", "bisect",
@@ -96,7 +96,7 @@ _WINDOWS_PATH = re.compile(r"(?:[A-Za-z]:\\|\\\\)\S+")
 _MEDIA_TYPE = re.compile(r"(?:application|text|image|audio|video|multipart|font|model)/[\w.+\-]+")
 
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
-_PARSE_FAILURES = (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError)
+_PARSE_FAILURES = (SyntaxError, ValueError, RecursionError, MemoryError)
 
 
 @dataclass(frozen=True)
@@ -518,7 +518,7 @@ class _CellVisitor(ast.NodeVisitor):
             self.mutated[name] = None
 
     def _is_module(self, name: str) -> bool:
-        return name in self.module_names or name in WELL_KNOWN_MODULES
+        return name in self.module_names or name in _WELL_KNOWN_MODULES
 
     # -- control flow -----------------------------------------------------------------------
 
@@ -889,14 +889,14 @@ class _CellVisitor(ast.NodeVisitor):
         on_module = receiver is not None and self._is_module(receiver)
         in_place = callee.endswith("_") and not callee.startswith("_")  # torch: x.add_(1)
         if receiver is not None and not on_module and (
-            callee in MUTATING_METHODS
+            callee in _MUTATING_METHODS
             or in_place
             or any(k.arg == "inplace" and not _is_false(k.value) for k in node.keywords)
         ):
             self._mutate(function)
-            if callee in FIT_METHODS:
+            if callee in _FIT_METHODS:
                 self._fit(receiver, node)
-        if node.args and (callee in ARGUMENT_MUTATORS or (on_module and in_place)):
+        if node.args and (callee in _ARGUMENT_MUTATORS or (on_module and in_place)):
             self._mutate(node.args[0])  # shuffle(x), nn.init.normal_(w)
         for keyword in node.keywords:
             if keyword.arg == "out":

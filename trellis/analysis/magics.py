@@ -27,9 +27,9 @@ ISOLATED_MAGICS = frozenset({"timeit"})
 PYTHON_MAGICS = NAMESPACE_MAGICS | ISOLATED_MAGICS
 
 # IPython re-tokenizes the whole cell once per construct it rewrites, so its cost grows with
-# constructs x size (400 shell escapes in a 6 kB cell took 3.5 s). Past this budget of
-# characters tokenized, the line-based rewriter, linear in the cell, is used instead.
-_IPYTHON_BUDGET = 400_000
+# constructs x size (400 shell escapes in a 6 kB cell took 3.5 s, one in 100 kB 0.3 s). Past this
+# budget of characters tokenized, the line-based rewriter, linear in the cell, is used instead.
+_IPYTHON_BUDGET = 200_000
 
 # Only \r\n, \r and \n end a line for Python; str.splitlines() would also split on \x0c, \x1c...
 _LINE_END = re.compile(r"\r\n|\r|\n")

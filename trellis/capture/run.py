@@ -199,7 +199,8 @@ class Run:
         try:
             import hashlib
 
-            described = json.dumps(environment.describe_environment(), sort_keys=True)
+            cache = Path(self.store.location).parent / "cache" if self.store.dialect.name == "sqlite" else None
+            described = json.dumps(environment.describe_environment(cache), sort_keys=True)
             digest = hashlib.sha256(described.encode()).hexdigest()
             with self.store.transaction() as store:
                 store.execute(

@@ -1,0 +1,1 @@
+"""Writing what the store holds into other forms: notebook metadata, and later PROV/RDF."""

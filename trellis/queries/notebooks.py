@@ -1,0 +1,181 @@
+"""A notebook's history as plain data: its epochs, and each execution's names, files and links.
+
+This is what ``trellis notebook show`` prints and what ``trellis notebook embed`` writes into the
+notebook (the schema is in ``docs/notebook-provenance.md``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trellis._errors import TrellisError
+from trellis.queries.lineage import _relative_path
+from trellis.queries.runs import timestamp
+from trellis.store.connection import Store
+
+SCHEMA = "trellis-notebook-provenance/1"
+
+
+def execution_key(run_uuid: str, step_id: int) -> str:
+    """A store-independent name for an execution: its epoch and its number in that epoch."""
+    return f"{run_uuid}/{step_id & 0xFFFFFFFF}"
+
+
+def history(store: Store, notebook: str) -> dict[str, Any]:
+    path = _relative_path(store, notebook)
+    epochs = store.execute(
+        "SELECT id, uuid, started, ended, status, environment_id FROM runs"
+        " WHERE filename = ? AND kind = 'notebook' ORDER BY started, id",
+        (path,),
+    )
+    if not epochs:
+        raise TrellisError(f"no recorded kernel session ran {path}; run it with `trellis run {path}`")
+    keys: dict[int, str] = {}
+    step_rows = store.execute(
+        "SELECT s.id, r.uuid FROM steps s JOIN runs r ON r.id = s.run WHERE r.filename = ?", (path,)
+    )
+    keys.update((step, execution_key(uuid, step)) for step, uuid in step_rows)
+    result: dict[str, Any] = {"schema": SCHEMA, "notebook": path, "epochs": []}
+    for run_id, uuid, started, ended, status, environment_id in epochs:
+        result["epochs"].append({
+            "run_id": uuid, "started": timestamp(started), "ended": timestamp(ended),
+            "status": status, "environment": _environment(store, environment_id),
+            "modules": _modules(store, run_id),
+            "executions": _executions(store, run_id, keys),
+        })
+    result["unused_imports"] = unused_imports(result)
+    return result
+
+
+def _environment(store: Store, environment_id: int | None) -> dict[str, Any] | None:
+    if environment_id is None:
+        return None
+    found = store.execute("SELECT data FROM environments WHERE id = ?", (environment_id,))
+    if not found:
+        return None
+    data = json.loads(found[0][0])
+    return {k: data.get(k) for k in ("python_version", "python_implementation", "os", "platform",
+                                      "machine", "hostname", "cpu_count", "gpus")}
+
+
+def _modules(store: Store, run_id: int) -> list[dict[str, Any]]:
+    rows = store.execute(
+        "SELECT module, distribution, version FROM modules WHERE run = ? AND distribution IS NOT NULL"
+        " ORDER BY module",
+        (run_id,),
+    )
+    unique = {module: (distribution, version) for module, distribution, version in rows}
+    return [{"module": m, "distribution": d, "version": v} for m, (d, v) in unique.items()]
+
+
+def _executions(store: Store, run_id: int, keys: dict[int, str]) -> list[dict[str, Any]]:
+    steps = store.execute(
+        "SELECT id, cell_id, execution_count, source, source_hash, started, ended, status, error,"
+        " outputs, analysis FROM steps WHERE run = ? ORDER BY started, id",
+        (run_id,),
+    )
+    files = _grouped(store, "SELECT step, mode, path, hash, size FROM files WHERE run = ? ORDER BY at", run_id)
+    variables = _grouped(
+        store,
+        "SELECT v.step, v.name, v.type, v.summary FROM variables v JOIN steps s ON s.id = v.step"
+        " WHERE s.run = ?",
+        run_id,
+    )
+    dependencies = _grouped(
+        store,
+        "SELECT d.step, d.depends_on, d.name, d.via FROM dependencies d JOIN steps s ON s.id = d.step"
+        " WHERE s.run = ? ORDER BY d.name",
+        run_id,
+    )
+    executions = []
+    for (step, cell, count, source, digest, started, ended, status, error, outputs,
+         analysis) in steps:
+        found = json.loads(analysis or "{}")
+        executions.append({
+            "id": keys.get(step) or execution_key("?", step),
+            "cell_id": cell,
+            "execution_count": count,
+            "status": status,
+            "started": timestamp(started),
+            "duration": None if ended is None else round(ended - started, 4),
+            "source": source,
+            "source_hash": digest,
+            "error": error.strip().splitlines()[-1] if error else None,
+            "defined": found.get("defined", []),
+            "used": found.get("used", []),
+            "mutated": found.get("mutated", []),
+            "imports": found.get("imports", []),
+            "reads": [{"path": p, "hash": h, "size": s} for m, p, h, s in files.get(step, []) if m == "read"],
+            "writes": [{"path": p, "hash": h, "size": s} for m, p, h, s in files.get(step, []) if m == "write"],
+            "depends_on": [
+                {"execution": keys.get(on) or execution_key("?", on), "name": name, "via": via}
+                for on, name, via in dependencies.get(step, [])
+            ],
+            "variables": [
+                {"name": n, "type": t, "summary": json.loads(s or "{}")}
+                for n, t, s in variables.get(step, [])
+            ],
+            "outputs": json.loads(outputs or "[]"),
+        })
+    return executions
+
+
+def _grouped(store: Store, sql: str, run_id: int) -> dict[int, list[tuple]]:
+    grouped: dict[int, list[tuple]] = {}
+    for step, *rest in store.execute(sql, (run_id,)):
+        grouped.setdefault(step, []).append(tuple(rest))
+    return grouped
+
+
+def unused_imports(described: dict[str, Any]) -> list[str]:
+    """Names bound by imports that no execution of the notebook ever used."""
+    imported: dict[str, None] = {}
+    used: set[str] = set()
+    for epoch in described["epochs"]:
+        for execution in epoch["executions"]:
+            for entry in execution["imports"]:
+                for name in _bound_names(entry):
+                    imported.setdefault(name)
+            used.update(execution["used"])
+            used.update(execution["mutated"])
+    return [name for name in imported if name not in used]
+
+
+def _bound_names(entry: dict[str, Any]) -> list[str]:
+    if entry.get("names"):
+        return [n for n in entry["names"] if n != "*"]
+    if entry.get("alias"):
+        return [entry["alias"]]
+    module = entry.get("module") or ""
+    return [module.split(".")[0]] if module else []
+
+
+def render(described: dict[str, Any]) -> str:
+    lines = [f"{described['notebook']}: {len(described['epochs'])} epoch(s)"]
+    for number, epoch in enumerate(described["epochs"], 1):
+        executions = epoch["executions"]
+        total = sum(e["duration"] or 0 for e in executions)
+        lines.append(f"epoch {number} {epoch['run_id'][:8]} {epoch['started']} {epoch['status']}:"
+                     f" {len(executions)} executions, {total:.2f} s")
+        for e in executions:
+            links = ", ".join(f"{d['name']}<-{d['execution'].split('/')[-1]}" for d in e["depends_on"])
+            files = [f"read {r['path']}" for r in e["reads"]] + [f"wrote {w['path']}" for w in e["writes"]]
+            lines.append(
+                f"  [{e['execution_count']}] {e['id'].split('/')[-1]:>3} cell {e['cell_id']} {e['status']}"
+                f" defines {','.join(e['defined'] + e['mutated']) or '-'} uses {','.join(e['used']) or '-'}"
+                + (f" | depends {links}" if links else "")
+                + (f" | {'; '.join(files)}" if files else "")
+                + (f" | {e['error']}" if e["error"] else "")
+            )
+    if described["unused_imports"]:
+        lines.append(f"imported but never used: {', '.join(described['unused_imports'])}")
+    return "\n".join(lines)
+
+
+def notebook_file(path: str) -> Path:
+    found = Path(path)
+    if not found.is_file():
+        raise TrellisError(f"no notebook at {path}")
+    return found
