@@ -102,3 +102,31 @@ def test_a_file_changed_after_it_was_read_is_not_given_a_wrong_hash(project, mon
     assert events["mode"].tolist() == ["read", "write"]
     assert pd.isna(events["hash"][0])
     assert events["hash"][1] == sha(project.root / "input.txt")
+
+
+def test_readers_that_bypass_open_and_urls_are_seen(project, monkeypatch):
+    """pandas' parquet I/O runs in pyarrow's C++; urllib fetches through sockets."""
+    import http.server
+    import threading
+
+    monkeypatch.chdir(project.root)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/README"
+        project.write("parquet.py", f"""
+            import urllib.request
+            import pandas as pd
+            import trellis
+            pd.DataFrame({{"a": [1, 2]}}).to_parquet("table.parquet")
+            assert pd.read_parquet("table.parquet")["a"].tolist() == [1, 2]
+            urllib.request.urlopen("{url}").read()
+        """)
+        project.run("parquet.py")
+    finally:
+        server.shutdown()
+    events = trellis.query("SELECT path, mode, hash FROM files ORDER BY at")
+    assert events[["path", "mode"]].values.tolist() == [
+        ["table.parquet", "write"], ["table.parquet", "read"], [url, "read"]]
+    hashes = dict(zip(events["mode"] + events["path"], events["hash"]))
+    assert hashes["writetable.parquet"] == hashes["readtable.parquet"] == sha(project.root / "table.parquet")

@@ -56,12 +56,35 @@ class FileWatcher:
 
     def hook(self, event: str, args: tuple) -> None:
         if event != "open":
+            if event == "urllib.Request":
+                self.note(args[0], READ)
             return
         try:
             self._opened(args)
         except Exception:
             # An audit hook that raises would break the user's open(); never let it.
             self.failed = True
+
+    def note(self, path: str, direction: str) -> None:
+        """A file or URL used by a reader the audit hook cannot see."""
+        try:
+            if "://" in path:
+                self._url(path)
+            else:
+                self._opened((path, "r" if direction == READ else "w", 0))
+        except Exception:
+            self.failed = True
+
+    def _url(self, url: str) -> None:
+        if threading.get_ident() in self.quiet_threads:
+            return
+        key = (url, READ, self.step)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if self.step:
+            self.step_paths.setdefault((self.step, READ), set()).add(url)
+        self.reads.append((self.step, url, time.time(), None))
 
     def _opened(self, args: tuple) -> None:
         if threading.get_ident() in self.quiet_threads:
@@ -113,7 +136,7 @@ class FileWatcher:
         events = []
         for _ in range(len(self.reads)):
             step, path, at, opened_stat = self.reads.popleft()
-            digest, size = _fingerprint(path, opened_stat)
+            digest, size = (None, None) if opened_stat is None else _fingerprint(path, opened_stat)
             events.append((step, self.relative(path), READ, digest, size, at))
         if include_writes:
             for (step, path), at in list(self.writes.items()):

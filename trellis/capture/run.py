@@ -552,6 +552,9 @@ def begin(kind: str = "script", filename: str | None = None) -> Run | None:
 
         root = project_root(run.cwd)
         run.files = files.watch(root, root / STORE_DIR)
+        from trellis.capture.readers import watch_readers
+
+        watch_readers(run.files)
         _run = run
         run.recorder.start()
         atexit.register(_at_exit)
