@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import pandas as pd
@@ -240,3 +241,34 @@ def test_a_corrupt_notebook_is_one_line(in_project):
     done = trellis_run(in_project, "bad.ipynb", check=False)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "bad.ipynb is not a readable notebook" in done.stderr
+
+
+def test_a_kernel_killed_mid_cell_keeps_what_was_recorded(in_project):
+    from jupyter_client.manager import start_new_kernel
+
+    env = in_project.env(TRELLIS_NOTEBOOK=str(in_project.root / "killed.ipynb"))
+    manager, client = start_new_kernel(kernel_name="python3", extra_arguments=["--ext=trellis"],
+                                       cwd=str(in_project.root), env=env)
+    try:
+        reply = client.execute_interactive("import trellis\ntrellis.log('before', 1)", timeout=60)
+        assert reply["content"]["status"] == "ok"
+        client.execute("import time\ntime.sleep(60)")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if "running" in set(steps()["status"]):
+                    break
+            except trellis.StoreError:
+                pass
+            time.sleep(0.2)
+    finally:
+        os.kill(manager.provisioner.pid, 9)  # no atexit, no final flush
+        manager.shutdown_kernel(now=True)
+        client.stop_channels()
+    table = steps()
+    assert table["status"].tolist() == ["ok", "running"]
+    assert trellis.dataframe("before")["before"].tolist() == [1]
+    in_project.write("next.py", "import trellis\n")
+    in_project.run("next.py")
+    assert steps()["status"].tolist() == ["ok", "interrupted"]
+    assert trellis.query("SELECT status FROM runs ORDER BY started")["status"].tolist() == ["interrupted", "ok"]

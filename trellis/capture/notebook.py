@@ -100,6 +100,8 @@ class NotebookCapture:
             self.run.out.start_cell()
         if self.run.err is not None:
             self.run.err.start_cell()
+        # written as running at once, so a kernel killed mid-cell still shows what it was doing
+        self.run.flush_soon(consistent=False)
 
     def _end(self, result: Any) -> None:
         step = self.current

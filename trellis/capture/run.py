@@ -172,6 +172,10 @@ class Run:
                         "UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'",
                         dead,
                     )
+                    store.executemany(
+                        "UPDATE steps SET status = 'interrupted' WHERE run = ? AND status = 'running'",
+                        dead,
+                    )
         except Exception as error:
             self.problem("checking for killed runs", error)
 
