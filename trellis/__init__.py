@@ -38,6 +38,7 @@ __all__ = [
     "runs",
     "load_checkpoint",
     "lineage",
+    "diff",
     "TrellisError",
     "BadArgumentError",
     "UnknownRunError",
@@ -134,6 +135,19 @@ def lineage(target: str, downstream: bool = False) -> dict[str, Any]:
     store = _read_store()
     try:
         return walk(store, target, downstream)
+    finally:
+        store.close()
+
+
+def diff(a: str, b: str) -> dict[str, Any]:
+    """What changed from ``a`` to ``b``: two runs or epochs (id prefixes, ``latest``), or two
+    executions (``<epoch prefix>/<n>``). Code, params, logged values, files, environment, outputs.
+    """
+    from trellis.queries.diff import diff as compare
+
+    store = _read_store()
+    try:
+        return compare(store, a, b)
     finally:
         store.close()
 

@@ -196,6 +196,19 @@ def kernel_install(sys_prefix: bool) -> None:
     click.echo(f"installed {install_kernel(user=not sys_prefix)}")
 
 
+@cli.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as data.")
+@_one_line_errors
+def diff_command(a: str, b: str, as_json: bool) -> None:
+    """What changed from A to B: two runs/epochs (id prefixes), or two executions (EPOCH/N)."""
+    from trellis.queries.diff import render
+
+    result = trellis.diff(a, b)
+    click.echo(json.dumps(result, indent=2, default=str) if as_json else render(result))
+
+
 @cli.group()
 def notebook() -> None:
     """A notebook's recorded history: show it, embed it in the notebook, import it."""

@@ -27,6 +27,17 @@ How names are counted (Python's scoping rules, plus these choices):
   inside function bodies are not counted: they happen only if and when the function is called.
 - ``fit_inputs``: for ``model.fit(X, y)`` and its kin, the names of the data passed in, so that
   a fitted model can be traced to its training data rather than to ``model = SVC()``.
+- ``literals``: string constants that look like a file (a data extension such as ``.csv`` or a
+  path with ``/``, no whitespace) or a URL; an f-string is checked as its template,
+  ``data/{split}.csv``. ``loops`` counts loop statements and ``conditions`` ``if``/``elif``,
+  conditional expressions and ``match``, in all scopes.
+- IPython syntax is analysed as IPython runs it (see ``magics``): ``files = !ls`` binds
+  ``files``, the Python in ``%time``/``%%time``/``%%capture``/``%prun`` runs in the cell's
+  namespace and that of ``%timeit`` in its own.
+
+Order matters for certainty only in module and class bodies; a ``finally`` block is taken to run
+after the ``try`` body or a handler completed. Code nested deeper than the recursion limit allows
+(hundreds of levels) gets an error rather than a partial answer.
 """
 
 from __future__ import annotations
@@ -153,7 +164,8 @@ def analyze_cell(source: str) -> CellAnalysis:
     try:
         return _analyze(source)
     except Exception as failure:  # a bug here must not become an error in the user's kernel
-        return CellAnalysis(error=_one_line(f"analysis failed: {type(failure).__name__}: {failure}"))
+        message = f"analysis failed: {type(failure).__name__}: {failure}"
+        return CellAnalysis(error=_one_line(message))
 
 
 def _analyze(source: object) -> CellAnalysis:
@@ -263,16 +275,17 @@ def _is_false(node: ast.expr) -> bool:
 def _magic_call(node: ast.Call) -> tuple[str, list[str]] | None:
     """('run_line_magic', ['time', 'f()']) for `get_ipython().run_line_magic('time', 'f()')`."""
     method = node.func
-    if not (
+    texts = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if (
         isinstance(method, ast.Attribute)
         and isinstance(method.value, ast.Call)
         and isinstance(method.value.func, ast.Name)
         and method.value.func.id == "get_ipython"
         and not node.keywords
-        and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
+        and len(texts) == len(node.args)
     ):
-        return None
-    return method.attr, [a.value for a in node.args]
+        return method.attr, texts
+    return None
 
 
 def _statement_after_options(line: str) -> ast.Module | None:
@@ -317,7 +330,9 @@ def _local_names(
             continue
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             bound.add(node.name)
-            pending.extend([*node.decorator_list, node.args, *([node.returns] if node.returns else [])])
+            pending.extend([*node.decorator_list, node.args])
+            if node.returns is not None:
+                pending.append(node.returns)
         elif isinstance(node, ast.Lambda):
             pending.append(node.args)
         elif isinstance(node, ast.ClassDef):
@@ -523,7 +538,7 @@ class _CellVisitor(ast.NodeVisitor):
     # -- control flow -----------------------------------------------------------------------
 
     def _current_flow(self) -> _Flow | None:
-        """The flow a binding here changes: a comprehension's walrus binds in the scope around it."""
+        """The flow bindings here change: a comprehension's walrus binds in the scope around it."""
         scope = self.scope
         while scope.kind == "comprehension" and scope.parent is not None:
             scope = scope.parent
@@ -635,7 +650,8 @@ class _CellVisitor(ast.NodeVisitor):
         kept = handler.name in self.defined
         self._bind(handler.name)
         self._run_block(handler.body)
-        # Python deletes the name when the handler ends (even one bound before the try).
+        # Python deletes the name when the handler ends. A binding from before the `try` stays
+        # in `defined`, since the handler may not run, but is no longer certain.
         if not kept:
             self.defined.pop(handler.name, None)
         flow = self._current_flow()
@@ -662,7 +678,9 @@ class _CellVisitor(ast.NodeVisitor):
             return run
 
         catch_all = any(
-            case.guard is None and isinstance(case.pattern, ast.MatchAs) and case.pattern.pattern is None
+            case.guard is None
+            and isinstance(case.pattern, ast.MatchAs)
+            and case.pattern.pattern is None
             for case in node.cases
         )
         self._alternatives([case_path(case) for case in node.cases], may_skip=not catch_all)
@@ -830,7 +848,9 @@ class _CellVisitor(ast.NodeVisitor):
             name.id for generator in generators for name in ast.walk(generator.target)
             if isinstance(name, ast.Name)
         }
-        scope = _Scope("comprehension", self.scope, deferred=self.scope.deferred, local_names=targets)
+        scope = _Scope(
+            "comprehension", self.scope, deferred=self.scope.deferred, local_names=targets
+        )
         with self._tentative(), self._entered(scope):
             for index, generator in enumerate(generators):
                 if index:
@@ -862,7 +882,7 @@ class _CellVisitor(ast.NodeVisitor):
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
         # f"data/{split}.csv" is checked as the template `data/{split}.csv`.
         template = "".join(
-            part.value if isinstance(part, ast.Constant) else "{" + ast.unparse(part.value) + "}"
+            str(part.value) if isinstance(part, ast.Constant) else f"{{{ast.unparse(part.value)}}}"
             for part in node.values
             if isinstance(part, (ast.Constant, ast.FormattedValue))
         )

@@ -1,0 +1,308 @@
+"""What changed between two runs, two notebook epochs, or two executions of one cell.
+
+A run or epoch is named by an id prefix (or ``latest``); an execution by ``<epoch prefix>/<n>``,
+its number in the epoch (as ``trellis notebook show`` prints it). The result is plain data: code
+(a unified diff of the snapshots, or of cell sources), params, logged values, data files,
+libraries and environment, and outputs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import subprocess
+from typing import Any
+
+from trellis._errors import TrellisError
+from trellis.queries.runs import resolve
+from trellis.store.cells import decode
+from trellis.store.connection import Store
+from trellis.store.objects import object_path
+from trellis.store.schema import RUN_SHIFT
+
+_TEXT_LIMIT = 200_000
+
+
+def _is_execution(ref: str) -> bool:
+    return "/" in ref and ref.rsplit("/", 1)[1].isdigit()
+
+
+def _execution(store: Store, ref: str) -> dict[str, Any]:
+    prefix, number = ref.rsplit("/", 1)
+    run = resolve(store, prefix)
+    step = (run["id"] << RUN_SHIFT) + int(number)
+    rows = store.execute(
+        "SELECT id, cell_id, notebook, source, status, error, outputs FROM steps WHERE id = ?", (step,)
+    )
+    if not rows:
+        raise TrellisError(f"epoch {run['uuid'][:8]} has no execution {number}; see `trellis notebook show`")
+    step, cell, notebook, source, status, error, outputs = rows[0]
+    return {"ref": f"{run['uuid'][:8]}/{number}", "step": step, "run": run, "cell_id": cell,
+            "notebook": notebook, "source": source or "", "status": status, "error": error,
+            "outputs": json.loads(outputs or "[]")}
+
+
+def diff(store: Store, a: str, b: str) -> dict[str, Any]:
+    if _is_execution(a) != _is_execution(b):
+        raise TrellisError(f"{a!r} and {b!r} are different kinds of thing: compare two runs or two executions")
+    if _is_execution(a):
+        return _diff_executions(store, _execution(store, a), _execution(store, b))
+    return _diff_runs(store, resolve(store, a), resolve(store, b))
+
+
+# -- runs and epochs ---------------------------------------------------------------------------
+
+
+def _diff_runs(store: Store, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "runs",
+        "a": _identity(a),
+        "b": _identity(b),
+        "code": _code(store, a, b),
+        "params": _changes(_params(store, a["id"]), _params(store, b["id"])),
+        "values": _values(store, a["id"], b["id"]),
+        "files": _files(store, a["id"], b["id"]),
+        "environment": _environment(store, a, b),
+    }
+
+
+def _identity(run: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run["uuid"], "kind": run["kind"], "filename": run["filename"],
+            "status": run["status"], "git_commit": run["git_commit"]}
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "changed": {k: {"a": old[k], "b": new[k]} for k in old if k in new and old[k] != new[k]},
+        "added": {k: new[k] for k in new if k not in old},
+        "removed": {k: old[k] for k in old if k not in new},
+    }
+
+
+def _params(store: Store, run: int) -> dict[str, Any]:
+    rows = store.execute(
+        "SELECT name, kind, int_value, float_value, text_value FROM params WHERE run = ?", (run,)
+    )
+    return {name: decode(kind, i, f, t) for name, kind, i, f, t in rows}
+
+
+def _value_summary(store: Store, run: int) -> dict[str, dict[str, Any]]:
+    rows = store.execute(
+        "SELECT name, COUNT(*), MIN(float_value), MAX(float_value), AVG(float_value),"
+        " MAX(id) FROM logs WHERE run = ? GROUP BY name",
+        (run,),
+    )
+    summary = {}
+    for name, count, low, high, mean, last_id in rows:
+        kind, i, f, t = store.execute(
+            "SELECT kind, int_value, float_value, text_value FROM logs WHERE id = ?", (last_id,)
+        )[0]
+        entry: dict[str, Any] = {"count": count, "last": decode(kind, i, f, t)}
+        if mean is not None:
+            entry.update(min=low, max=high, mean=mean)
+        summary[name] = entry
+    return summary
+
+
+def _values(store: Store, a: int, b: int) -> dict[str, Any]:
+    old, new = _value_summary(store, a), _value_summary(store, b)
+    changed = {}
+    for name in old.keys() & new.keys():
+        if old[name] != new[name]:
+            entry = {"a": old[name], "b": new[name]}
+            la, lb = old[name]["last"], new[name]["last"]
+            if isinstance(la, (int, float)) and isinstance(lb, (int, float)) and not isinstance(la, bool):
+                entry["delta"] = lb - la
+            changed[name] = entry
+    return {"changed": dict(sorted(changed.items())),
+            "same": sorted(n for n in old.keys() & new.keys() if old[n] == new[n]),
+            "added": {n: new[n] for n in sorted(new.keys() - old.keys())},
+            "removed": {n: old[n] for n in sorted(old.keys() - new.keys())}}
+
+
+def _file_versions(store: Store, column: str, value: int) -> dict[tuple[str, str], str | None]:
+    rows = store.execute(f"SELECT mode, path, hash FROM files WHERE {column} = ? ORDER BY at", (value,))
+    return {(mode, path): digest for mode, path, digest in rows}
+
+
+def _files(store: Store, a: int, b: int, column: str = "run") -> dict[str, Any]:
+    old, new = _file_versions(store, column, a), _file_versions(store, column, b)
+    out: dict[str, Any] = {}
+    for mode in ("read", "write"):
+        paths_a = {p: h for (m, p), h in old.items() if m == mode}
+        paths_b = {p: h for (m, p), h in new.items() if m == mode}
+        out[mode] = {
+            "changed": {p: {"a": paths_a[p], "b": paths_b[p]} for p in sorted(paths_a.keys() & paths_b.keys())
+                        if paths_a[p] != paths_b[p]},
+            "new": sorted(paths_b.keys() - paths_a.keys()),
+            "gone": sorted(paths_a.keys() - paths_b.keys()),
+        }
+    return out
+
+
+def _code(store: Store, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    if a["kind"] == "notebook" or b["kind"] == "notebook":
+        return _cell_sources(store, a["id"], b["id"])
+    if not a["git_commit"] or not b["git_commit"]:
+        return {"available": False, "reason": "a run was recorded outside git"}
+    if a["git_commit"] == b["git_commit"]:
+        return {"available": True, "same": True, "diff": ""}
+    done = subprocess.run(
+        ["git", "diff", "--no-color", a["git_commit"], b["git_commit"]],
+        cwd=store.project, capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        return {"available": False, "reason": done.stderr.strip().splitlines()[-1] if done.stderr else "git failed"}
+    return {"available": True, "same": not done.stdout, "diff": done.stdout[:_TEXT_LIMIT]}
+
+
+def _cell_sources(store: Store, a: int, b: int) -> dict[str, Any]:
+    """Per cell id, the last source each epoch ran; a unified diff where they differ."""
+    def last_sources(run: int) -> dict[str, str]:
+        rows = store.execute("SELECT cell_id, source FROM steps WHERE run = ? ORDER BY started", (run,))
+        return {cell: source or "" for cell, source in rows}
+
+    old, new = last_sources(a), last_sources(b)
+    cells = {}
+    for cell in sorted(old.keys() & new.keys()):
+        if old[cell] != new[cell]:
+            cells[cell] = _unified(old[cell], new[cell], f"a/{cell}", f"b/{cell}")
+    return {"available": True, "same": not cells and old.keys() == new.keys(), "cells": cells,
+            "new_cells": sorted(new.keys() - old.keys()), "gone_cells": sorted(old.keys() - new.keys())}
+
+
+def _unified(old: str, new: str, left: str, right: str) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), left, right))
+
+
+def _environment(store: Store, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    def load(environment_id: int | None) -> dict[str, Any]:
+        if environment_id is None:
+            return {}
+        rows = store.execute("SELECT data FROM environments WHERE id = ?", (environment_id,))
+        return json.loads(rows[0][0]) if rows else {}
+
+    run_a = store.execute("SELECT environment_id FROM runs WHERE id = ?", (a["id"],))[0][0]
+    run_b = store.execute("SELECT environment_id FROM runs WHERE id = ?", (b["id"],))[0][0]
+    old, new = load(run_a), load(run_b)
+    packages = _changes(old.pop("packages", {}), new.pop("packages", {}))
+    return {"same": run_a == run_b, "packages": packages, "system": _changes(old, new)}
+
+
+# -- executions --------------------------------------------------------------------------------
+
+
+def _diff_executions(store: Store, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    if (a["notebook"], a["cell_id"]) != (b["notebook"], b["cell_id"]):
+        note = f"different cells ({a['cell_id']} and {b['cell_id']})"
+    else:
+        note = None
+    return {
+        "kind": "executions",
+        "a": {k: a[k] for k in ("ref", "cell_id", "notebook", "status")},
+        "b": {k: b[k] for k in ("ref", "cell_id", "notebook", "status")},
+        "note": note,
+        "code": {"same": a["source"] == b["source"],
+                 "diff": _unified(a["source"], b["source"], f"a/{a['ref']}", f"b/{b['ref']}")},
+        "status": None if a["status"] == b["status"] else {"a": a["status"], "b": b["status"]},
+        "outputs": _outputs(store, a["outputs"], b["outputs"]),
+        "files": _files(store, a["step"], b["step"], column="step"),
+        "variables": _changes(_variables(store, a["step"]), _variables(store, b["step"])),
+    }
+
+
+def _variables(store: Store, step: int) -> dict[str, Any]:
+    rows = store.execute("SELECT name, type, summary FROM variables WHERE step = ?", (step,))
+    return {name: {"type": kind, **json.loads(summary or "{}")} for name, kind, summary in rows}
+
+
+def _outputs(store: Store, old: list[dict], new: list[dict]) -> list[dict[str, Any]]:
+    changes = []
+    for position in range(max(len(old), len(new))):
+        left = old[position]["data"] if position < len(old) else {}
+        right = new[position]["data"] if position < len(new) else {}
+        for mime in sorted(left.keys() | right.keys()):
+            da, db = (left.get(mime) or {}).get("object"), (right.get(mime) or {}).get("object")
+            if da == db:
+                continue
+            entry: dict[str, Any] = {"output": position, "mime": mime, "a": da, "b": db}
+            if mime.startswith("text/") and da and db:
+                entry["diff"] = _unified(_text(store, da), _text(store, db), "a", "b")
+            changes.append(entry)
+    return changes
+
+
+def _text(store: Store, digest: str) -> str:
+    try:
+        return object_path(store.objects, digest).read_bytes()[:_TEXT_LIMIT].decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def render(result: dict[str, Any]) -> str:
+    """A readable report of a diff."""
+    lines = [f"a: {_label(result['a'])}", f"b: {_label(result['b'])}"]
+    if result.get("note"):
+        lines.append(f"note: {result['note']}")
+    code = result["code"]
+    if code.get("available") is False:
+        lines.append(f"code: not comparable ({code['reason']})")
+    elif code.get("same"):
+        lines.append("code: same")
+    else:
+        lines.append("code:")
+        text = code.get("diff") or "".join(code.get("cells", {}).values())
+        lines += ["  " + line for line in text.rstrip().splitlines()]
+        for key in ("new_cells", "gone_cells"):
+            if code.get(key):
+                lines.append(f"  {key.replace('_', ' ')}: {', '.join(code[key])}")
+    for section in ("params", "variables"):
+        if section in result:
+            lines += _render_changes(section, result[section])
+    if "values" in result:
+        values = result["values"]
+        for name, change in values["changed"].items():
+            delta = f" (delta {change['delta']:+.6g})" if "delta" in change else ""
+            lines.append(f"values: {name}: last {change['a']['last']!r} -> {change['b']['last']!r}{delta},"
+                         f" count {change['a']['count']} -> {change['b']['count']}")
+        for key in ("added", "removed"):
+            for name in values[key]:
+                lines.append(f"values: {name}: {key}")
+        if values["same"]:
+            lines.append(f"values: same for {', '.join(values['same'])}")
+    for mode, changes in result["files"].items():
+        for path, hashes in changes["changed"].items():
+            lines.append(f"files {mode}: {path} changed ({_short(hashes['a'])} -> {_short(hashes['b'])})")
+        for key in ("new", "gone"):
+            for path in changes[key]:
+                lines.append(f"files {mode}: {path} {key}")
+    if "environment" in result:
+        environment = result["environment"]
+        if environment["same"]:
+            lines.append("environment: same")
+        else:
+            lines += _render_changes("packages", environment["packages"])
+            lines += _render_changes("environment", environment["system"])
+    if result.get("status"):
+        lines.append(f"status: {result['status']['a']} -> {result['status']['b']}")
+    for change in result.get("outputs", []):
+        lines.append(f"output {change['output']} {change['mime']}: {_short(change['a'])} -> {_short(change['b'])}")
+        lines += ["  " + line for line in change.get("diff", "").rstrip().splitlines()]
+    return "\n".join(lines)
+
+
+def _label(identity: dict[str, Any]) -> str:
+    if "ref" in identity:
+        return f"execution {identity['ref']} of cell {identity['cell_id']} in {identity['notebook']} ({identity['status']})"
+    return f"run {identity['run_id'][:8]} {identity['filename']} ({identity['kind']}, {identity['status']})"
+
+
+def _render_changes(section: str, changes: dict[str, Any]) -> list[str]:
+    lines = [f"{section}: {k}: {v['a']!r} -> {v['b']!r}" for k, v in changes["changed"].items()]
+    lines += [f"{section}: {k}: added {v!r}" for k, v in changes["added"].items()]
+    lines += [f"{section}: {k}: removed {v!r}" for k, v in changes["removed"].items()]
+    return lines
+
+
+def _short(digest: str | None) -> str:
+    return digest[:10] if digest else "none"
