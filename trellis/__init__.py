@@ -39,6 +39,7 @@ __all__ = [
     "load_checkpoint",
     "lineage",
     "diff",
+    "reproduce",
     "TrellisError",
     "BadArgumentError",
     "UnknownRunError",
@@ -148,6 +149,19 @@ def diff(a: str, b: str) -> dict[str, Any]:
     store = _read_store()
     try:
         return compare(store, a, b)
+    finally:
+        store.close()
+
+
+def reproduce(run: str, tolerance: float = 0.0) -> dict[str, Any]:
+    """Run a recorded script or notebook epoch again from its snapshot, in a fresh git worktree,
+    and compare values, written files and outputs; ``matched`` says whether all were the same."""
+    from trellis.reproduction import reproduce as again
+    from trellis.store.connection import open_store
+
+    store = open_store()
+    try:
+        return again(store, run, tolerance)
     finally:
         store.close()
 

@@ -209,6 +209,22 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
     click.echo(json.dumps(result, indent=2, default=str) if as_json else render(result))
 
 
+@cli.command("reproduce")
+@click.argument("run")
+@click.option("--tolerance", type=float, default=0.0, show_default=True,
+              help="Relative and absolute tolerance for comparing floats.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as data.")
+@_one_line_errors
+def reproduce_command(run: str, tolerance: float, as_json: bool) -> None:
+    """Run RUN again from its snapshot and compare; exit status 0 only if everything matched."""
+    from trellis.reproduction import render
+
+    report = trellis.reproduce(run, tolerance)
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else render(report))
+    if not report["matched"]:
+        raise SystemExit(1)
+
+
 @cli.group()
 def notebook() -> None:
     """A notebook's recorded history: show it, embed it in the notebook, import it."""

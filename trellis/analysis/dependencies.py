@@ -50,7 +50,7 @@ def version_graph(
             fit_data = [
                 VariableVersion(data, execution)
                 for data in analysis.fit_inputs.get(name, ())
-                if data in made and data not in inputs
+                if data in made
             ]
             graph[VariableVersion(name, execution)] = tuple(read + fit_data)
     return graph

@@ -166,7 +166,8 @@ class NotebookCapture:
         if self.definers is None:
             self.definers = self.run.earlier_definers(self.notebook)
         dependencies = []
-        for name in dict.fromkeys([*found.get("used", []), *found.get("mutated", [])]):
+        uses = [*found.get("used", []), *found.get("mutated", []), *found.get("builtins_used", [])]
+        for name in dict.fromkeys(uses):
             earlier = self.definers.get(name)
             if earlier is not None and earlier != me:
                 dependencies.append((earlier, name, "variable"))

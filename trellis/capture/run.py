@@ -131,19 +131,23 @@ class Run:
                     filename = str(self.script)
             from trellis.capture.environment import mask_secrets
 
+            parent = os.environ.get("TRELLIS_PARENT_RUN")
+            found = self.store.execute("SELECT id FROM runs WHERE uuid = ?", (parent,)) if parent else []
             rows = self.store.execute(
-                "INSERT INTO runs (uuid, projid, kind, filename, argv, started, status, host, pid)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO runs (uuid, projid, kind, filename, cwd, argv, started, status, host,"
+                " pid, parent_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     self.uuid,
                     root.name,
                     self.kind,
                     filename,
+                    _relative(str(self.cwd), root),
                     json.dumps(mask_secrets(self.argv)),
                     self.started,
                     "running",
                     socket.gethostname(),
                     os.getpid(),
+                    found[0][0] if found else None,
                 ),
             )
             self.store.connection.commit()

@@ -11,7 +11,7 @@ from trellis.store.connection import Store
 from trellis.store.cells import decode as decode_row
 
 RUN_COLUMNS = (
-    "id", "uuid", "projid", "kind", "filename", "argv", "started", "ended", "committed", "status",
+    "id", "uuid", "projid", "kind", "filename", "cwd", "argv", "started", "ended", "committed", "status",
     "error", "problems", "host", "pid", "git_commit", "git_ref", "git", "build_target", "build",
     "environment_id", "parent_run",
 )

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS runs (
     projid TEXT NOT NULL,
     kind TEXT NOT NULL,
     filename TEXT,
+    cwd TEXT,
     argv TEXT,
     started {float} NOT NULL,
     ended {float},

@@ -1,0 +1,236 @@
+"""``trellis reproduce RUN``: run a recorded script or notebook epoch again, and compare.
+
+The code comes from the run's snapshot, checked out in a fresh ``git worktree`` (the user's
+tree, index and branch are not touched); data files the run read that the snapshot does not hold
+(ignored files) are copied in when their content still has the recorded hash. The new run is
+recorded in the same store with the original as its parent, then values, written files and
+outputs are compared; environment differences and unseeded randomness that may explain a
+mismatch are reported alongside.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trellis._errors import TrellisError
+from trellis.capture.files import hash_file
+from trellis.queries.runs import resolve
+from trellis.store.cells import decode
+from trellis.store.connection import Store
+
+_RANDOM = re.compile(r"\b(np\.random\.(?!seed|default_rng\(\s*\d)|random\.(?!seed)\w+\(|torch\.rand|default_rng\(\s*\))")
+_SEEDED = re.compile(r"\b(seed\(|default_rng\(\s*\d|random_state\s*=\s*\d|manual_seed\()")
+
+
+def reproduce(store: Store, ref: str, tolerance: float = 0.0) -> dict[str, Any]:
+    original = resolve(store, ref)
+    if original["kind"] not in ("script", "notebook"):
+        raise TrellisError(f"run {original['uuid'][:8]} is a {original['kind']} run; only scripts and notebooks replay")
+    if not original["git_commit"]:
+        raise TrellisError(f"run {original['uuid'][:8]} was recorded outside git: there is no snapshot to run")
+    folder = Path(tempfile.mkdtemp(prefix="trellis-reproduce-"))
+    worktree = folder / "tree"
+    _git(store.project, "worktree", "add", "--detach", str(worktree), original["git_commit"])
+    try:
+        copied, missing = _bring_inputs(store, original, worktree)
+        completed = _run_again(store, original, worktree)
+        again = store.execute("SELECT uuid FROM runs WHERE parent_run = ? ORDER BY started DESC LIMIT 1",
+                              (original["id"],))
+        if not again:
+            raise TrellisError(f"the reproduction recorded no run; it printed: {completed[-500:]}")
+        copy = resolve(store, again[0][0])
+        report = {
+            "original": original["uuid"], "reproduction": copy["uuid"], "status": copy["status"],
+            "inputs_copied": copied, "inputs_missing": missing,
+            "values": _compare_values(store, original["id"], copy["id"], tolerance),
+            "files": _compare_files(store, original["id"], copy["id"]),
+            "outputs": _compare_outputs(store, original["id"], copy["id"]),
+            "explanations": _explanations(store, original, copy),
+        }
+        report["matched"] = (
+            copy["status"] == original["status"] and not missing
+            and all(not part["differences"] for part in (report["values"], report["files"], report["outputs"]))
+        )
+        return report
+    finally:
+        _git(store.project, "worktree", "remove", "--force", str(worktree))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise TrellisError(f"git {args[0]} {args[1] if len(args) > 1 else ''} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _bring_inputs(store: Store, run: dict[str, Any], worktree: Path) -> tuple[list[str], list[str]]:
+    copied, missing = [], []
+    reads = store.execute("SELECT DISTINCT path, hash FROM files WHERE run = ? AND mode = 'read'", (run["id"],))
+    for path, digest in reads:
+        if os.path.isabs(path) or "://" in path or (worktree / path).exists():
+            continue
+        source = store.project / path
+        if source.is_file() and (digest is None or hash_file(source) == digest):
+            (worktree / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, worktree / path)
+            copied.append(path)
+        elif not _written_by(store, run["id"], path):
+            missing.append(path)
+    return copied, missing
+
+
+def _written_by(store: Store, run: int, path: str) -> bool:
+    return bool(store.execute("SELECT 1 FROM files WHERE run = ? AND path = ? AND mode = 'write'", (run, path)))
+
+
+def _run_again(store: Store, run: dict[str, Any], worktree: Path) -> str:
+    env = {**os.environ, "TRELLIS_STORE": store.location, "TRELLIS_PARENT_RUN": run["uuid"],
+           "TRELLIS_PROGRESS": "0"}
+    cwd = worktree / (run["cwd"] or ".")
+    if run["kind"] == "notebook":
+        notebook = worktree / run["filename"]
+        _write_in_execution_order(store, run["id"], notebook)
+        command = [sys.executable, "-m", "trellis.cli", "run", str(notebook)]
+        cwd = notebook.parent
+    else:
+        argv = json.loads(run["argv"] or "[]")
+        if any(arg.endswith("***") for arg in argv):
+            raise TrellisError(f"run {run['uuid'][:8]} had secret arguments, which were not recorded")
+        command = [sys.executable, *argv]
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    return done.stdout + done.stderr
+
+
+def _write_in_execution_order(store: Store, run: int, notebook: Path) -> None:
+    """The cells as the epoch executed them: its order, its sources, its cell ids."""
+    import nbformat
+
+    steps = store.execute("SELECT cell_id, source FROM steps WHERE run = ? ORDER BY started, id", (run,))
+    book = nbformat.v4.new_notebook()
+    seen: dict[str, int] = {}
+    for cell_id, source in steps:
+        cell = nbformat.v4.new_code_cell(source or "")
+        count = seen.get(cell_id, 0)
+        seen[cell_id] = count + 1
+        if cell_id and not cell_id.startswith("sha256:"):
+            cell["id"] = cell_id if count == 0 else f"{cell_id}-{count}"
+        book.cells.append(cell)
+    notebook.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(book, notebook)
+
+
+def _values_of(store: Store, run: int) -> dict[str, list[Any]]:
+    rows = store.execute(
+        "SELECT name, kind, int_value, float_value, text_value FROM logs WHERE run = ? ORDER BY id", (run,)
+    )
+    values: dict[str, list[Any]] = {}
+    for name, kind, i, f, t in rows:
+        values.setdefault(name, []).append(decode(kind, i, f, t))
+    return values
+
+
+def _same(a: Any, b: Any, tolerance: float) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) and math.isnan(b):
+            return True
+        return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance) if tolerance else a == b
+    return a == b
+
+
+def _compare_values(store: Store, a: int, b: int, tolerance: float) -> dict[str, Any]:
+    old, new = _values_of(store, a), _values_of(store, b)
+    differences = []
+    for name in sorted(old.keys() | new.keys()):
+        left, right = old.get(name, []), new.get(name, [])
+        if len(left) != len(right):
+            differences.append({"name": name, "count": [len(left), len(right)]})
+            continue
+        for position, (x, y) in enumerate(zip(left, right)):
+            if not _same(x, y, tolerance):
+                differences.append({"name": name, "first_difference": position, "a": x, "b": y})
+                break
+    return {"compared": len(old.keys() & new.keys()), "differences": differences}
+
+
+def _compare_files(store: Store, a: int, b: int) -> dict[str, Any]:
+    def written(run: int) -> dict[str, str | None]:
+        rows = store.execute("SELECT path, hash FROM files WHERE run = ? AND mode = 'write' ORDER BY at", (run,))
+        return dict(rows)
+
+    old, new = written(a), written(b)
+    differences = [{"path": p, "a": old.get(p), "b": new.get(p)}
+                   for p in sorted(old.keys() | new.keys()) if old.get(p) != new.get(p)]
+    return {"compared": len(old), "differences": differences}
+
+
+def _compare_outputs(store: Store, a: int, b: int) -> dict[str, Any]:
+    def outputs(run: int) -> list[tuple[str, list]]:
+        rows = store.execute("SELECT cell_id, outputs FROM steps WHERE run = ? ORDER BY started, id", (run,))
+        return [(cell, [{m: d["object"] for m, d in o["data"].items()} for o in json.loads(out or "[]")])
+                for cell, out in rows]
+
+    old, new = outputs(a), outputs(b)
+    differences = [
+        {"execution": position + 1, "cell_id": left[0], "a": left[1], "b": right[1]}
+        for position, (left, right) in enumerate(zip(old, new)) if left[1] != right[1]
+    ]
+    if len(old) != len(new):
+        differences.append({"executions": [len(old), len(new)]})
+    return {"compared": min(len(old), len(new)), "differences": differences}
+
+
+def _explanations(store: Store, original: dict[str, Any], copy: dict[str, Any]) -> list[str]:
+    from trellis.queries.diff import _environment
+
+    found = []
+    environment = _environment(store, original, copy)
+    for name, change in environment["packages"]["changed"].items():
+        found.append(f"package {name}: {change['a']} then, {change['b']} now")
+    for name in environment["packages"]["removed"]:
+        found.append(f"package {name} is no longer installed")
+    for name, change in environment["system"]["changed"].items():
+        if name in ("python_version", "python_implementation", "os", "machine", "cpu_count", "gpus"):
+            found.append(f"{name}: {change['a']} then, {change['b']} now")
+    if original["kind"] == "notebook":
+        sources = [s for (s,) in store.execute("SELECT source FROM steps WHERE run = ?", (original["id"],))]
+    else:
+        sources = [_snapshot_source(store, original)]
+    code = "\n".join(s or "" for s in sources)
+    if _RANDOM.search(code) and not _SEEDED.search(code):
+        found.append("the code draws random numbers without setting a seed")
+    return found
+
+
+def _snapshot_source(store: Store, run: dict[str, Any]) -> str:
+    done = subprocess.run(["git", "show", f"{run['git_commit']}:{run['filename']}"], cwd=store.project,
+                          capture_output=True, text=True)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"original {report['original'][:8]}, reproduction {report['reproduction'][:8]} ({report['status']})"]
+    if report["inputs_copied"]:
+        lines.append(f"inputs brought from the project (same hash): {', '.join(report['inputs_copied'])}")
+    if report["inputs_missing"]:
+        lines.append(f"inputs missing or changed since: {', '.join(report['inputs_missing'])}")
+    for part in ("values", "files", "outputs"):
+        found = report[part]
+        if found["differences"]:
+            lines.append(f"{part}: {len(found['differences'])} differ")
+            lines += [f"  {json.dumps(d, default=str)}" for d in found["differences"][:20]]
+        else:
+            lines.append(f"{part}: {found['compared']} compared, all the same")
+    for reason in report["explanations"]:
+        lines.append(f"may explain a difference: {reason}")
+    lines.append("reproduced: everything matched" if report["matched"] else "not reproduced")
+    return "\n".join(lines)
