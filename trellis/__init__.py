@@ -40,6 +40,8 @@ __all__ = [
     "lineage",
     "diff",
     "reproduce",
+    "export",
+    "import_runs",
     "TrellisError",
     "BadArgumentError",
     "UnknownRunError",
@@ -162,6 +164,44 @@ def reproduce(run: str, tolerance: float = 0.0) -> dict[str, Any]:
     store = open_store()
     try:
         return again(store, run, tolerance)
+    finally:
+        store.close()
+
+
+def export(target: str | None = None, everything: bool = False, format: str = "json",
+           objects: bool = True) -> str:
+    """A run (id prefix), a notebook's epochs (``NB.ipynb``) or ``everything`` as text in
+    ``format`` (``json``: lossless, for ``trellis.import_runs`` in another store)."""
+    import json
+
+    from trellis.export.store_json import export as to_json
+    from trellis.queries.runs import select_runs
+
+    store = _read_store()
+    try:
+        run_ids = select_runs(store, target, everything)
+        return json.dumps(to_json(store, run_ids, with_objects=objects))
+    finally:
+        store.close()
+
+
+def import_runs(path: Any) -> dict[str, int]:
+    """Load a JSON export into this project's store, all or nothing; runs already here are skipped."""
+    import json
+    from pathlib import Path
+
+    from trellis.store.connection import open_store
+    from trellis.store.importing import import_export
+
+    try:
+        exported = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise TrellisError(f"no file at {path}") from None
+    except ValueError as error:
+        raise TrellisError(f"{path} is not valid JSON ({error}); export it again") from None
+    store = open_store()
+    try:
+        return import_export(store, exported)
     finally:
         store.close()
 

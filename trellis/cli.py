@@ -225,6 +225,40 @@ def reproduce_command(run: str, tolerance: float, as_json: bool) -> None:
         raise SystemExit(1)
 
 
+EXPORT_FORMATS = ["json"]
+
+
+@cli.command("export")
+@click.argument("target", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every run in the store.")
+@click.option("--format", "format_", type=click.Choice(EXPORT_FORMATS), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=__import__("pathlib").Path),
+              help="Write here instead of standard output.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--no-objects", is_flag=True, help="JSON: leave checkpoints and outputs out.")
+@_one_line_errors
+def export_command(target: str | None, everything: bool, format_: str, output: Any, force: bool,
+                   no_objects: bool) -> None:
+    """Export a run (id prefix), a notebook's epochs (NB.ipynb) or --all, in FORMAT."""
+    if output is not None and output.exists() and not force:
+        raise TrellisError(f"{output} exists; add --force to overwrite it")
+    text = trellis.export(target, everything=everything, format=format_, objects=not no_objects)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(path_type=__import__("pathlib").Path))
+@_one_line_errors
+def import_command(path: Any) -> None:
+    """Load a JSON export (from `trellis export --format json`) into this project's store."""
+    counts = trellis.import_runs(path)
+    click.echo(f"imported {counts['imported']} runs ({counts['skipped']} already here)")
+
+
 @cli.group()
 def notebook() -> None:
     """A notebook's recorded history: show it, embed it in the notebook, import it."""

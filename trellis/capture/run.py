@@ -132,13 +132,13 @@ class Run:
             from trellis.capture.environment import mask_secrets
 
             parent = os.environ.get("TRELLIS_PARENT_RUN")
-            found = self.store.execute("SELECT id FROM runs WHERE uuid = ?", (parent,)) if parent else []
+            found = self.store.execute("SELECT id, projid FROM runs WHERE uuid = ?", (parent,)) if parent else []
             rows = self.store.execute(
                 "INSERT INTO runs (uuid, projid, kind, filename, cwd, argv, started, status, host,"
                 " pid, parent_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     self.uuid,
-                    root.name,
+                    found[0][1] if found else root.name,  # a reproduction belongs to its original's project
                     self.kind,
                     filename,
                     _relative(str(self.cwd), root),

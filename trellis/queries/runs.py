@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from trellis._errors import UnknownRunError
+from trellis._errors import TrellisError, UnknownRunError
 from trellis.store.connection import Store
 from trellis.store.cells import decode as decode_row
 
@@ -120,3 +120,21 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
         "stdout": streams[0],
         "stderr": streams[1],
     }
+
+
+def select_runs(store: Store, target: str | None, everything: bool) -> list[int]:
+    """The runs an export covers: one run, every epoch of a notebook, or all of them."""
+    if everything == (target is not None):
+        raise TrellisError("give a run id, a notebook (.ipynb), or --all (one of them)")
+    if everything:
+        return [run for (run,) in store.execute("SELECT id FROM runs ORDER BY started, id")]
+    if target.endswith(".ipynb"):
+        from trellis.queries.lineage import _relative_path
+
+        path = _relative_path(store, target)
+        found = [run for (run,) in store.execute(
+            "SELECT id FROM runs WHERE filename = ? ORDER BY started, id", (path,))]
+        if not found:
+            raise TrellisError(f"no recorded session ran {path}")
+        return found
+    return [resolve(store, target)["id"]]

@@ -1,6 +1,8 @@
-"""Loading a notebook's embedded provenance into a store (a collaborator gets the history).
+"""Loading provenance made elsewhere into a store: a notebook's embedded history, or a JSON
+export of runs (a collaborator gets the history).
 
-Epochs already in the store (same run id) are skipped, so importing twice changes nothing.
+Runs already in the store (same run id) are skipped, so importing twice changes nothing, and an
+import is one transaction: if any part fails, the store is left as it was.
 """
 
 from __future__ import annotations
@@ -75,4 +77,93 @@ def import_notebook(store: Store, embedded: dict[str, Any], projid: str) -> dict
                     "INSERT INTO dependencies (step, depends_on, name, via) VALUES (?, ?, ?, ?)",
                     (step, (found[0][0] << RUN_SHIFT) + int(number), name, via),
                 )
+    return {"imported": imported, "skipped": skipped}
+
+
+def import_export(store: Store, exported: dict[str, Any]) -> dict[str, int]:
+    """Load a ``trellis export --format json`` document; keys are renumbered for this store."""
+    from trellis.store.schema import SCHEMA_VERSION
+
+    if exported.get("format") != "trellis-export/1" or not isinstance(exported.get("tables"), dict):
+        raise TrellisError("this is not a trellis JSON export (format trellis-export/1)")
+    if exported.get("schema_version", 0) > SCHEMA_VERSION:
+        raise TrellisError("the export comes from a newer trellis; upgrade trellis to import it")
+    tables = exported["tables"]
+
+    def rows(table: str) -> list[dict[str, Any]]:
+        found = tables.get(table) or {"columns": [], "rows": []}
+        for number, row in enumerate(found["rows"]):
+            if len(row) != len(found["columns"]):
+                raise TrellisError(f"the export is damaged: row {number} of {table} has {len(row)} values"
+                                   f" for {len(found['columns'])} columns; nothing was imported")
+        return [dict(zip(found["columns"], row)) for row in found["rows"]]
+
+    try:
+        return _load(store, exported, rows)
+    except TrellisError:
+        raise
+    except Exception as error:
+        raise TrellisError(f"the import failed and nothing was imported: {type(error).__name__}: {error}") from None
+
+
+def _load(store: Store, exported: dict[str, Any], rows: Any) -> dict[str, int]:
+    import base64
+
+    from trellis.store import objects as object_store
+
+    imported = skipped = 0
+    with store.transaction():
+        environments: dict[int, int] = {}
+        for environment in rows("environments"):
+            store.execute("INSERT INTO environments (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+                          (environment["hash"], environment["data"]))
+            environments[environment["id"]] = store.execute(
+                "SELECT id FROM environments WHERE hash = ?", (environment["hash"],))[0][0]
+        new_ids: dict[int, int] = {}
+        for run in rows("runs"):
+            if store.execute("SELECT 1 FROM runs WHERE uuid = ?", (run["uuid"],)):
+                skipped += 1
+                continue
+            old = run.pop("id")
+            run["environment_id"] = environments.get(run["environment_id"])
+            run["parent_run"] = None
+            columns = list(run)
+            (new,) = store.execute(
+                f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) RETURNING id",
+                [run[c] for c in columns],
+            )[0]
+            new_ids[old] = new
+            imported += 1
+
+        def moved(key: int | None) -> int | None:
+            """A run-prefixed key of the exporting store, in this store."""
+            if key is None:
+                return None
+            run = key >> RUN_SHIFT
+            return (new_ids[run] << RUN_SHIFT) + (key & 0xFFFFFFFF) if run in new_ids else key
+
+        keyed = {"iterations": ("id", "parent"), "logs": ("id", "step", "iteration"),
+                 "steps": ("id",), "files": ("step",), "run_inputs": ("step",), "modules": ("step",),
+                 "checkpoints": ("iteration",), "dependencies": ("step", "depends_on"),
+                 "variables": ("step",)}
+        for table in ("params", "iterations", "loops", "logs", "checkpoints", "files", "run_inputs",
+                      "steps", "modules", "dependencies", "variables"):
+            batch = []
+            for row in rows(table):
+                owner = row["run"] if "run" in row else row["step"] >> RUN_SHIFT
+                if owner not in new_ids:
+                    continue
+                if "run" in row:
+                    row["run"] = new_ids[row["run"]]
+                for column in keyed.get(table, ()):
+                    row[column] = moved(row[column])
+                batch.append(row)
+            if batch:
+                columns = list(batch[0])
+                store.executemany(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    [[row[c] for c in columns] for row in batch],
+                )
+        for digest, encoded in (exported.get("objects") or {}).items():
+            object_store.put(store.objects, [base64.b64decode(encoded)])
     return {"imported": imported, "skipped": skipped}
