@@ -62,6 +62,7 @@ def _one_line_errors(command: Callable) -> Callable:
 def cli() -> None:
     """Context and provenance of ML runs, read from this project's store."""
 
+
 @cli.command()
 @click.option("--limit", type=int, default=50, show_default=True, help="Newest runs to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -78,6 +79,7 @@ def runs(limit: int, as_json: bool) -> None:
         _table(found, ["id", "filename", "status", "started", "duration", "target", "params"])
         if found else "no runs yet"
     )
+
 
 @cli.command()
 @click.argument("run")
@@ -104,6 +106,7 @@ def show(run: str, as_json: bool) -> None:
         if described[stream]:
             click.echo(f"--- {stream} ---\n{described[stream].rstrip()}")
 
+
 @cli.command()
 @click.argument("names", nargs=-1)
 @click.option("--run", "run_refs", multiple=True, help="Only this run (repeatable).")
@@ -117,6 +120,7 @@ def dataframe(names: tuple[str, ...], run_refs: tuple[str, ...], latest: bool,
     frame = trellis.dataframe(*names, runs=list(run_refs) or None, latest=latest)
     _print_frame(frame, as_csv, as_json)
 
+
 @cli.command()
 @click.argument("sql")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
@@ -125,6 +129,7 @@ def dataframe(names: tuple[str, ...], run_refs: tuple[str, ...], latest: bool,
 def query(sql: str, as_csv: bool, as_json: bool) -> None:
     """Read-only SQL over the store (tables: runs, params, logs, iterations, checkpoints, environments)."""
     _print_frame(trellis.query(sql), as_csv, as_json)
+
 
 @cli.command()
 @click.argument("run")

@@ -9,7 +9,6 @@ import sys
 import time
 
 import nbformat
-import pandas as pd
 import pytest
 
 import trellis
@@ -206,7 +205,7 @@ def test_kernel_install_records_every_session(in_project, tmp_path):
     spec = json.loads((tmp_path / "jupyter" / "kernels" / "trellis" / "kernel.json").read_text())
     assert spec["display_name"] == "Python 3 (trellis)" and "--ext=trellis" in spec["argv"]
     notebook(in_project, "session.ipynb", ["value = 41 + 1", "print(value)"])
-    run = f"""
+    run = """
 import nbformat
 from nbclient import NotebookClient
 book = nbformat.read('session.ipynb', as_version=4)

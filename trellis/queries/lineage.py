@@ -134,13 +134,18 @@ class _Walker:
             self.upstream(written[0], seen)
         return node
 
-    def upstream(self, activity: Activity, seen: set) -> None:
+    def first_visit(self, activity: Activity, seen: set) -> tuple[str, int, str, str] | None:
+        """(kind, number, node, the files column naming it), the first time it is reached."""
         if activity in seen:
-            return
+            return None
         seen.add(activity)
         kind, number = activity
-        me = self.node(activity)
-        column = "run" if kind == "run" else "step"
+        return kind, number, self.node(activity), "run" if kind == "run" else "step"
+
+    def upstream(self, activity: Activity, seen: set) -> None:
+        if (visit := self.first_visit(activity, seen)) is None:
+            return
+        kind, number, me, column = visit
         reads = self.store.execute(
             f"SELECT path, hash, size, MIN(at) FROM files WHERE {column} = ? AND mode = 'read'"
             " GROUP BY path, hash, size ORDER BY path",
@@ -180,12 +185,9 @@ class _Walker:
         return node
 
     def downstream(self, activity: Activity, seen: set) -> None:
-        if activity in seen:
+        if (visit := self.first_visit(activity, seen)) is None:
             return
-        seen.add(activity)
-        kind, number = activity
-        me = self.node(activity)
-        column = "run" if kind == "run" else "step"
+        kind, number, me, column = visit
         for (path,) in self.store.execute(
             f"SELECT DISTINCT path FROM files WHERE {column} = ? AND mode = 'write'", (number,)
         ):
