@@ -6,6 +6,7 @@ TRELLIS_DISABLE          ``1`` records nothing (the API still returns its values
 TRELLIS_PROGRESS         ``0`` hides the progress bar ``loop`` shows on a terminal
 TRELLIS_ECHO             ``1`` prints every logged value to stderr
 TRELLIS_FLUSH_SECONDS    how often a running script's buffer is written (default 2)
+TRELLIS_FLUSH_VALUES     ... or as soon as this many values are waiting (default 50000)
 TRELLIS_CHECKPOINT_SHARE the largest share of loop time checkpoints may take (default 0.05)
 TRELLIS_STREAM_LIMIT     characters of stdout/stderr kept per run (default 262144)
 """
@@ -44,6 +45,10 @@ def echo() -> bool:
 
 def flush_seconds() -> float:
     return max(0.05, _number("TRELLIS_FLUSH_SECONDS", 2.0))
+
+
+def flush_values() -> int:
+    return max(1, int(_number("TRELLIS_FLUSH_VALUES", 50000)))
 
 
 def checkpoint_share() -> float:

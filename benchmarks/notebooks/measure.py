@@ -138,7 +138,7 @@ def score(entry: dict[str, Any], notebook: dict[str, Any], executed: dict[str, A
     for step, label, kind in reads:
         if kind != "noise" and step_cell.get(step) is not None:
             by_cell.setdefault(step_cell[step], set()).add(label)
-    corpus_cells = {io["cell"]: corpus_reads(io.get("reads", {})) for io in entry["cell_io"]}
+    corpus_cells = {io["cell"]: corpus_reads(io.get("reads", {})) for io in entry.get("cell_io", [])}
     corpus_cells = {cell: paths for cell, paths in corpus_cells.items() if paths}
     cells = sorted(set(corpus_cells) | set(by_cell))
     wrong = [{"cell": c, "corpus": sorted(corpus_cells.get(c, ())),

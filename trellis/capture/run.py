@@ -109,13 +109,21 @@ class Run:
             return
         self._capture_context()
         interval = _config.flush_seconds()
+        batch = _config.flush_values()
+        # Wake often enough to notice a full buffer: flushing large batches while the program
+        # runs keeps each transaction, and the wait at commit or exit, short.
+        tick = min(interval, 0.2)
+        last = time.monotonic()
         while not self.stopping.is_set():
-            self.wake.wait(interval)
-            self.wake.clear()
+            woken = self.wake.wait(tick)
             if self.stopping.is_set():
                 break
+            if not woken and time.monotonic() - last < interval and len(_values) < batch:
+                continue
+            self.wake.clear()
             consistent, self.consistent_soon = self.consistent_soon, False
             self.flush(consistent=consistent)
+            last = time.monotonic()
 
     def _register(self) -> bool:
         from trellis.store.connection import open_store
