@@ -42,6 +42,7 @@ __all__ = [
     "reproduce",
     "export",
     "import_runs",
+    "sparql",
     "TrellisError",
     "BadArgumentError",
     "UnknownRunError",
@@ -168,19 +169,56 @@ def reproduce(run: str, tolerance: float = 0.0) -> dict[str, Any]:
         store.close()
 
 
+EXPORT_FORMATS = ("json", "prov-json", "prov-n", "prov-xml", "turtle", "trig", "json-ld", "html")
+
+
 def export(target: str | None = None, everything: bool = False, format: str = "json",
            objects: bool = True) -> str:
     """A run (id prefix), a notebook's epochs (``NB.ipynb``) or ``everything`` as text in
-    ``format`` (``json``: lossless, for ``trellis.import_runs`` in another store)."""
+    ``format``: ``json`` (lossless, for ``trellis.import_runs`` in another store), ``prov-json``,
+    ``prov-n``, ``prov-xml`` (W3C PROV), ``turtle``, ``trig``, ``json-ld`` (PROV-O with P-Plan
+    and REPRODUCE-ME) or ``html`` (a page of the graph); see docs/export.md."""
     import json
 
-    from trellis.export.store_json import export as to_json
     from trellis.queries.runs import select_runs
 
+    if format not in EXPORT_FORMATS:
+        raise TrellisError(f"unknown export format {format!r}; use one of {', '.join(EXPORT_FORMATS)}")
     store = _read_store()
     try:
         run_ids = select_runs(store, target, everything)
-        return json.dumps(to_json(store, run_ids, with_objects=objects))
+        if format == "json":
+            from trellis.export.store_json import export as to_json
+
+            return json.dumps(to_json(store, run_ids, with_objects=objects))
+        from trellis.queries.provenance import provenance
+
+        data = provenance(store, run_ids)
+    finally:
+        store.close()
+    if format == "html":
+        from trellis.export import html
+
+        return html.serialize(data)
+    if format.startswith("prov-"):
+        from trellis.export import prov
+
+        return prov.serialize(data, format)
+    from trellis.export import rdf
+
+    return rdf.serialize(data, format)
+
+
+def sparql(query: str, bindings: dict[str, str] | None = None,
+           target: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a SPARQL SELECT over the provenance (PROV-O, P-Plan, REPRODUCE-ME) of ``target``
+    (a run id prefix or a notebook; default: every run). ``query`` is SPARQL text or the name
+    of an example in docs/export.md; ``bindings`` give string values to its variables."""
+    from trellis.export.rdf import sparql as select
+
+    store = _read_store()
+    try:
+        return select(store, query, bindings, target)
     finally:
         store.close()
 

@@ -230,7 +230,7 @@ def reproduce_command(run: str, tolerance: float, as_json: bool) -> None:
         raise SystemExit(1)
 
 
-EXPORT_FORMATS = ["json"]
+EXPORT_FORMATS = list(trellis.EXPORT_FORMATS)
 
 
 @cli.command("export")
@@ -253,6 +253,37 @@ def export_command(target: str | None, everything: bool, format_: str, output: A
     else:
         output.write_text(text)
         click.echo(f"wrote {output}", err=True)
+
+
+@cli.command("sparql")
+@click.argument("query")
+@click.option("--bind", "bindings", multiple=True, metavar="NAME=VALUE",
+              help="A string value for ?NAME in the query (repeatable).")
+@click.option("--run", "target", help="Only this run id prefix or notebook (default: every run).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_one_line_errors
+def sparql_command(query: str, bindings: tuple[str, ...], target: str | None, as_json: bool) -> None:
+    """SPARQL SELECT over the provenance (PROV-O, P-Plan, REPRODUCE-ME): QUERY is the text,
+    @FILE, or an example: dataset-of-model, cells-of-epoch, libraries-of-output, runs-using-file."""
+    from pathlib import Path
+
+    if query.startswith("@"):
+        try:
+            query = Path(query[1:]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise TrellisError(f"cannot read the query file {query[1:]}: {error.strerror}") from None
+    values = {}
+    for binding in bindings:
+        name, equals, value = binding.partition("=")
+        if not equals or not name:
+            raise TrellisError(f"--bind takes NAME=VALUE, not {binding!r}")
+        values[name.lstrip("?")] = value
+    rows = trellis.sparql(query, values, target)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        columns = list(dict.fromkeys(name for row in rows for name in row))
+        click.echo(_table(rows, columns) if rows else "(no rows)")
 
 
 @cli.command("import")

@@ -189,7 +189,7 @@ def totals(results: list[dict[str, Any]]) -> dict[str, Any]:
     complete = [r for r in scored if r["complete"]]
     added = [ms for r in complete for ms in r["added_ms"]]
     lineage = [f for r in scored for f in r["lineage"]]
-    by_variable = [f["by_variable"] for f in lineage if "by_variable" in f]
+    by_variable = [f for f in lineage if "by_variable" in f]
 
     def total(group: str, key: str) -> int:
         return sum(r[group][key] for r in scored)
@@ -213,7 +213,8 @@ def totals(results: list[dict[str, Any]]) -> dict[str, Any]:
         "fits": len(lineage),
         "fits_by_cell": sum(f["by_cell"] for f in lineage),
         "fits_by_variable": len(by_variable),
-        "fits_by_variable_ok": sum(by_variable),
+        "fits_by_variable_ok": sum(f["by_variable"] for f in by_variable),
+        "fits_by_variable_at_fit": sum(f["variable_target_cell"] == f["cell"] for f in by_variable),
         "plain_seconds": sum(r["seconds"]["plain"] for r in complete),
         "trellis_seconds": sum(r["seconds"]["trellis"] for r in complete),
         "cells_timed": len(added),

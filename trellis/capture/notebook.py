@@ -107,24 +107,27 @@ class NotebookCapture:
         step = self.current
         if step is None:
             return
-        step["ended"] = time.time()
-        step["execution_count"] = getattr(result, "execution_count", None)
+        # Everything is gathered first and published in one dict update, status included: the
+        # recorder may write this step at any moment, and must see it whole or still running.
+        ended = {"ended": time.time(), "execution_count": getattr(result, "execution_count", None)}
         error = result.error_before_exec or result.error_in_exec
         if error is None:
-            step["status"] = "ok"
+            status = "ok"
         else:
-            step["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
-            step["error"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+            ended["error"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         if result.result is not None:
             self._output("execute_result", result.result)
-        step["outputs"] = json.dumps(self.outputs)
-        step["stdout"] = self.run.out.end_cell() if self.run.out is not None else None
-        step["stderr"] = self.run.err.end_cell() if self.run.err is not None else None
+        ended["outputs"] = json.dumps(self.outputs)
+        ended["stdout"] = self.run.out.end_cell() if self.run.out is not None else None
+        ended["stderr"] = self.run.err.end_cell() if self.run.err is not None else None
         try:
             self._record_modules(step["number"])
         except Exception as error:
             self.run.problem("imported modules", error)
-        self._analyze(step)
+        ended["analysis"] = self._analyze(step, status)
+        ended["status"] = status
+        step.update(ended)
 
     def _output(self, kind: str, value: Any) -> None:
         """A mime bundle of a result or display, content-addressed; the step keeps references."""
@@ -156,7 +159,7 @@ class NotebookCapture:
             except Exception as error:
                 self.run.problem("a cell's display output", error)
 
-    def _analyze(self, step: dict[str, Any]) -> None:
+    def _analyze(self, step: dict[str, Any], status: str) -> str:
         from trellis.analysis.cells import analyze_cell
 
         analysis = analyze_cell(step["source"])
@@ -178,7 +181,7 @@ class NotebookCapture:
             if writer is not None and writer != me:
                 dependencies.append((writer, path, "file"))
         changed = list(dict.fromkeys([*found.get("defined", []), *found.get("mutated", [])]))
-        if step["status"] == "ok":
+        if status == "ok":
             for name in changed:
                 self.definers[name] = me
             variables = []
@@ -191,7 +194,7 @@ class NotebookCapture:
         for path in self.run.files.paths_written_in(number) if self.run.files else ():
             self.writers[path] = me
         self.run.dependencies.extend((number, *d) for d in dependencies)
-        step["analysis"] = json.dumps(found)
+        return json.dumps(found)
 
     def _record_modules(self, number: int) -> None:
         """Modules first imported by this execution, with the version of their distribution."""

@@ -412,7 +412,8 @@ class Run:
         columns = ("kind", "notebook", "cell_id", "execution_count", "source", "source_hash",
                    "started", "ended", "status", "error", "stdout", "stderr", "outputs", "analysis")
         finished = []
-        for step in self.steps:
+        for live in list(self.steps):
+            step = dict(live)  # one consistent view: the kernel's thread may update the step now
             if not step.get("written"):
                 notebook = _relative(step["notebook"], store.project) if step["notebook"] else None
                 store.execute(
@@ -421,17 +422,18 @@ class Run:
                     (base + step["number"], self.run_id, step["kind"], notebook,
                      *(step.get(c) for c in columns[2:])),
                 )
-                step["written"] = step["status"]
+                live["written"] = step["status"]
             elif step["written"] == "running" and step["status"] != "running":
                 updated = columns[3:]
                 store.execute(
                     f"UPDATE steps SET {', '.join(f'{c} = ?' for c in updated)} WHERE id = ?",
                     (*(step.get(c) for c in updated), base + step["number"]),
                 )
-                step["written"] = step["status"]
-            if step["written"] != "running":
-                finished.append(step)
-        self.steps = [s for s in self.steps if s not in finished]
+                live["written"] = step["status"]
+            if live["written"] != "running":
+                finished.append(live)
+        for live in finished:  # in place: the kernel's thread may be appending a new step
+            self.steps.remove(live)
         variables = _drain(self.variables)
         store.executemany(
             "INSERT INTO variables (step, name, type, summary, fingerprint) VALUES (?, ?, ?, ?, ?)",

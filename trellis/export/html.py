@@ -26,11 +26,15 @@ def serialize(data: dict[str, Any]) -> str:
     width = (max((x for x, _ in place.values()), default=0) + 1) * COLUMN
     height = (max((y for _, y in place.values()), default=0) + 1) * ROW + 10
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
-        f' viewBox="0 0 {width} {height}" role="img" aria-label="provenance graph">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7"'
-        ' markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#666"/>'
-        "</marker></defs>",
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
+            f' viewBox="0 0 {width} {height}" role="img" aria-label="provenance graph">'
+        ),
+        (
+            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7"'
+            ' markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#666"/>'
+            "</marker></defs>"
+        ),
     ]
     for source, target, relation in edges:
         (x1, y1), (x2, y2) = _centre(place[source]), _centre(place[target])

@@ -27,7 +27,7 @@ FORMATS = {"prov-json": "json", "prov-n": "provn", "prov-xml": "xml"}
 SETTING_TYPES = {"language": "ProgrammingLanguage", "os": "OperatingSystem"}
 
 
-def document(data: dict[str, Any]) -> "ProvDocument":
+def document(data: dict[str, Any]) -> ProvDocument:
     """The PROV document of ``data`` (from ``trellis.queries.provenance.provenance``)."""
     from prov.model import ProvDocument
 
@@ -54,7 +54,7 @@ def _attributes(pairs: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
 
 
 class _Builder:
-    def __init__(self, doc: "ProvDocument") -> None:
+    def __init__(self, doc: ProvDocument) -> None:
         from prov.constants import PROV as prov_namespace
 
         self.doc = doc
@@ -69,7 +69,7 @@ class _Builder:
     def id(self, iri: str) -> Any:
         return self.node[iri.removeprefix(NODES)]
 
-    def build(self, data: dict[str, Any]) -> "ProvDocument":
+    def build(self, data: dict[str, Any]) -> ProvDocument:
         t, r, p = self.trellis, self.repr, self.pplan
         for entry in data["files"]:
             self.doc.entity(self.id(entry["iri"]), _attributes([

@@ -16,7 +16,15 @@ from typing import Any
 import rdflib
 
 from trellis._errors import TrellisError
-from trellis.export.prov import DCTERMS, NODES, PPLAN, PROV, REPR, SETTING_TYPES, TRELLIS
+from trellis.export.prov import (
+    DCTERMS,
+    NODES,
+    PPLAN,
+    PROV,
+    REPR,
+    SETTING_TYPES,
+    TRELLIS,
+)
 from trellis.queries.provenance import iri
 from trellis.store.connection import Store
 
@@ -120,7 +128,8 @@ def validate(rdf: rdflib.Graph) -> tuple[bool, str]:
 
 def sparql(store: Store, query: str, bindings: dict[str, str] | None = None,
            target: str | None = None) -> list[dict[str, Any]]:
-    """Rows of a SPARQL SELECT over the provenance of ``target`` (default: every run).
+    """Rows of a SPARQL SELECT over the provenance of ``target`` (a run id prefix or a
+    notebook; default: every run).
 
     ``query`` is SPARQL text or the name of an example (``EXAMPLES``); ``bindings`` give
     values (as strings) to its variables.
@@ -128,9 +137,10 @@ def sparql(store: Store, query: str, bindings: dict[str, str] | None = None,
     from pyparsing import ParseException
 
     from trellis.queries.provenance import provenance
+    from trellis.queries.runs import select_runs
 
     text = EXAMPLES.get(query, query)
-    rdf = graph(provenance(store, target))
+    rdf = graph(provenance(store, select_runs(store, target, everything=target is None)))
     try:
         result = rdf.query(text, initBindings={k: rdflib.Literal(v) for k, v in (bindings or {}).items()})
     except ParseException as error:

@@ -1,4 +1,4 @@
-"""Everything the provenance exports need, for one run, one notebook's epochs, or all runs.
+"""Everything the provenance exports need about some runs (one, a notebook's epochs, or all).
 
 The result is plain data, one dict per run with its params, logged values (last value and count
 per name), files used and generated, libraries, environment and, for a notebook epoch, its cell
@@ -18,12 +18,10 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from trellis._errors import UnknownRunError
-from trellis.queries.lineage import _relative_path
-from trellis.queries.runs import params_of, resolve
+from trellis.queries.runs import params_of
 from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.schema import RUN_SHIFT
@@ -42,7 +40,7 @@ def instant(seconds: float | None) -> str | None:
     """An ``xsd:dateTime`` in UTC to the millisecond (truncation keeps start <= end)."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def plain(value: Any) -> Any:
@@ -55,24 +53,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def provenance(store: Store, target: str | None = None) -> dict[str, Any]:
-    """The provenance of ``target``: a run id prefix or ``latest``, a notebook path (all its
-    epochs), or None for every run in the store."""
-    if target is None:
-        rows = store.execute("SELECT id FROM runs ORDER BY started, id")
-    elif target.endswith(".ipynb"):
-        path = _relative_path(store, target)
-        rows = store.execute(
-            "SELECT id FROM runs WHERE filename = ? AND kind = 'notebook' ORDER BY started, id",
-            (path,),
-        )
-        if not rows:
-            raise UnknownRunError(
-                f"no recorded kernel session ran {path}; run it with `trellis run {path}`"
-            )
-    else:
-        rows = [(resolve(store, target)["id"],)]
-    return _Collector(store).collect([run_id for (run_id,) in rows])
+def provenance(store: Store, run_ids: list[int]) -> dict[str, Any]:
+    """The provenance of the runs ``run_ids`` (from ``trellis.queries.runs.select_runs``)."""
+    return _Collector(store).collect(run_ids)
 
 
 class _Collector:
