@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 import trellis
@@ -54,6 +56,8 @@ def test_round_trip_into_another_store_is_lossless(source, tmp_path, monkeypatch
     assert trellis.load_checkpoint("latest", 1)["weights"].tolist() == [1.0, 1.0, 1.0]
     document = json.loads(exported.read_text())
     assert document["format"] == "trellis-export/1" and len(document["objects"]) == 2
+    schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "json-export.schema.json").read_text())
+    jsonschema.validate(document, schema)
 
 
 def test_errors_are_one_line_and_a_failed_import_changes_nothing(source, tmp_path):
