@@ -256,3 +256,44 @@ def test_disabled_records_nothing_and_returns_values(in_project):
     done = in_project.run("off.py", TRELLIS_DISABLE="1")
     assert done.stdout.strip() == "5 0.1 [0, 1]"
     assert not (in_project.root / ".trellis").exists()
+
+
+def test_a_progress_bar_shows_on_a_terminal_and_can_be_turned_off(in_project):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    in_project.write("bar.py", """
+        import time, trellis
+        for epoch in trellis.loop("epoch", range(3)):
+            for step in trellis.loop("step", range(2)):
+                time.sleep(0.01)
+    """)
+
+    def stderr_on_a_terminal(**env):
+        leader, follower = pty.openpty()
+        # a terminal 100 columns wide: with no size, tqdm draws a bar of no width
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        done = subprocess.run([sys.executable, "bar.py"], cwd=in_project.root, stderr=follower,
+                              env={**in_project.env(), **env}, timeout=60)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(leader)
+        assert done.returncode == 0
+        return b"".join(chunks).decode(errors="replace")
+
+    shown = stderr_on_a_terminal(TRELLIS_PROGRESS="1")
+    assert "epoch:" in shown and "/3 [" in shown and "step" not in shown  # the outermost loop only
+    assert "epoch" not in stderr_on_a_terminal(TRELLIS_PROGRESS="0")
