@@ -20,12 +20,18 @@ from typing import Any
 
 READ, WRITE = "read", "write"
 
-# Code, compiled extensions, fonts and translations are how programs run, not what they use.
+# Code, compiled extensions, fonts, translations, and the stylesheets and templates libraries
+# render their HTML with are how programs run, not what they use.
 _NOISE_SUFFIXES = frozenset({
     ".py", ".pyc", ".pyo", ".pyi", ".so", ".pyd", ".dll", ".dylib", ".pth", ".ttf", ".otf",
-    ".ttc", ".afm", ".mo", ".typed", ".egg-link",
+    ".ttc", ".afm", ".mo", ".typed", ".egg-link", ".css", ".tpl", ".jinja", ".jinja2", ".mplstyle",
 })
-_NOISE_PREFIXES = ("/proc/", "/sys/", "/dev/", "/etc/", "/usr/share/", "/usr/lib/", "/run/")
+_NOISE_PREFIXES = (
+    "/proc/", "/sys/", "/dev/", "/etc/", "/usr/share/", "/usr/lib/", "/run/",
+    # font and style caches that plotting libraries keep for themselves
+    os.path.expanduser("~/.cache/matplotlib/"), os.path.expanduser("~/.cache/fontconfig/"),
+    os.path.expanduser("~/.config/matplotlib/"), os.path.expanduser("~/.matplotlib/"),
+)
 _NOISE_PARTS = ("/.git/", "/__pycache__/", ".dist-info/", ".egg-info/", "/matplotlib/mpl-data/")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
