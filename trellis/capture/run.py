@@ -215,7 +215,8 @@ class Run:
         try:
             import hashlib
 
-            cache = Path(self.store.location).parent / "cache" if self.store.dialect.name == "sqlite" else None
+            # one cache per user, so that a new project does not pay for reading every package
+            cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trellis"
             described = json.dumps(environment.describe_environment(cache), sort_keys=True)
             digest = hashlib.sha256(described.encode()).hexdigest()
             with self.store.transaction() as store:

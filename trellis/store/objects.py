@@ -28,7 +28,8 @@ def object_path(folder: Path, digest: str) -> Path:
 def put(folder: Path, parts: Sequence[Buffer]) -> tuple[str, int]:
     """Store the concatenation of ``parts``; returns its BLAKE3 digest and size."""
     size = sum(memoryview(part).nbytes for part in parts)
-    hasher = blake3(max_threads=blake3.AUTO)
+    # one thread hashes while this one writes: on two cores, more hashing threads only slow the write
+    hasher = blake3()
     if size <= _THREADED_ABOVE:
         for part in parts:
             hasher.update(part)
