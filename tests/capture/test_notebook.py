@@ -271,3 +271,40 @@ def test_a_kernel_killed_mid_cell_keeps_what_was_recorded(in_project):
     in_project.run("next.py")
     assert steps()["status"].tolist() == ["ok", "interrupted"]
     assert trellis.query("SELECT status FROM runs ORDER BY started")["status"].tolist() == ["interrupted", "ok"]
+
+
+def test_duplicated_reordered_and_deleted_cells(in_project):
+    path = notebook(in_project, "edit.ipynb", ["a = 1", "b = a + 1", "c = b * 2"])
+    trellis_run(in_project, "edit.ipynb")
+    book = nbformat.read(path, as_version=4)
+    book.cells = [book.cells[2], book.cells[0], book.cells[1], nbformat.v4.new_code_cell("d = a")]
+    book.cells[3]["id"] = "cell-0"  # a copied cell keeps its id, as after a paste in some editors
+    book.cells[0].source = "c = 5"  # edited, moved first; cell-1 was deleted... and cell-1 kept
+    del book.cells[2]
+    path.write_text(json.dumps(book))  # nbformat.write would renumber the duplicated id
+    trellis_run(in_project, "edit.ipynb")
+    shown = json.loads(in_project.cli("notebook", "show", "edit.ipynb", "--json").stdout)
+    first, second = shown["epochs"]
+    assert [e["cell_id"] for e in second["executions"]] == ["cell-2", "cell-0", "cell-0"]
+    assert [e["status"] for e in second["executions"]] == ["ok", "ok", "ok"]
+    # the pasted copy uses `a` from the execution just before it, in this epoch
+    assert second["executions"][2]["depends_on"] == [
+        {"execution": second["executions"][1]["id"], "name": "a", "via": "variable"}]
+    diff = trellis.diff(first["run_id"][:8], second["run_id"][:8])
+    assert diff["code"]["gone_cells"] == ["cell-1"] and "+c = 5" in diff["code"]["cells"]["cell-2"]
+
+
+def test_the_notebook_path_comes_from_the_jupyter_session(in_project):
+    from jupyter_client.manager import start_new_kernel
+
+    env = in_project.env(JPY_SESSION_NAME=str(in_project.root / "lab" / "analysis.ipynb"))
+    manager, client = start_new_kernel(kernel_name="python3", extra_arguments=["--ext=trellis"],
+                                       cwd=str(in_project.root), env=env)
+    try:
+        assert client.execute_interactive("x = 1", timeout=60)["content"]["status"] == "ok"
+    finally:
+        manager.shutdown_kernel()
+        client.stop_channels()
+    epoch = trellis.query("SELECT kind, filename, status FROM runs").iloc[0]
+    assert (epoch["kind"], epoch["filename"], epoch["status"]) == ("notebook", "lab/analysis.ipynb", "ok")
+    assert steps()["notebook"].tolist() == ["lab/analysis.ipynb"]

@@ -41,6 +41,7 @@ def run_notebook(path: Path, output: Path | None = None, timeout: int = 600,
         raise TrellisError(f"no notebook at {path}") from None
     except Exception as error:
         raise TrellisError(f"{path} is not a readable notebook: {type(error).__name__}: {error}") from None
+    _keep_cell_ids(notebook, path)
 
     class Client(nbclient.NotebookClient):
         """Sends each cell's id with its execute request."""
@@ -82,6 +83,21 @@ def run_notebook(path: Path, output: Path | None = None, timeout: int = 600,
     if output is not None:
         nbformat.write(notebook, output)
     return {"notebook": str(path), "cells": len(cells), "failed": failed}
+
+
+def _keep_cell_ids(notebook: Any, path: Path) -> None:
+    """Record cells by the ids the file holds: nbformat renumbers duplicated ids when it reads
+    (a cell copied in some editors keeps its id), where a Jupyter frontend sends them as they are."""
+    import json
+
+    try:
+        cells = json.loads(Path(path).read_text()).get("cells", [])
+    except (OSError, ValueError, AttributeError):
+        return
+    if len(cells) == len(notebook.cells):
+        for cell, raw in zip(notebook.cells, cells):
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                cell["id"] = raw["id"]
 
 
 def run_script(path: Path, args: list[str]) -> None:
