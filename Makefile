@@ -33,6 +33,7 @@ test: $(READY)
 # Side by side with FlorDB and MLflow (installed once into benchmarks/.peers/); a few minutes.
 bench: $(READY)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/file_hashing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build
