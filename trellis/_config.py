@@ -9,6 +9,7 @@ TRELLIS_FLUSH_SECONDS    how often a running script's buffer is written (default
 TRELLIS_FLUSH_VALUES     ... or as soon as this many values are waiting (default 50000)
 TRELLIS_CHECKPOINT_SHARE the largest share of loop time checkpoints may take (default 0.05)
 TRELLIS_STREAM_LIMIT     characters of stdout/stderr kept per run (default 262144)
+TRELLIS_HASH_LIMIT       files larger than this (bytes) are recorded unhashed (default 512 MiB)
 """
 
 from __future__ import annotations
