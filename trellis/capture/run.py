@@ -71,8 +71,7 @@ class Run:
         self.modules: deque = deque()
         self.wake = threading.Event()
         self.consistent_soon = False
-        self.open_iterations: dict[tuple, tuple] = {}
-        self.loop_of: dict[int, tuple] = {}
+        self.open_iterations: dict[tuple, Any] = {}
         self.pending_loops: dict[tuple[str, int], bool] = {}
         self.seq = 0
         self.log_step: int | None = None
@@ -370,42 +369,38 @@ class Run:
         """Rows of new iterations, and (ended, id) of iterations written open earlier.
 
         An iteration ends where the next iteration of the same loop starts, or at the loop's end
-        marker; one still running at a flush is written open and closed by a later flush.
+        marker ``(parent, loop, ended)``; one still running at a flush is written open and closed
+        by a later flush.
         """
         rows: list[list] = []
         closed_earlier: list[tuple] = []
-        open_rows = self.open_iterations  # (parent, loop) -> (iteration id, row or written id)
-
-        def close(key: tuple, at: float) -> None:
-            found = open_rows.pop(key, None)
-            if found is None:
-                return
-            iteration_id, row = found
-            self.loop_of.pop(iteration_id, None)
-            if isinstance(row, list):
-                row[8] = at
-            else:
-                closed_earlier.append((at, row))
-
+        open_rows = self.open_iterations  # (parent, loop) -> its open row, or the row's id once written
+        pending_loops = self.pending_loops
+        run = self.run_id
         for record in records:
-            if len(record) == 2:  # (last iteration id, end of its loop)
-                key = self.loop_of.get(record[0])
-                if key is not None:
-                    close(key, record[1])
+            if len(record) == 3:  # a loop ended
+                key, started = (record[0], record[1]), record[2]
+                item = None
+            else:
+                iteration_id, parent, loop, depth, index, item, started = record
+                key = (parent, loop)
+            row = open_rows.pop(key, None)
+            if row is not None:
+                if type(row) is list:
+                    row[8] = started
+                else:
+                    closed_earlier.append((started, row))
+            if len(record) == 3:
                 continue
-            iteration_id, parent, loop, depth, index, item, started = record
-            key = (parent, loop)
-            close(key, started)
-            row = [base + iteration_id, self.run_id, base + parent, loop, depth, index,
+            row = [base + iteration_id, run, base + parent, loop, depth, index,
                    None if item is None else json.dumps(item), started, None]
             rows.append(row)
-            open_rows[key] = (iteration_id, row)
-            self.loop_of[iteration_id] = key
-            shown = self.pending_loops.get((loop, depth), False)
-            self.pending_loops[loop, depth] = shown or item is not None
-        for key, (iteration_id, row) in list(open_rows.items()):
-            if isinstance(row, list):
-                open_rows[key] = (iteration_id, row[0])  # written open; a later UPDATE closes it
+            open_rows[key] = row
+            if item is not None or (loop, depth) not in pending_loops:
+                pending_loops[loop, depth] = pending_loops.get((loop, depth), False) or item is not None
+        for key, row in list(open_rows.items()):
+            if type(row) is list:
+                open_rows[key] = row[0]  # written open; a later UPDATE closes it
         return rows, closed_earlier
 
     def _write_steps(self, store: Any, base: int) -> None:
@@ -715,7 +710,7 @@ def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
     finally:
         _depth = depth
         if iteration_id:
-            record((iteration_id, now()))  # the end of the last iteration
+            record((parent, name, now()))  # the end of the loop's last iteration
         if checkpointer is not None:
             checkpointer.unbind()
 
@@ -756,7 +751,7 @@ class _Iteration:
     def __exit__(self, *exc: Any) -> None:
         global _current, _depth
         if self.run is not None:
-            self.run.iterations.append((self.iteration_id, time.time()))
+            self.run.iterations.append((self.outer[0], self.name, time.time()))
         _current, _depth = self.outer
 
 
