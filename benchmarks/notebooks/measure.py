@@ -183,6 +183,10 @@ def score(entry: dict[str, Any], notebook: dict[str, Any], executed: dict[str, A
     return result
 
 
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def totals(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Sums over the examples that ran to the end both ways (the rest are counted apart)."""
     scored = [r for r in results if "cells" in r]
@@ -218,5 +222,7 @@ def totals(results: list[dict[str, Any]]) -> dict[str, Any]:
         "plain_seconds": sum(r["seconds"]["plain"] for r in complete),
         "trellis_seconds": sum(r["seconds"]["trellis"] for r in complete),
         "cells_timed": len(added),
-        "median_added_ms": statistics.median(added) if added else None,
+        "median_added_ms": median(added),
+        "median_added_first_ms": median([r["added_ms"][0] for r in complete if r["added_ms"]]),
+        "median_added_later_ms": median([ms for r in complete for ms in r["added_ms"][1:]]),
     }

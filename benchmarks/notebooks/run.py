@@ -19,9 +19,9 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
@@ -41,10 +41,11 @@ LIMIT_SECONDS = 120  # per example and way, kernel start included, as in the cor
 JUPYTEXT = ["jupytext==1.19.6"]
 # What the examples import beyond the project's environment, at the versions of the corpus's
 # header; pandas and IPython too, which the project has at 3.x and 9.x and the corpus ran at
-# 2.3.3 and 8.39.0 (matplotlib 3.8 cannot draw in an IPython 9 kernel).
+# 2.3.3 and 8.39.0 (matplotlib 3.8 cannot draw in an IPython 9 kernel); and jinja2, unpinned
+# (the header names no version), without which pandas' ``.style`` fails in two examples.
 KERNEL_PACKAGES = [
-    "ipython==8.39.0", "pandas==2.3.3", "matplotlib==3.8.4", "seaborn==0.13.2", "scikit-image==0.26.0",
-    "pillow==13.0.0", "rich==15.0.0",
+    "ipython==8.39.0", "pandas==2.3.3", "matplotlib==3.8.4", "seaborn==0.13.2",
+    "scikit-image==0.26.0", "pillow==13.0.0", "rich==15.0.0", "jinja2",
 ]
 
 
@@ -195,7 +196,7 @@ def run_example(entry: dict[str, Any], position: int, examples: Path, tools: dic
         requests = measure.lineage_requests(entry, [c.get("id") for c in notebook["cells"]])
         env = dict(os.environ, TRELLIS_DISABLE="1")
         probe = subprocess.run([sys.executable, str(BENCH_DIR / "probe.py"), source.name, json.dumps(requests)],
-                               cwd=folder / "trellis", env=env, capture_output=True, text=True)
+                               cwd=folder / "trellis", env=env, capture_output=True, text=True, check=False)
         if probe.returncode == 0:
             recorded = json.loads(probe.stdout)
         else:
@@ -243,6 +244,10 @@ def table(t: dict[str, Any]) -> str:
     rows.append((f"added time per cell execution, median of {t['cells_timed']} paired cells",
                  "n/a" if median is None else f"{median:+.1f} ms",
                  "" if median is None else f"≤ 5 ms {mark(median <= 5)}"))
+    first, later = t["median_added_first_ms"], t["median_added_later_ms"]
+    if first is not None and later is not None:
+        rows.append(("… the first cell of each kernel / every later cell",
+                     f"{first:+.1f} ms / {later:+.1f} ms", ""))
     lines = ["| measure | result | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
@@ -251,11 +256,21 @@ def table(t: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- main
 
 
+def trellis_commit() -> str:
+    """The commit of the trellis being measured, marked when trellis/ has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "trellis")
+    return git("rev-parse", "--short", "HEAD") + (" with uncommitted changes in trellis/" if changed else "")
+
+
 def brief(result: dict[str, Any]) -> dict[str, Any]:
     """An example's findings for the report: the per-cell times reduced to their median."""
     kept = {k: v for k, v in result.items() if k != "added_ms"}
     if result.get("added_ms"):
-        kept["median_added_ms"] = statistics.median(result["added_ms"])
+        kept["median_added_ms"] = measure.median(result["added_ms"])
     return kept
 
 
@@ -289,21 +304,21 @@ def main() -> None:
     examples = examples_folder()
     tools = {"trellis": trellis}
     tools["jupytext"] = virtualenv(CACHE / "tools", JUPYTEXT).parent / "jupytext"
-    site_packages = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   check=True, capture_output=True, text=True).stdout.strip()
-    kernel = virtualenv(CACHE / "kernel", KERNEL_PACKAGES, underlay=site_packages)
+    # the examples' kernel: this (the project's) environment, under the packages they add
+    kernel = virtualenv(CACHE / "kernel", KERNEL_PACKAGES, underlay=sysconfig.get_paths()["purelib"])
     tools["jupyter"] = kernel_data(kernel)
     # untimed: the first import of matplotlib builds its font cache
     subprocess.run([str(kernel), "-c", "import matplotlib.pyplot, sklearn, trellis, ipykernel"], check=True)
 
-    say(f"running {len(chosen)} examples, {options.jobs} at a time")
+    commit = trellis_commit()
+    say(f"running {len(chosen)} examples, {options.jobs} at a time, trellis at {commit}")
     results: list[dict[str, Any]] = []
 
     def one(position: int) -> dict[str, Any]:
         entry = chosen[position]
         try:
             result = run_example(entry, position, examples, tools)
-        except Exception:  # a fault of the bench itself: report it, go on with the others
+        except Exception:  # noqa: BLE001 - a fault of the bench itself: report it, go on
             result = {"id": entry["id"], "status": {"bench": "error"}, "seconds": {},
                       "bench_error": traceback.format_exc()}
         results.append(result)
@@ -321,6 +336,7 @@ def main() -> None:
     report = {
         "date": datetime.date.today().isoformat(),
         "command": " ".join(sys.argv[1:]),
+        "trellis": commit,
         "seconds": elapsed,
         "totals": totals,
         "examples": [brief(r) for r in ordered],
