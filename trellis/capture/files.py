@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat as stat_module
 import sys
 import threading
 import time
@@ -32,7 +33,11 @@ _NOISE_PREFIXES = (
     os.path.expanduser("~/.cache/matplotlib/"), os.path.expanduser("~/.cache/fontconfig/"),
     os.path.expanduser("~/.config/matplotlib/"), os.path.expanduser("~/.matplotlib/"),
 )
-_NOISE_PARTS = ("/.git/", "/__pycache__/", ".dist-info/", ".egg-info/", "/matplotlib/mpl-data/")
+_NOISE_PARTS = ("/.git/", "/__pycache__/", ".dist-info/", ".egg-info/")
+# Inside installed packages only data folders hold data (scikit-learn's datasets, matplotlib's
+# sample data); the rest are the packages' own resources (scripts, stylesheets, settings).
+_PACKAGE_ROOTS = ("/site-packages/", "/dist-packages/")
+_PACKAGE_DATA = frozenset({"data", "datasets", "descr", "images", "sample_data"})
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 _installed: "FileWatcher | None" = None
@@ -118,6 +123,8 @@ class FileWatcher:
                 stat = os.stat(path)
             except OSError:
                 return
+            if stat_module.S_ISDIR(stat.st_mode):  # shutil.rmtree and os.scandir open folders
+                return
             self.reads.append((self.step, path, time.time(), (stat.st_mtime_ns, stat.st_size)))
         else:
             self.writes.setdefault((self.step, path), time.time())
@@ -170,6 +177,10 @@ class FileWatcher:
 def _is_noise(path: str) -> bool:
     if path.startswith(_NOISE_PREFIXES) or any(part in path for part in _NOISE_PARTS):
         return True
+    for root in _PACKAGE_ROOTS:
+        if root in path:
+            folders = path.split(root, 1)[1].split("/")[:-1]
+            return not _PACKAGE_DATA.intersection(folders)
     suffix = os.path.splitext(path)[1]
     return suffix in _NOISE_SUFFIXES or path.startswith(sys.base_prefix + os.sep + "lib")
 
