@@ -331,22 +331,17 @@ def notebook_embed(path: str) -> None:
 def notebook_import(path: str) -> None:
     """Load the provenance embedded in PATH into this project's store."""
     from trellis.export.notebook import read_embedded
+    from trellis.queries.notebooks import notebook_file
     from trellis.store.connection import open_store
     from trellis.store.importing import import_notebook
 
-    embedded = read_embedded(notebook_file_path(path))
+    embedded = read_embedded(notebook_file(path))
     store = open_store()
     try:
         counts = import_notebook(store, embedded, store.project.name)
     finally:
         store.close()
     click.echo(f"imported {counts['imported']} epochs ({counts['skipped']} already here)")
-
-
-def notebook_file_path(path: str) -> Any:
-    from trellis.queries.notebooks import notebook_file
-
-    return notebook_file(path)
 
 
 def _with_store(read: Callable[[Any], Any]) -> Any:

@@ -116,8 +116,6 @@ class FileWatcher:
         self.seen.add(key)
         if _is_noise(path) or path.startswith(self.ignored):
             return
-        if self.step:
-            self.step_paths.setdefault((self.step, direction), set()).add(self.relative(path))
         if direction == READ:
             try:
                 stat = os.stat(path)
@@ -128,6 +126,8 @@ class FileWatcher:
             self.reads.append((self.step, path, time.time(), (stat.st_mtime_ns, stat.st_size)))
         else:
             self.writes.setdefault((self.step, path), time.time())
+        if self.step:  # only what was recorded: a folder or a failed open is no dependency
+            self.step_paths.setdefault((self.step, direction), set()).add(self.relative(path))
 
     def drain(self, include_writes: bool) -> list[tuple]:
         """(step, path relative to the project, direction, sha256, size, time) of new events."""
