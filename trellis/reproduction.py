@@ -26,6 +26,7 @@ from trellis.capture.files import hash_file
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
+from trellis.store.schema import run_keys
 
 _RANDOM = re.compile(r"\b(np\.random\.(?!seed|default_rng\(\s*\d)|random\.(?!seed)\w+\(|torch\.rand|default_rng\(\s*\))")
 _SEEDED = re.compile(r"\b(seed\(|default_rng\(\s*\d|random_state\s*=\s*\d|manual_seed\()")
@@ -131,7 +132,9 @@ def _write_in_execution_order(store: Store, run: int, notebook: Path) -> None:
 
 def _values_of(store: Store, run: int) -> dict[str, list[Any]]:
     rows = store.execute(
-        "SELECT name, kind, int_value, float_value, text_value FROM logs WHERE run = ? ORDER BY id", (run,)
+        "SELECT name, kind, int_value, float_value, text_value FROM logs WHERE id >= ? AND id < ?"
+        " ORDER BY id",
+        run_keys(run),
     )
     values: dict[str, list[Any]] = {}
     for name, kind, i, f, t in rows:

@@ -29,7 +29,7 @@ from trellis._errors import TrellisError
 from trellis.capture import streams
 from trellis.capture.values import describe_item, echo, encode
 from trellis.store.cells import PLAIN, Encoded, cell
-from trellis.store.schema import FLOAT, RUN_SHIFT
+from trellis.store.schema import FLOAT, NOTE_LOG_NAME, RUN_SHIFT
 
 # The innermost iteration around the current point (0: the top level) and its loop depth.
 _current = 0
@@ -60,6 +60,7 @@ class Run:
         self.iteration_ids = itertools.count(1)
         self.params: dict[str, tuple[Any, str]] = {}
         self.params_written: set[str] = set()
+        self.names_noted: set[str] = set()
         self.checkpoints: deque = deque()
         self.inputs: deque = deque()
         self.files: Any = None
@@ -293,6 +294,7 @@ class Run:
                 add((base + seq, run, step, base + iteration, name, FLOAT, None, value, None))
             else:
                 add((base + seq, run, step, base + iteration, name, *cell(value)))
+        new_names = {name for name, _, _ in values if name is not None} - self.names_noted
         iteration_rows, ended_before = self._iteration_rows(iterations, base)
         loops, self.pending_loops = self.pending_loops, {}
         new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
@@ -333,6 +335,7 @@ class Run:
                 " text_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 log_rows,
             )
+            store.executemany(NOTE_LOG_NAME, [(run, name) for name in new_names])
             self._write_steps(store, base)
             store.executemany(
                 "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin)"
@@ -362,6 +365,7 @@ class Run:
         self.seq = seq
         self.log_step = step
         self.params_written.update(n for n, _ in new_params)
+        self.names_noted |= new_names
 
     # -- ending -----------------------------------------------------------------------------
 

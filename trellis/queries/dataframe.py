@@ -35,17 +35,36 @@ def _run_ids(store: Store, runs: str | Iterable[str] | None) -> list[int] | None
     return [resolve(store, ref)["id"] for ref in refs]
 
 
-def _latest_per_file(store: Store, names: Sequence[str], run_ids: list[int] | None) -> list[int]:
-    """The newest run of each script among those that logged any of ``names``."""
+def _runs_logging(store: Store, names: Sequence[str], run_ids: list[int] | None) -> list[int]:
+    """The runs, among ``run_ids`` if given, that logged any of ``names``."""
     where = f"name IN {_in(names)}"
     params: list[Any] = list(names)
     if run_ids is not None:
         where += f" AND run IN {_in(run_ids)}"
         params += run_ids
+    return [run for (run,) in store.execute(
+        f"SELECT DISTINCT run FROM log_names WHERE {where} ORDER BY run", params
+    )]
+
+
+def _key_ranges(run_ids: list[int]) -> tuple[str, list[int]]:
+    """A condition on ``id`` that selects the logs of ``run_ids`` (consecutive runs merged)."""
+    spans: list[list[int]] = []
+    for run in sorted(run_ids):
+        if spans and spans[-1][1] == run:
+            spans[-1][1] = run + 1
+        else:
+            spans.append([run, run + 1])
+    condition = " OR ".join("(id >= ? AND id < ?)" for _ in spans)
+    return f"({condition})", [bound << RUN_SHIFT for span in spans for bound in span]
+
+
+def _latest_per_file(store: Store, names: Sequence[str], run_ids: list[int] | None) -> list[int]:
+    """The newest run of each script among those that logged any of ``names``."""
+    runs = _runs_logging(store, names, run_ids)
     candidates = store.execute(
-        f"SELECT id, filename, started FROM runs WHERE id IN (SELECT DISTINCT run FROM logs WHERE {where})",
-        params,
-    )
+        f"SELECT id, filename, started FROM runs WHERE id IN {_in(runs)}", runs
+    ) if runs else []
     newest: dict[Any, tuple[float, int]] = {}
     for run, filename, started in candidates:
         if filename not in newest or (started, run) > newest[filename]:
@@ -65,10 +84,10 @@ def dataframe(
     names = list(dict.fromkeys(names))
     unknown = [
         name for name in names
-        if not store.execute("SELECT 1 FROM logs WHERE name = ? LIMIT 1", (name,))
+        if not store.execute("SELECT 1 FROM log_names WHERE name = ? LIMIT 1", (name,))
     ]
     if unknown:
-        known = {name for (name,) in store.execute("SELECT DISTINCT name FROM logs")}
+        known = {name for (name,) in store.execute("SELECT DISTINCT name FROM log_names")}
         listed = ", ".join(sorted(known)) or "none yet"
         raise UnknownNameError(
             f"nothing was logged as {', '.join(map(repr, unknown))}; logged names: {listed}"
@@ -82,11 +101,12 @@ def dataframe(
 
 def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> pd.DataFrame:
     """Columns run, seq (the log key, in log order), iteration, code (of the name), kind, value."""
-    where = f"name IN {_in(names)}"
-    params: list[Any] = list(names)
-    if run_ids is not None:
-        where += f" AND run IN {_in(run_ids)}"
-        params += run_ids
+    runs = _runs_logging(store, names, run_ids)
+    if not runs:
+        return pd.DataFrame(columns=["run", "seq", "iteration", "code", "kind", "value"])
+    keys, bounds = _key_ranges(runs)
+    where = f"name IN {_in(names)} AND {keys}"
+    params: list[Any] = list(names) + bounds
     # Names travel as small integers (a million repeated strings cost more than the values),
     # and not at all when there is one; the run is the high half of the key.
     single = len(names) == 1

@@ -18,7 +18,7 @@ from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.objects import object_path
-from trellis.store.schema import RUN_SHIFT
+from trellis.store.schema import RUN_SHIFT, run_keys
 
 _TEXT_LIMIT = 200_000
 
@@ -89,8 +89,8 @@ def _params(store: Store, run: int) -> dict[str, Any]:
 def _value_summary(store: Store, run: int) -> dict[str, dict[str, Any]]:
     rows = store.execute(
         "SELECT name, COUNT(*), MIN(float_value), MAX(float_value), AVG(float_value),"
-        " MAX(id) FROM logs WHERE run = ? GROUP BY name",
-        (run,),
+        " MAX(id) FROM logs WHERE id >= ? AND id < ? GROUP BY name",
+        run_keys(run),
     )
     summary = {}
     for name, count, low, high, mean, last_id in rows:

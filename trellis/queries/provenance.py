@@ -24,7 +24,7 @@ from typing import Any
 from trellis.queries.runs import params_of
 from trellis.store.cells import decode
 from trellis.store.connection import Store
-from trellis.store.schema import RUN_SHIFT
+from trellis.store.schema import RUN_SHIFT, run_keys
 
 SCHEMA = "trellis-provenance/1"
 # The namespace of every name-based UUID trellis mints (uuid5 of the project's content).
@@ -217,8 +217,8 @@ class _Collector:
         rows = self.store.execute(
             "SELECT l.name, c.n, l.step, l.kind, l.int_value, l.float_value, l.text_value"
             " FROM logs l JOIN (SELECT name, COUNT(*) AS n, MAX(id) AS last FROM logs"
-            " WHERE run = ? GROUP BY name) c ON l.id = c.last ORDER BY l.name",
-            (run_id,),
+            " WHERE id >= ? AND id < ? GROUP BY name) c ON l.id = c.last ORDER BY l.name",
+            run_keys(run_id),
         )
         return [
             {"iri": iri(scope, "logged", name), "name": name, "count": count,

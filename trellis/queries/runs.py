@@ -9,6 +9,7 @@ from typing import Any
 from trellis._errors import TrellisError, UnknownRunError
 from trellis.store.connection import Store
 from trellis.store.cells import decode as decode_row
+from trellis.store.schema import run_keys
 
 RUN_COLUMNS = (
     "id", "uuid", "projid", "kind", "filename", "cwd", "argv", "started", "ended", "committed", "status",
@@ -88,7 +89,8 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
         found = store.execute("SELECT data FROM environments WHERE id = ?", (run["environment_id"],))
         environment = json.loads(found[0][0]) if found else None
     names = store.execute(
-        "SELECT name, COUNT(*) FROM logs WHERE run = ? GROUP BY name ORDER BY name", (run["id"],)
+        "SELECT name, COUNT(*) FROM logs WHERE id >= ? AND id < ? GROUP BY name ORDER BY name",
+        run_keys(run["id"]),
     )
     loops = store.execute(
         "SELECT loop, depth, COUNT(*) FROM iterations WHERE run = ? GROUP BY loop, depth ORDER BY depth, loop",

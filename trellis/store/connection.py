@@ -160,11 +160,17 @@ def _ensure_schema(store: Store) -> None:
         versions = store.execute("SELECT version FROM schema_version")
         if not versions:
             store.execute("INSERT INTO schema_version (version) VALUES (?)", (schema.SCHEMA_VERSION,))
-        elif max(v for (v,) in versions) > schema.SCHEMA_VERSION:
+            return
+        version = max(v for (v,) in versions)
+        if version > schema.SCHEMA_VERSION:
             raise StoreError(
-                f"the store at {store.location} has schema version {max(v for (v,) in versions)},"
+                f"the store at {store.location} has schema version {version},"
                 f" newer than this trellis ({schema.SCHEMA_VERSION}); upgrade trellis"
             )
+        for target in range(version + 1, schema.SCHEMA_VERSION + 1):
+            for statement in schema.MIGRATIONS[target]:
+                store.execute(statement)
+            store.execute("UPDATE schema_version SET version = ?", (target,))
 
 
 def open_store(

@@ -164,6 +164,12 @@ def _load(store: Store, exported: dict[str, Any], rows: Any) -> dict[str, int]:
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                     [[row[c] for c in columns] for row in batch],
                 )
+        if new_ids:
+            store.execute(
+                "INSERT INTO log_names (run, name) SELECT DISTINCT run, name FROM logs"
+                f" WHERE run IN ({', '.join('?' * len(new_ids))}) ON CONFLICT (run, name) DO NOTHING",
+                list(new_ids.values()),
+            )
         for digest, encoded in (exported.get("objects") or {}).items():
             object_store.put(store.objects, [base64.b64decode(encoded)])
     return {"imported": imported, "skipped": skipped}

@@ -1,0 +1,57 @@
+"""Opening stores made by other versions of trellis."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from trellis.queries.dataframe import dataframe
+from trellis.store.connection import open_store
+from trellis.store.schema import SCHEMA_VERSION
+
+SCRIPT = """
+import trellis
+for epoch in trellis.loop("epoch", range(3)):
+    trellis.log("loss", 1.0 / (epoch + 1))
+    trellis.log("note", f"epoch {epoch}")
+"""
+
+
+def _database(project) -> str:
+    return str(project.root / ".trellis" / "trellis.db")
+
+
+def test_a_version_1_store_is_migrated_and_reads_the_same(project):
+    project.write("train.py", SCRIPT)
+    project.run("train.py")
+    with sqlite3.connect(_database(project)) as db:  # back to what version 1 wrote
+        db.execute("DROP TABLE log_names")
+        db.execute("CREATE INDEX logs_by_name ON logs (name, run)")
+        db.execute("UPDATE schema_version SET version = 1")
+    project.run("train.py")
+
+    with sqlite3.connect(_database(project)) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'logs_by_name'").fetchall()
+        noted = db.execute("SELECT run, name FROM log_names ORDER BY run, name").fetchall()
+    assert noted == [(1, "loss"), (1, "note"), (2, "loss"), (2, "note")]
+    frame = dataframe(project.store(), ["loss", "note"])
+    assert len(frame) == 6
+    assert frame.groupby("run_id")["note"].apply(tuple).tolist() == [
+        ("epoch 0", "epoch 1", "epoch 2")] * 2
+    assert frame["loss"].tolist() == [1.0, 0.5, 1 / 3] * 2
+
+
+def test_a_store_from_a_newer_trellis_is_refused_unchanged(project):
+    project.write("train.py", SCRIPT)
+    project.run("train.py")
+    with sqlite3.connect(_database(project)) as db:
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    done = project.run("train.py", check=False)
+    assert done.returncode == 0  # the user's script still runs
+    assert "newer than this trellis" in done.stderr
+    with pytest.raises(Exception, match="newer than this trellis"):
+        open_store(root=project.root)
+    with sqlite3.connect(_database(project)) as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
