@@ -36,7 +36,9 @@ class Project:
         return path
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRELLIS_", "MAKE"))}
+        # the test's store (a PostgreSQL database under --store=postgresql) goes with its scripts
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("TRELLIS_", "MAKE")) or k == "TRELLIS_STORE"}
         env.update({"TRELLIS_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}, **extra)
         return env
 
@@ -58,10 +60,10 @@ class Project:
             raise AssertionError(f"python -c failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         done = subprocess.run(
             [sys.executable, "-m", "trellis.cli", *args], cwd=self.root, capture_output=True,
-            text=True, env=self.env(), timeout=240,
+            text=True, env=self.env(**(env or {})), timeout=240,
         )
         if check and done.returncode != 0:
             raise AssertionError(f"trellis {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
@@ -91,8 +93,53 @@ def bare_folder(tmp_path: Path) -> Project:
     return Project(root)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store", choices=("sqlite", "postgresql"),
+        default=os.environ.get("TRELLIS_TEST_STORE", "sqlite"),
+        help="the store every test records into: a SQLite file per project, or a PostgreSQL"
+             " database per test on a throwaway server (tests/postgres.py)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only(reason): reads the SQLite file itself")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--store") != "sqlite":
+        for item in items:
+            marker = item.get_closest_marker("sqlite_only")
+            if marker is not None:
+                item.add_marker(pytest.mark.skip(reason=f"SQLite only: {marker.args[0]}"))
+
+
+def postgres_mode(config: pytest.Config) -> bool:
+    return config.getoption("--store") == "postgresql"
+
+
+@pytest.fixture(scope="session")
+def postgres_databases(request: pytest.FixtureRequest):
+    from tests.postgres import Databases, server_url
+
+    url, cluster = server_url()
+    databases = Databases(url)
+    yield databases
+    databases.close()
+    if cluster is not None:
+        cluster.stop()
+
+
 @pytest.fixture(autouse=True)
-def _no_ambient_store(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_ambient_store(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
     for name in list(os.environ):
         if name.startswith("TRELLIS_"):
             monkeypatch.delenv(name)
+    if not postgres_mode(request.config):
+        yield
+        return
+    databases = request.getfixturevalue("postgres_databases")
+    name, url = databases.create()
+    monkeypatch.setenv("TRELLIS_STORE", url)
+    yield
+    databases.drop(name)

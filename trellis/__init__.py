@@ -40,9 +40,11 @@ __all__ = [
     "lineage",
     "diff",
     "reproduce",
+    "replay",
     "export",
     "import_runs",
     "sparql",
+    "widget",
     "TrellisError",
     "BadArgumentError",
     "UnknownRunError",
@@ -104,10 +106,8 @@ def query(sql: str, params: Sequence[Any] = ()) -> "pandas.DataFrame":
         run.flush()
     store = open_store(read_only=True)
     try:
-        cursor = store.connection.cursor()
-        cursor.execute(sql, tuple(params))
-        columns = [c[0] for c in cursor.description or []]
-        return pandas.DataFrame.from_records(cursor.fetchall(), columns=columns)
+        columns, rows = store.query(sql, params)
+        return pandas.DataFrame.from_records(rows, columns=columns)
     except Exception as error:
         if isinstance(error, TrellisError):
             raise
@@ -169,6 +169,38 @@ def reproduce(run: str, tolerance: float = 0.0) -> dict[str, Any]:
         store.close()
 
 
+def replay(
+    *names: str,
+    file: str | None = None,
+    runs: Sequence[str] | None = None,
+    where: str | None = None,
+    workers: int = 1,
+    executor: Any = None,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Hindsight logging: replay the new ``log`` statements of ``names`` (added to today's script)
+    into past runs of it, also of older code versions, from their checkpoints, in parallel.
+
+    ``where`` narrows the checkpointed loop's iterations (``"epoch >= 5"``); ``executor`` is
+    ``"process"`` (default, ``workers`` processes), ``"dask://host:port"`` or any
+    ``concurrent.futures.Executor``. With ``dry_run`` only the plan is returned.
+    """
+    from trellis.hindsight.executing import execute
+    from trellis.hindsight.planning import plan_replay
+    from trellis.store.connection import open_store
+
+    store = open_store()
+    try:
+        plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force)
+        if dry_run:
+            return {"plan": plan.to_dict(), "description": plan.describe()}
+        return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress)}
+    finally:
+        store.close()
+
+
 EXPORT_FORMATS = ("json", "prov-json", "prov-n", "prov-xml", "turtle", "trig", "json-ld", "html")
 
 
@@ -221,6 +253,14 @@ def sparql(query: str, bindings: dict[str, str] | None = None,
         return select(store, query, bindings, target)
     finally:
         store.close()
+
+
+def widget(notebook: str | None = None) -> Any:
+    """The provenance graph of this notebook (or of ``notebook``), drawn in the notebook and
+    redrawn after every cell execution. Needs ``pip install 'trellis[ui]'``."""
+    from trellis.ui.widget import widget as show
+
+    return show(notebook)
 
 
 def import_runs(path: Any) -> dict[str, int]:

@@ -230,6 +230,60 @@ def reproduce_command(run: str, tolerance: float, as_json: bool) -> None:
         raise SystemExit(1)
 
 
+@cli.command("replay")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--file", help="The script holding the new log statements (found by itself if one does).")
+@click.option("--run", "runs", multiple=True, help="Replay into this run only (repeatable); default: every run of the script.")
+@click.option("--where", help="Iterations of the checkpointed loop to replay, e.g. 'epoch >= 5'.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes in parallel.")
+@click.option("--executor", help="'process' (default) or dask://host:port for a Dask cluster.")
+@click.option("--force", is_flag=True, help="Replay again names replayed before.")
+@click.option("--show-code", "show_code", metavar="RUN", help="Print the patched source planned for RUN and stop.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True)
+@_one_line_errors
+def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ...], where: str | None,
+                   workers: int, executor: str | None, force: bool, show_code: str | None,
+                   dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Hindsight logging: replay NAMES, newly logged in today's script, into its past runs."""
+    from trellis.hindsight.executing import execute
+    from trellis.hindsight.planning import plan_replay
+    from trellis.queries.runs import resolve
+    from trellis.store.connection import open_store
+
+    store = open_store()
+    try:
+        plan = plan_replay(store, names, file=file, runs=runs or None, where=where, workers=workers, force=force)
+        if show_code:
+            wanted = resolve(store, show_code)["uuid"]
+            chosen = next((r for r in plan.runs if r.uuid == wanted), None)
+            if chosen is None or chosen.patched is None:
+                reason = chosen.reason if chosen is not None else "it is not a run of " + plan.file
+                raise TrellisError(f"no patched code for run {wanted[:8]}: {reason or 'nothing to replay'}")
+            click.echo(chosen.patched, nl=False)
+            return
+        if dry_run:
+            click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.describe())
+            return
+        if not as_json:
+            click.echo(plan.describe())
+        if not yes and not click.confirm("Replay?", default=True):
+            raise SystemExit(1)
+        report = execute(store, plan, executor=executor, progress=not as_json)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    for run in report["runs"]:
+        failed = f", {len(run['failed'])} segment(s) failed: {run['failed'][0]}" if run["failed"] else ""
+        click.echo(f"{run['run'][:8]}  {run['status']}: {run['values']} values of {', '.join(run['names'])}{failed}")
+    click.echo(f"replayed in {report['seconds']:.1f} s (planned {report['estimate']:.1f} s)")
+    if any(run["failed"] for run in report["runs"]):
+        raise SystemExit(1)
+
+
 EXPORT_FORMATS = list(trellis.EXPORT_FORMATS)
 
 
@@ -342,6 +396,19 @@ def notebook_import(path: str) -> None:
     finally:
         store.close()
     click.echo(f"imported {counts['imported']} epochs ({counts['skipped']} already here)")
+
+
+@cli.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any other than loopback needs the printed token.")
+@click.option("--port", type=int, default=8770, show_default=True, help="Port (0: any free one).")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@_one_line_errors
+def ui_command(host: str, port: int, no_browser: bool) -> None:
+    """A read-only dashboard of this project's runs, notebooks, lineage and diffs."""
+    from trellis.ui.server import serve
+
+    serve(host, port, open_browser=not no_browser, announce=click.echo)
 
 
 def _with_store(read: Callable[[Any], Any]) -> Any:

@@ -1,8 +1,7 @@
 """``trellis reproduce RUN``: run a recorded script or notebook epoch again, and compare.
 
-The code comes from the run's snapshot, checked out in a fresh ``git worktree`` (the user's
-tree, index and branch are not touched); data files the run read that the snapshot does not hold
-(ignored files) are copied in when their content still has the recorded hash. The new run is
+The code comes from the run's snapshot, checked out in a fresh ``git worktree`` with the data
+files it read (``trellis.worktrees``). The new run is
 recorded in the same store with the original as its parent, then values, written files and
 outputs are compared; environment differences and unseeded randomness that may explain a
 mismatch are reported alongside.
@@ -21,8 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from trellis import worktrees
 from trellis._errors import TrellisError
-from trellis.capture.files import hash_file
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
@@ -40,9 +39,9 @@ def reproduce(store: Store, ref: str, tolerance: float = 0.0) -> dict[str, Any]:
         raise TrellisError(f"run {original['uuid'][:8]} was recorded outside git: there is no snapshot to run")
     folder = Path(tempfile.mkdtemp(prefix="trellis-reproduce-"))
     worktree = folder / "tree"
-    _git(store.project, "worktree", "add", "--detach", str(worktree), original["git_commit"])
+    worktrees.check_out(store.project, original["git_commit"], worktree)
     try:
-        copied, missing = _bring_inputs(store, original, worktree)
+        copied, missing = worktrees.bring_inputs(store, original, worktree)
         completed = _run_again(store, original, worktree)
         again = store.execute("SELECT uuid FROM runs WHERE parent_run = ? ORDER BY started DESC LIMIT 1",
                               (original["id"],))
@@ -63,35 +62,8 @@ def reproduce(store: Store, ref: str, tolerance: float = 0.0) -> dict[str, Any]:
         )
         return report
     finally:
-        _git(store.project, "worktree", "remove", "--force", str(worktree))
+        worktrees.remove(store.project, worktree)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise TrellisError(f"git {args[0]} {args[1] if len(args) > 1 else ''} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
-def _bring_inputs(store: Store, run: dict[str, Any], worktree: Path) -> tuple[list[str], list[str]]:
-    copied, missing = [], []
-    reads = store.execute("SELECT DISTINCT path, hash FROM files WHERE run = ? AND mode = 'read'", (run["id"],))
-    for path, digest in reads:
-        if os.path.isabs(path) or "://" in path or (worktree / path).exists():
-            continue
-        source = store.project / path
-        if source.is_file() and (digest is None or hash_file(source) == digest):
-            (worktree / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, worktree / path)
-            copied.append(path)
-        elif not _written_by(store, run["id"], path):
-            missing.append(path)
-    return copied, missing
-
-
-def _written_by(store: Store, run: int, path: str) -> bool:
-    return bool(store.execute("SELECT 1 FROM files WHERE run = ? AND path = ? AND mode = 'write'", (run, path)))
 
 
 def _run_again(store: Store, run: dict[str, Any], worktree: Path) -> str:

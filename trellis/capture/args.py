@@ -75,6 +75,8 @@ def arg(name: str, default: Any = None) -> Any:
     run = _runs.current() or _runs.begin()
     raw = from_command_line(name, sys.argv[1:])
     value = default if raw is None else cast(name, raw, default)
+    if run is not None and run.replaying is not None:
+        return run.replaying.arg(name, value)
     if run is not None and name not in run.params:
         from trellis.capture.environment import is_secret_name
 

@@ -41,10 +41,14 @@ _run: "Run | None" = None
 _echo = False
 _checkpointer: Any = None
 _failed_at_start = False
+_ITERATION_COLUMNS = ("id", "run", "parent", "loop", "depth", "idx", "value", "started", "ended")
+_LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "float_value", "text_value")
 
 
 class Run:
     """One process's run: identity, buffers, and the recorder that flushes them."""
+
+    replaying = None  # a replayed segment stands in for a run (capture/replaying.py)
 
     def __init__(self, kind: str, filename: str | None = None) -> None:
         self.uuid = str(uuid.uuid4())
@@ -314,11 +318,7 @@ class Run:
         if self.problems:
             run_updates["problems"] = json.dumps(self.problems)
         with self.store.transaction() as store:
-            store.executemany(
-                "INSERT INTO iterations (id, run, parent, loop, depth, idx, value, started, ended)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                iteration_rows,
-            )
+            store.insert_rows("iterations", _ITERATION_COLUMNS, iteration_rows)
             store.executemany("UPDATE iterations SET ended = ? WHERE id = ?", ended_before)
             # A summary of the loops, so readers need not scan every iteration to find them.
             store.executemany(
@@ -330,11 +330,7 @@ class Run:
                 "UPDATE loops SET has_values = 1 WHERE run = ? AND loop = ? AND depth = ?",
                 [(run, loop, depth) for (loop, depth), shown in loops.items() if shown],
             )
-            store.executemany(
-                "INSERT INTO logs (id, run, step, iteration, name, kind, int_value, float_value,"
-                " text_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                log_rows,
-            )
+            store.insert_rows("logs", _LOG_COLUMNS, log_rows)
             store.executemany(NOTE_LOG_NAME, [(run, name) for name in new_names])
             self._write_steps(store, base)
             store.executemany(
@@ -553,6 +549,11 @@ def begin(kind: str = "script", filename: str | None = None) -> Run | None:
         return _run
     if _failed_at_start or _config.disabled():
         return None
+    if os.environ.get("TRELLIS_REPLAY"):
+        from trellis.capture import replaying
+
+        _run = replaying.start()  # type: ignore[assignment]
+        return _run
     if kind == "script" and "IPython" in sys.modules:
         from trellis.capture import notebook
 
@@ -670,6 +671,8 @@ class loop:
         run = _run if _run is not None else begin()
         if run is None:
             return iter(self.iterable)
+        if run.replaying is not None:
+            return run.replaying.iterate(self.name, self.iterable)
         iterator = _iterate(run, self.name, self.iterable)
         if _depth == 0 and _config.progress() and _stderr_is_terminal():
             from tqdm import tqdm
@@ -711,6 +714,8 @@ def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
                 _current = parent
             if checkpointer is not None:
                 checkpointer.boundary(run, iteration_id, index)
+        if checkpointer is not None and iteration_id:
+            checkpointer.last(run, iteration_id, index)
     finally:
         _depth = depth
         if iteration_id:

@@ -182,6 +182,22 @@ CREATE TABLE IF NOT EXISTS modules (
     distribution TEXT,
     version TEXT
 );
+CREATE TABLE IF NOT EXISTS replays (
+    id {id},
+    run {int} NOT NULL,
+    names TEXT NOT NULL,
+    code TEXT,
+    git_commit TEXT,
+    started {float} NOT NULL,
+    ended {float},
+    status TEXT NOT NULL,
+    segments {int} NOT NULL,
+    failed {int} NOT NULL,
+    stored {int} NOT NULL,
+    estimate {float},
+    seconds {float},
+    error TEXT
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     run {int} NOT NULL,
     iteration {int} NOT NULL,
