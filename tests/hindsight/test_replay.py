@@ -225,3 +225,16 @@ def test_a_run_whose_snapshot_is_gone_is_skipped_with_the_reason(project, histor
     plan = project.cli("replay", "grad_norm", "--dry-run").stdout
     assert f"{first[:8]}  {commit_id[:8]}  skip: its code snapshot {commit_id[:8]} is gone" in plan
     assert "2 run(s)" in plan
+
+
+def test_a_dask_cluster_of_worker_processes_replays_like_the_process_pool(project, history):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        done = project.cli("replay", "grad_norm", "--workers", "2", "--executor",
+                           cluster.scheduler_address.replace("tcp://", "dask://"), "--yes", "--json")
+    report = json.loads(done.stdout)
+    assert [run["status"] for run in report["runs"]] == ["ok"] * 3
+    assert [run["values"] for run in report["runs"]] == [48] * 3
+    values = frame(project, "loss", "grad_norm")
+    assert sum(row["grad_norm"] is not None for row in values) == 3 * 48

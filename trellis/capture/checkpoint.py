@@ -23,7 +23,6 @@ class Checkpointer:
         self.loop_started = 0.0
         self.spent = 0.0
         self.last_cost: float | None = None
-        self.saved_index = -1
 
     def bind(self, loop: str) -> None:
         self.loop = loop
@@ -45,14 +44,6 @@ class Checkpointer:
         cost = time.perf_counter() - started
         self.spent += cost
         self.last_cost = cost
-        self.saved_index = index
-
-    def last(self, run: "_runs.Run", iteration: int, index: int) -> None:
-        """After a loop's last iteration: the state it ends with is always saved, so a replay of
-        the code after the loop can start from it."""
-        if self.saved_index != index:
-            self.last_cost = None
-            self.boundary(run, iteration, index)
 
     def _save(self, run: "_runs.Run", iteration: int, index: int) -> None:
         if run.store is None:

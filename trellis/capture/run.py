@@ -714,8 +714,6 @@ def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
                 _current = parent
             if checkpointer is not None:
                 checkpointer.boundary(run, iteration_id, index)
-        if checkpointer is not None and iteration_id:
-            checkpointer.last(run, iteration_id, index)
     finally:
         _depth = depth
         if iteration_id:

@@ -223,12 +223,12 @@ def place(today: str, found: Found, old: str, checkpoint_loop: str | None,
             raise PlacementError(f"{_describe(wanted)} has no {field_name} block in this version")
         old_chain.append(matches[0])
     position = next(i for i, s in enumerate(block_new) if s is target)
-    start, end = _aligned_group(new_script, old_script, block_new, block_old, position)
+    start, end, index = _aligned_group(new_script, old_script, block_new, block_old, position)
     group = [
         s for s in block_new[start:end]
         if names is None or not new_script.logged_names(s) or set(new_script.logged_names(s)) & set(names)
     ]
-    line, indent = _insertion_point(new_script, old_script, block_old, block_new, start, end)
+    line, indent = _insertion_point(block_old, index)
     text = _dedented(new_script, group)
     uses = _undefined_names(text, old_script)
     if uses:
@@ -266,8 +266,14 @@ def _describe(key: tuple) -> str:
     return f"`{kind} {' '.join(rest)}`".strip()
 
 
-def _aligned_group(new: _Script, old: _Script, block_new: list, block_old: list, position: int) -> tuple[int, int]:
-    """The run of statements around ``position`` that today's block adds to the old one."""
+def _aligned_group(new: _Script, old: _Script, block_new: list, block_old: list,
+                   position: int) -> tuple[int, int, int]:
+    """The statements around ``position`` that today's block adds to the old one, as
+    ``(start, end)`` in today's block, and the index in the old block they go before.
+
+    Where old statements were edited around it, the place is only clear when they were edited
+    one for one: then the new statements go after the old counterpart of their predecessor.
+    """
     keys_new = [new.key(s) for s in block_new]
     keys_old = [old.key(s) for s in block_old]
     matcher = difflib.SequenceMatcher(a=keys_old, b=keys_new, autojunk=False)
@@ -277,38 +283,26 @@ def _aligned_group(new: _Script, old: _Script, block_new: list, block_old: list,
         if tag == "equal":
             raise PlacementError("this version already has the statement")
         if tag == "insert":
-            return j1, j2
-        # Old statements were changed around it: only a group at either edge has neighbours.
-        carried = [j for j in range(j1, j2) if new.logged_names(block_new[j])]
-        if carried and carried[-1] == j2 - 1 and i2 > i1:
-            first = carried[0]
-            if all(new.logged_names(block_new[j]) for j in range(first, j2)):
-                return first, j2
-        if carried and carried[0] == j1:
-            last = carried[-1]
-            if all(new.logged_names(block_new[j]) for j in range(j1, last + 1)):
-                return j1, last + 1
-        raise PlacementError("the statements around it changed in this version, so its place is ambiguous")
+            return j1, j2, i1
+        start = end = position
+        while start > j1 and new.logged_names(block_new[start - 1]):
+            start -= 1
+        while end + 1 < j2 and new.logged_names(block_new[end + 1]):
+            end += 1
+        edited = (j2 - j1) - (end + 1 - start)
+        stubs = sum(isinstance(s, ast.Pass) for s in block_old[i1:i2])  # `pass` only held the place
+        if edited != i2 - i1 and edited != i2 - i1 - stubs:
+            raise PlacementError("the statements around it changed in this version, so its place is ambiguous")
+        return start, end + 1, i1 + (start - j1)
     raise PlacementError("internal: the statement was not aligned")
 
 
-def _insertion_point(new: _Script, old: _Script, block_old: list, block_new: list, start: int,
-                     end: int) -> tuple[int, str]:
-    """The old line to insert before, and the old block's indentation."""
+def _insertion_point(block_old: list, index: int) -> tuple[int, str]:
+    """The old line to insert before, to land before ``block_old[index]``, and the indentation."""
     indent = " " * block_old[0].col_offset
-    keys_old = [old.key(s) for s in block_old]
-    # The neighbours that exist in both versions decide the place.
-    before = new.key(block_new[start - 1]) if start > 0 else None
-    after = new.key(block_new[end]) if end < len(block_new) else None
-    if before is not None and keys_old.count(before) == 1:
-        return block_old[keys_old.index(before)].end_lineno + 1, indent  # type: ignore[operator]
-    if after is not None and keys_old.count(after) == 1:
-        return _first_line(block_old[keys_old.index(after)]), indent
-    if before is None:
+    if index == 0:
         return _first_line(block_old[0]), indent
-    if after is None:
-        return block_old[-1].end_lineno + 1, indent  # type: ignore[operator]
-    raise PlacementError("its neighbouring statements are not in this version")
+    return block_old[index - 1].end_lineno + 1, indent  # type: ignore[operator]
 
 
 def _first_line(node: ast.stmt) -> int:
