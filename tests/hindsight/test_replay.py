@@ -139,6 +139,10 @@ def test_an_epoch_level_statement_executes_no_step(project, history, tmp_path):
     assert all(run["restores"] >= 6 for run in report["runs"])
     plan = project.cli("replay", "weight_norm", "--dry-run", "--force").stdout
     assert "inner loops restored" in plan
+    code = project.cli("replay", "weight_norm", "--force", "--show-code", history[0][:8]).stdout
+    assert code == VERSION_1.replace(
+        '            trellis.log("loss", float(np.mean((X[rows] @ w - y[rows]) ** 2)))\n',
+        '            trellis.log("loss", float(np.mean((X[rows] @ w - y[rows]) ** 2)))\n' + EPOCH_STATEMENT)
 
 
 def test_where_narrows_and_a_second_replay_does_not_duplicate(project, history, tmp_path):

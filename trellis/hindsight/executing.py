@@ -163,7 +163,8 @@ def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Pat
     spec_path.write_text(json.dumps(spec))
     return {
         "command": [sys.executable, *run.argv], "cwd": str(tree / (run.cwd or ".")),
-        "env": {"TRELLIS_REPLAY": str(spec_path), "TRELLIS_PROGRESS": "0"},
+        # The store too, for scripts that read it (a dataframe of earlier runs, a checkpoint).
+        "env": {"TRELLIS_REPLAY": str(spec_path), "TRELLIS_PROGRESS": "0", "TRELLIS_STORE": store.location},
         "result": spec["result"],
     }
 

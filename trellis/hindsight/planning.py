@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from trellis._errors import TrellisError
-from trellis.hindsight.placement import Placement, PlacementError, find_statements, patch, place
+from trellis.analysis.propagation import Placement, PlacementError, find_statements, patch, place
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
@@ -104,9 +104,11 @@ class Plan:
             if not run.replays:
                 lines.append(head + f"skip: {run.reason or 'nothing to replay'}")
             else:
+                light = sum(mode == "light" for mode in run.modes.values())
                 lines.append(
-                    head + f"{', '.join(run.names)}: {run.executed} iterations run, {run.restored}"
-                    f" restored from checkpoints, {len(run.segments)} segment(s), ~{run.estimate:.1f} s"
+                    head + f"{', '.join(run.names)}: {run.executed - light} iterations run in full,"
+                    f" {light} with inner loops restored, {run.restored} skipped;"
+                    f" {len(run.segments)} segment(s), ~{run.estimate:.1f} s"
                 )
                 for placement in run.placements:
                     where = " > ".join(placement["loops"]) or placement["after_loop"] or "top level"

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from trellis.hindsight.placement import PlacementError, find_statements, patch, place
+from trellis.analysis.propagation import PlacementError, find_statements, patch, place
 
 
 def placed(today: str, old: str, names: list[str], loop: str | None = "epoch") -> str:

@@ -137,12 +137,12 @@ class _Script:
         return ("statement", ast.unparse(node))
 
     def checkpointed_names(self) -> set[str]:
+        """Names passed to any ``checkpointing(...)`` call, in a ``with`` or assigned first."""
         names: set[str] = set()
         for node in ast.walk(self.tree):
-            if isinstance(node, (ast.With, ast.AsyncWith)) and self.is_checkpointing(node):
-                for item in node.items:
-                    for keyword in getattr(item.context_expr, "keywords", []):
-                        names |= {n.id for n in ast.walk(keyword.value) if isinstance(n, ast.Name)}
+            if self._is_call_of(node, "checkpointing", set()):
+                for keyword in node.keywords:  # type: ignore[attr-defined]
+                    names |= {n.id for n in ast.walk(keyword.value) if isinstance(n, ast.Name)}
         return names
 
 
