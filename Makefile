@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.installed
+# The one JS bundle of the dashboard, the notebook widget and the HTML export: built by esbuild
+# from frontend/ and the npm packages locked in package-lock.json, into the package (not committed).
+BUNDLE := trellis/ui/static/trellis.js
+SETUP := $(READY) $(BUNDLE)
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench screenshots clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +16,15 @@ $(READY): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+$(BUNDLE): node_modules/.package-lock.json $(wildcard frontend/*)
+	npm run build
+
 # The demo project is a fresh git repository, so its store holds exactly the runs made here.
 DEMO := build/document_segmentation
-demo: $(READY)
+demo: $(SETUP)
 	rm -rf $(DEMO) && mkdir -p $(DEMO) && cp examples/document_segmentation/* $(DEMO)/
 	cd $(DEMO) && git init -q && git add -A \
 		&& git -c user.name=demo -c user.email=demo@localhost commit -qm "document segmentation"
@@ -24,16 +34,27 @@ demo: $(READY)
 	@echo "  trellis runs                      every stage, its make target and params"
 	@echo "  trellis lineage model/model.npz   the model back to the raw documents and human labels"
 	@echo "  trellis dataframe recall          recall per epoch of both training rounds"
+	@echo "  trellis ui                        the dashboard: runs, charts, lineage and diffs"
 	@echo "  make run PYTHON=python            the labelling page on http://127.0.0.1:8765"
 
-test: $(READY)
+# The suite twice: on SQLite, then on a throwaway PostgreSQL server it starts and stops itself.
+test: $(SETUP)
 	scripts/ensure-chromium
+	scripts/ensure-postgresql
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --store=postgresql
 
 # Side by side with FlorDB and MLflow (installed once into benchmarks/.peers/); a few minutes.
-bench: $(READY)
+bench: $(SETUP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/file_hashing.py
+	scripts/ensure-chromium
+	$(BIN)/python benchmarks/ui_render.py
+
+# The README's pictures of the dashboard, taken from a freshly recorded example project.
+screenshots: $(SETUP)
+	scripts/ensure-chromium
+	$(BIN)/python scripts/screenshots.py docs
 
 clean:
-	rm -rf $(VENV) .pytest_cache build
+	rm -rf $(VENV) .pytest_cache build node_modules $(BUNDLE)

@@ -309,13 +309,53 @@ def test_sparql_mistakes_are_one_line_errors(store):
 
 # -- HTML ---------------------------------------------------------------------------------------
 
+def scripts_of(page):
+    """(attributes, text) of each <script> element of an HTML page."""
+    from html.parser import HTMLParser
+
+    found = []
+    inside = []
+
+    class Scripts(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "script":
+                found.append([dict(attrs), ""])
+                inside.append(tag)
+
+        def handle_endtag(self, tag):
+            if tag == "script":
+                inside.pop()
+
+        def handle_data(self, text):
+            if inside:
+                found[-1][1] += text
+
+    Scripts().feed(page)
+    return found
+
+
 def test_html_is_one_self_contained_page_with_every_text_escaped(data):
+    import base64
+    import json
+
+    from trellis.ui.bundle import bundle_text
+
     page = html.serialize(data)
-    assert page.startswith("<!DOCTYPE html>") and "<svg" in page
-    assert "<script" not in page and "src=" not in page and "<link" not in page
-    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    for text in ("prep.py", "data/raw.csv", "model.pkl", "[4] cell-3", "lr=0.3"):
-        assert text in page
-    hostile = dict(data, runs=[dict(data["runs"][0], filename='<img src=x onerror="alert(1)">')])
+    assert page.startswith("<!DOCTYPE html>") and "<link" not in page
+    (data_attrs, data_text), (code_attrs, code_text) = scripts_of(page)
+    assert data_attrs == {"type": "application/json", "id": "trellis-data"}
+    assert code_attrs == {"type": "module"} and code_text == bundle_text()
+    digest = base64.b64encode(hashlib.sha256(code_text.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in page  # the policy lets only the bundle run
+    graph = json.loads(data_text)["graph"]
+    labels = {node["label"] for node in graph["nodes"]}
+    for text in ("data/raw.csv", "model.pkl", "[4] cell-3", "lr=0.3"):
+        assert text in labels
+    assert any(label.startswith("prep.py ") for label in labels)
+    assert {edge["label"] for edge in graph["edges"]} == {"used", "wasGeneratedBy", "contains", "wasInformedBy"}
+    hostile_name = '</script><img src=x onerror="alert(1)">'
+    hostile = dict(data, runs=[dict(data["runs"][0], filename=hostile_name)])
     page = html.serialize(hostile)
-    assert "<img" not in page and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    assert "<img" not in page and "</script><img" not in page
+    (_, data_text), _ = scripts_of(page)
+    assert any(node["label"].startswith(hostile_name) for node in json.loads(data_text)["graph"]["nodes"])
