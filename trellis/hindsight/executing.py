@@ -58,17 +58,21 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
     started = time.perf_counter()
     reports = {run.uuid: _report(store, run) for run in active}
     try:
-        jobs = []
         for run in active:
-            code = objects.put(store.objects, [run.patched.encode()])[0]  # type: ignore[union-attr]
-            reports[run.uuid]["code"] = code
-            for number, segment in enumerate(run.segments):
-                tree = worktrees.check_out(store.project, run.commit, folder / f"{run.uuid[:8]}-{number}")  # type: ignore[arg-type]
-                trees.append(tree)
-                jobs.append((run, number, _prepare(store, run, segment, tree, folder / f"{run.uuid[:8]}-{number}")))
+            reports[run.uuid]["code"] = objects.put(store.objects, [run.patched.encode()])[0]  # type: ignore[union-attr]
+        # Longest first, and each segment starts as soon as its worktree exists, so the git work
+        # of the next segments overlaps the running ones.
+        order = sorted(((run, number, segment) for run in active for number, segment in enumerate(run.segments)),
+                       key=lambda item: -item[2].estimate)
         pool, owned = _executor(executor, plan.workers)
         try:
-            futures = {pool.submit(run_segment, job): (run, number) for run, number, job in jobs}
+            futures = {}
+            for run, number, segment in order:
+                stem = folder / f"{run.uuid[:8]}-{number}"
+                tree = worktrees.check_out(store.project, run.commit, stem)  # type: ignore[arg-type]
+                trees.append(tree)
+                job = _prepare(store, run, segment, tree, stem)
+                futures[pool.submit(run_segment, job)] = (run, number)
             outcomes: dict[str, dict[int, dict[str, Any]]] = {run.uuid: {} for run in active}
             finished = as_completed(futures)
             if progress:
