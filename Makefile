@@ -48,6 +48,7 @@ test: $(SETUP)
 bench: $(SETUP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/file_hashing.py
+	$(BIN)/python benchmarks/replay.py
 	scripts/ensure-chromium
 	$(BIN)/python benchmarks/ui_render.py
 
