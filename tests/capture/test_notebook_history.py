@@ -22,7 +22,8 @@ SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "notebook-pr
 def recorded(project, monkeypatch):
     monkeypatch.chdir(project.root)
     project.write("data.csv", "1,2,5\n2,1,4\n3,3,9\n")
-    notebook(project, "train.ipynb", ["import os\n" + TRAINING[0], *TRAINING[1:5]])
+    # `js` is used only in the cell that imports it: used all the same
+    notebook(project, "train.ipynb", ["import os\nimport json as js\njs.dumps(1)\n" + TRAINING[0], *TRAINING[1:5]])
     trellis_run(project, "train.ipynb")
     return project
 

@@ -8,14 +8,12 @@ UI bundle from this data, so the dashboard, the notebook widget and a static pag
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 from pathlib import Path
 from typing import Any
 
-from trellis.analysis.magics import to_python
-from trellis.queries.notebooks import _bound_names, history
+from trellis.queries.notebooks import _bound_names, history, loaded_names
 from trellis.store.connection import Store
 from trellis.store.objects import object_path
 
@@ -101,7 +99,7 @@ def _libraries(described: dict[str, Any], executions: list[dict[str, Any]]) -> l
                     library["imported_in"].append(execution["cell_id"])
     for execution in executions:
         # only a cell that imports can use a name it bound itself, which "used" leaves out
-        loaded = _loaded_names(execution["source"]) if execution["imports"] else ()
+        loaded = loaded_names(execution["source"]) if execution["imports"] else ()
         for name in (*execution["used"], *execution["mutated"], *loaded):
             library = found.get(name)
             if library is not None and execution["cell_id"] not in library["used_in"]:
@@ -112,17 +110,6 @@ def _libraries(described: dict[str, Any], executions: list[dict[str, Any]]) -> l
 
 
 @functools.lru_cache(maxsize=4096)
-def _loaded_names(source: str | None) -> frozenset[str]:
-    """Every name the cell reads anywhere: the analysis's ``used`` leaves out names the cell
-    bound before reading them, such as an import followed by its use in the same cell."""
-    try:
-        tree = ast.parse(to_python(source or "")[0])
-    except (SyntaxError, ValueError, RecursionError):
-        return frozenset()
-    return frozenset(node.id for node in ast.walk(tree)
-                     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load))
-
-
 def _inline(store: Store, executions: list[dict[str, Any]]) -> None:
     for execution in executions:
         for output in execution["outputs"]:

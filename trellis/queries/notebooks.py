@@ -6,11 +6,13 @@ notebook (the schema is in ``docs/notebook-provenance.md``).
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
 
 from trellis._errors import TrellisError
+from trellis.analysis.magics import to_python
 from trellis.queries.lineage import _relative_path
 from trellis.queries.runs import timestamp
 from trellis.store.connection import Store
@@ -140,7 +142,20 @@ def unused_imports(described: dict[str, Any]) -> list[str]:
                     imported.setdefault(name)
             used.update(execution["used"])
             used.update(execution["mutated"])
+            if execution["imports"]:  # an import used in its own cell is not in "used"
+                used.update(loaded_names(execution["source"]))
     return [name for name in imported if name not in used]
+
+
+def loaded_names(source: str | None) -> frozenset[str]:
+    """Every name the cell reads anywhere: the analysis's ``used`` leaves out names the cell
+    bound before reading them, such as an import followed by its use in the same cell."""
+    try:
+        tree = ast.parse(to_python(source or "")[0])
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset()
+    return frozenset(node.id for node in ast.walk(tree)
+                     if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load))
 
 
 def _bound_names(entry: dict[str, Any]) -> list[str]:
