@@ -71,7 +71,7 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
                 stem = folder / f"{run.uuid[:8]}-{number}"
                 tree = worktrees.check_out(store.project, run.commit, stem)  # type: ignore[arg-type]
                 trees.append(tree)
-                job = _prepare(store, run, segment, tree, stem)
+                job = _prepare(store, run, segment, tree, stem, _threads_each(plan.workers, executor))
                 futures[pool.submit(run_segment, job)] = (run, number)
             outcomes: dict[str, dict[int, dict[str, Any]]] = {run.uuid: {} for run in active}
             finished = as_completed(futures)
@@ -152,7 +152,18 @@ class _ClosingExecutor(Executor):
         self.client.close()
 
 
-def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Path) -> dict[str, Any]:
+def _threads_each(workers: int, executor: Executor | str | None) -> dict[str, str]:
+    """Math-library threads per segment, so that parallel segments do not oversubscribe the
+    cores (BLAS threads of two processes contending slow both several times over)."""
+    if executor not in (None, "process") or workers <= 1:
+        return {}
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    return {name: os.environ.get(name, share) for name in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")}
+
+
+def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Path,
+             threads: dict[str, str]) -> dict[str, Any]:
     script = tree / run.filename
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(run.patched or "")
@@ -168,7 +179,8 @@ def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Pat
     return {
         "command": [sys.executable, *run.argv], "cwd": str(tree / (run.cwd or ".")),
         # The store too, for scripts that read it (a dataframe of earlier runs, a checkpoint).
-        "env": {"TRELLIS_REPLAY": str(spec_path), "TRELLIS_PROGRESS": "0", "TRELLIS_STORE": store.location},
+        "env": {"TRELLIS_REPLAY": str(spec_path), "TRELLIS_PROGRESS": "0", "TRELLIS_STORE": store.location,
+                **threads},
         "result": spec["result"],
     }
 
