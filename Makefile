@@ -48,6 +48,8 @@ test: $(SETUP)
 bench: $(SETUP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/file_hashing.py
+	scripts/ensure-postgresql
+	$(BIN)/python benchmarks/shared_store.py
 	$(BIN)/python benchmarks/replay.py
 	scripts/ensure-chromium
 	$(BIN)/python benchmarks/ui_render.py

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import postgres
+
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "tester", "GIT_AUTHOR_EMAIL": "tester@localhost",
     "GIT_COMMITTER_NAME": "tester", "GIT_COMMITTER_EMAIL": "tester@localhost",
@@ -36,9 +38,8 @@ class Project:
         return path
 
     def env(self, **extra: str) -> dict[str, str]:
-        # the test's store (a PostgreSQL database under --store=postgresql) goes with its scripts
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("TRELLIS_", "MAKE")) or k == "TRELLIS_STORE"}
+        postgres.configure(self.root)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRELLIS_", "MAKE"))}
         env.update({"TRELLIS_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}, **extra)
         return env
 
@@ -69,9 +70,18 @@ class Project:
             raise AssertionError(f"trellis {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done
 
+    def store_location(self) -> str:
+        """Where the project's store is, as trellis names it in messages."""
+        from trellis.store.connection import without_password
+
+        postgres.configure(self.root)
+        url = postgres.configured_store(self.root)
+        return without_password(url) if url else str(self.root / ".trellis" / "trellis.db")
+
     def store(self):
         from trellis.store.connection import open_store
 
+        postgres.configure(self.root)
         return open_store(root=self.root, read_only=True)
 
 
@@ -118,28 +128,32 @@ def postgres_mode(config: pytest.Config) -> bool:
     return config.getoption("--store") == "postgresql"
 
 
-@pytest.fixture(scope="session")
-def postgres_databases(request: pytest.FixtureRequest):
-    from tests.postgres import Databases, server_url
-
-    url, cluster = server_url()
-    databases = Databases(url)
-    yield databases
-    databases.close()
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_server(request: pytest.FixtureRequest):
+    """Under --store=postgresql, every Project records into a database of its own on a real
+    server, named in its ``.trellis/config.json`` (what `trellis config store` writes)."""
+    if not postgres_mode(request.config):
+        yield
+        return
+    url, cluster = postgres.server_url()
+    postgres.current = postgres.Databases(url)
+    yield
+    postgres.current.close()
+    postgres.current = None
     if cluster is not None:
         cluster.stop()
 
 
+@pytest.fixture
+def new_store(tmp_path: Path) -> str:
+    """The URL of another, empty store: a database on the server under --store=postgresql."""
+    if postgres.current is not None:
+        return postgres.current.create()
+    return str(tmp_path / "other-store" / "trellis.db")
+
+
 @pytest.fixture(autouse=True)
-def _no_ambient_store(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+def _no_ambient_store(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TRELLIS_"):
             monkeypatch.delenv(name)
-    if not postgres_mode(request.config):
-        yield
-        return
-    databases = request.getfixturevalue("postgres_databases")
-    name, url = databases.create()
-    monkeypatch.setenv("TRELLIS_STORE", url)
-    yield
-    databases.drop(name)

@@ -43,6 +43,8 @@ __all__ = [
     "replay",
     "export",
     "import_runs",
+    "push",
+    "pull",
     "sparql",
     "widget",
     "TrellisError",
@@ -264,13 +266,24 @@ def widget(notebook: str | None = None) -> Any:
 
 
 def import_runs(path: Any) -> dict[str, int]:
-    """Load a JSON export into this project's store, all or nothing; runs already here are skipped."""
+    """Load a JSON export (or the runs of another SQLite store, such as a recovery file) into this
+    project's store, all or nothing; runs already here are skipped."""
     import json
     from pathlib import Path
 
     from trellis.store.connection import open_store
     from trellis.store.importing import import_export
 
+    if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):  # a store, such as a recovery file
+        from trellis.store.sync import copy_runs
+
+        source, store = open_store(str(path), read_only=True), open_store()
+        try:
+            counts = copy_runs(source, store)
+        finally:
+            source.close()
+            store.close()
+        return {"imported": counts["copied"] + counts["merged"], "skipped": counts["skipped"]}
     try:
         exported = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -282,6 +295,24 @@ def import_runs(path: Any) -> dict[str, int]:
         return import_export(store, exported)
     finally:
         store.close()
+
+
+def push(store: str | None = None, objects: str | None = None) -> dict[str, Any]:
+    """Copy the runs of this project's own store (``.trellis/``) that a shared store lacks, with
+    their checkpoints and outputs: runs recorded offline, uploaded later. ``store`` defaults to
+    ``TRELLIS_STORE`` / ``trellis config store``; ``objects`` to where that store keeps them."""
+    from trellis.store.sync import push as upload
+
+    return upload(store, objects)
+
+
+def pull(store: str | None = None, objects: str | None = None, runs: Sequence[str] | None = None,
+         everything: bool = False) -> dict[str, Any]:
+    """Copy runs of a shared store into this project's own store: ``runs`` (id prefixes),
+    ``everything``, or by default those of this project."""
+    from trellis.store.sync import pull as download
+
+    return download(store, objects, list(runs) if runs else None, everything)
 
 
 def load_checkpoint(run: str, iteration: int | None = None, **into: Any) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """Settings, read from the environment so that scripts need no set-up code.
 
 TRELLIS_STORE            store location: a folder, a ``.db`` file, ``sqlite:///path``
-                         or ``postgresql://...`` (default: ``.trellis/`` at the project root)
+                         or ``postgresql+psycopg://...`` (default: ``trellis config store``,
+                         else ``.trellis/`` at the project root)
+TRELLIS_OBJECTS          where a PostgreSQL store keeps checkpoints and outputs: a folder
+                         or an fsspec URL such as ``s3://bucket/prefix``
+TRELLIS_LOCK_TIMEOUT     seconds a write waits for a store locked by another process (default 60)
 TRELLIS_DISABLE          ``1`` records nothing (the API still returns its values)
 TRELLIS_PROGRESS         ``0`` hides the progress bar ``loop`` shows on a terminal
 TRELLIS_ECHO             ``1`` prints every logged value to stderr
@@ -58,6 +62,10 @@ def checkpoint_share() -> float:
 
 def stream_limit() -> int:
     return int(_number("TRELLIS_STREAM_LIMIT", 262144))
+
+
+def lock_timeout() -> float:
+    return max(0.001, _number("TRELLIS_LOCK_TIMEOUT", 60.0))
 
 
 def store_url() -> str | None:

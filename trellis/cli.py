@@ -349,6 +349,56 @@ def import_command(path: Any) -> None:
     click.echo(f"imported {counts['imported']} runs ({counts['skipped']} already here)")
 
 
+def _synced(counts: dict[str, Any], verb: str) -> str:
+    line = f"{verb} {counts['copied']} runs, {counts['objects']} objects ({counts['store']})"
+    extra = [f"{counts['merged']} completed", f"{counts['skipped']} already there",
+             f"{counts['running']} still running, left for later"]
+    return line + "; " + ", ".join(e for e in extra if not e.startswith("0 "))
+
+
+@cli.command("push")
+@click.argument("store", required=False)
+@click.option("--objects", help="Where the shared store keeps objects (a folder or s3://bucket/prefix).")
+@_one_line_errors
+def push_command(store: str | None, objects: str | None) -> None:
+    """Copy this project's runs that the shared STORE lacks, with their objects."""
+    click.echo(_synced(trellis.push(store, objects), "pushed").rstrip("; "))
+
+
+@cli.command("pull")
+@click.argument("store", required=False)
+@click.option("--objects", help="Where the shared store keeps objects (a folder or s3://bucket/prefix).")
+@click.option("--run", "run_refs", multiple=True, help="Only this run (id prefix; repeatable).")
+@click.option("--all", "everything", is_flag=True, help="Every run, not only this project's.")
+@_one_line_errors
+def pull_command(store: str | None, objects: str | None, run_refs: tuple[str, ...], everything: bool) -> None:
+    """Copy runs of the shared STORE (by default this project's) into the project's own store."""
+    click.echo(_synced(trellis.pull(store, objects, run_refs, everything), "pulled").rstrip("; "))
+
+
+@cli.command("config")
+@click.argument("name", required=False, type=click.Choice(["store", "objects"]))
+@click.argument("value", required=False)
+@click.option("--unset", is_flag=True, help="Remove the setting.")
+@_one_line_errors
+def config_command(name: str | None, value: str | None, unset: bool) -> None:
+    """Show this project's settings, or set NAME (store, objects) to VALUE."""
+    from trellis.store import settings
+    from trellis.store.connection import project_root
+
+    root = project_root()
+    if name is None:
+        current = settings.read(root)
+        for key, meaning in settings.NAMES.items():
+            click.echo(f"{key}: {current.get(key, '(not set)')}  # {meaning}")
+        return
+    if value is None and not unset:
+        click.echo(settings.read(root).get(name, "(not set)"))
+        return
+    settings.write(root, name, None if unset else value)
+    click.echo(f"{name}: {'(not set)' if unset else value}")
+
+
 @cli.group()
 def notebook() -> None:
     """A notebook's recorded history: show it, embed it in the notebook, import it."""

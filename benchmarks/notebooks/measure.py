@@ -1,7 +1,8 @@
 """Score what trellis recorded for one example against the corpus's facts; add up a set.
 
 The corpus (``shared/corpus/sklearn-1.9.1-examples.json``) lists, per example, the unit and
-dataset files read (as observed by strace), per cell the same (``cell_io``), and per fitted
+dataset files read and the unit files written (as observed by strace), per cell the reads
+(``cell_io``), and per fitted
 estimator the data files it was fit from (``fitted``). Its classification rules say which
 paths count: files in the notebook's folder (``unit``) and data files below site-packages,
 SCIKIT_LEARN_DATA or seaborn-data (``dataset``); everything else is noise it never lists.
@@ -134,6 +135,13 @@ def score(entry: dict[str, Any], notebook: dict[str, Any], executed: dict[str, A
         "extra_noise": sorted(raw - kept - expected),
     }
 
+    writes = {classify(f["path"], sklearn_data)[0] for f in recorded["files"] if f["mode"] == "write"}
+    expected_writes = set(entry["writes"].get("unit", []))
+    result["writes"] = {
+        "expected": len(expected_writes), "raw": len(writes), "found": len(writes & expected_writes),
+        "missed": sorted(expected_writes - writes), "extra": sorted(writes - expected_writes),
+    }
+
     by_cell: dict[int, set[str]] = {}
     for step, label, kind in reads:
         if kind != "noise" and step_cell.get(step) is not None:
@@ -212,6 +220,9 @@ def totals(results: list[dict[str, Any]]) -> dict[str, Any]:
         "kept_reads": total("reads", "kept"),
         "found_raw": total("reads", "found_raw"),
         "found_kept": total("reads", "found_kept"),
+        "expected_writes": total("writes", "expected"),
+        "raw_writes": total("writes", "raw"),
+        "found_writes": total("writes", "found"),
         "cells_with_reads": total("cell_reads", "cells"),
         "cells_right": total("cell_reads", "right"),
         "fits": len(lineage),

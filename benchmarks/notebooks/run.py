@@ -5,9 +5,9 @@
 Each example of ``shared/corpus/sklearn-1.9.1-examples.json`` is converted to a notebook with
 jupytext (as the corpus was), then run twice in fresh folders: plain (nbclient, no trellis) and
 under ``trellis run``. What trellis recorded is compared with what the corpus observed: cell
-executions, files read (per notebook and per cell), and whether each fitted estimator's lineage
-reaches its data files; the two runs give the time trellis adds. A markdown table goes to
-stdout, progress to stderr, per-example findings to ``.cache/report.json``. See
+executions, files read (per notebook and per cell) and written, and whether each fitted
+estimator's lineage reaches its data files; the two runs give the time trellis adds. A markdown
+table goes to stdout, progress to stderr, per-example findings to ``.cache/report.json``. See
 benchmarks/README.md ("Notebooks: the scikit-learn gallery").
 """
 
@@ -191,7 +191,7 @@ def run_example(entry: dict[str, Any], position: int, examples: Path, tools: dic
         else:
             command = [sys.executable, str(BENCH_DIR / "plain.py"), source.name, str(output)]
         executed[mode] = execute(command, work, env, output, folder / f"{mode}.log")
-    recorded = None
+    recorded, probe_error = None, None
     if (folder / "trellis" / ".trellis").exists():
         requests = measure.lineage_requests(entry, [c.get("id") for c in notebook["cells"]])
         env = dict(os.environ, TRELLIS_DISABLE="1")
@@ -200,15 +200,18 @@ def run_example(entry: dict[str, Any], position: int, examples: Path, tools: dic
         if probe.returncode == 0:
             recorded = json.loads(probe.stdout)
         else:
-            executed["trellis"]["log"] += "\nprobe.py failed:\n" + probe.stderr[-2000:]
-    return measure.score(entry, notebook, executed, recorded, str(folder / "trellis-scikit_learn_data"))
+            probe_error = probe.stderr[-2000:]
+    result = measure.score(entry, notebook, executed, recorded, str(folder / "trellis-scikit_learn_data"))
+    if probe_error is not None:
+        result["probe_error"] = probe_error
+    return result
 
 
 # --------------------------------------------------------------------------- report
 
 
 def ratio(part: int, whole: int) -> str:
-    return f"{part}/{whole} ({part / whole:.1%})" if whole else "n/a"
+    return f"{part}/{whole} ({part / whole:.1%})" if whole else f"{part}/0 (n/a)"
 
 
 def mark(ok: bool) -> str:
@@ -227,6 +230,11 @@ def table(t: dict[str, Any]) -> str:
         ("files read: recall", t["found_raw"], t["expected_reads"]),
     ):
         rows.append((name, ratio(found, among), f"≥ 95% {mark(not among or found >= 0.95 * among)}"))
+    for name, found, among in (
+        ("files written: precision, all writes trellis recorded", t["found_writes"], t["raw_writes"]),
+        ("files written: recall", t["found_writes"], t["expected_writes"]),
+    ):
+        rows.append((name, ratio(found, among), f"≥ 95% {mark(found >= 0.95 * among)}"))
     rows.append(("cells whose unit + dataset reads match the corpus's `cell_io`",
                  ratio(t["cells_right"], t["cells_with_reads"]), ""))
     rows.append(("fitted estimators whose fitting cell's lineage reaches their data",
@@ -324,9 +332,12 @@ def main() -> None:
         results.append(result)
         cells, reads = result.get("cells", {}), result.get("reads", {})
         times = " ".join(f"{mode} {seconds:.1f}s" for mode, seconds in result["seconds"].items())
+        extra = reads.get("extra_kept", []) + reads.get("extra_noise", [])
         say(f"[{len(results)}/{len(chosen)}] {entry['id']}: {result['status']} {times}"
             f" cells {cells.get('captured')}/{cells.get('executed')}"
-            f" missed {reads.get('missed')} extra {reads.get('extra_kept')}")
+            f" missed {reads.get('missed')} extra {extra}"
+            f" written extra {result.get('writes', {}).get('extra')}"
+            + (" PROBE FAILED" if "probe_error" in result else ""))
         return result
 
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:

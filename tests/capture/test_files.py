@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -130,3 +132,102 @@ def test_readers_that_bypass_open_and_urls_are_seen(project, monkeypatch):
         ["table.parquet", "write"], ["table.parquet", "read"], [url, "read"]]
     hashes = dict(zip(events["mode"] + events["path"], events["hash"]))
     assert hashes["writetable.parquet"] == hashes["readtable.parquet"] == sha(project.root / "table.parquet")
+
+
+def test_folders_opened_are_neither_read_nor_written(project, monkeypatch):
+    """``shutil.rmtree`` and ``os.open`` of a folder raise the same audit event as a file."""
+    monkeypatch.chdir(project.root)
+    project.write("scratch/first/log.txt", "one\n")
+    project.write("tidy.py", """
+        import os, shutil
+        import trellis
+        open("scratch/first/log.txt").read()
+        os.close(os.open("scratch", os.O_RDONLY))
+        shutil.rmtree("scratch")
+    """)
+    project.run("tidy.py")
+    assert not (project.root / "scratch").exists()
+    events = trellis.query("SELECT path, mode FROM files")
+    assert events.values.tolist() == [["scratch/first/log.txt", "read"]]
+
+
+def test_inside_installed_packages_only_their_data_is_data(project, monkeypatch):
+    """scikit-learn reads its iris data and, to draw an estimator as HTML, a script of its own."""
+    import sklearn
+
+    monkeypatch.chdir(project.root)
+    project.write("iris.py", """
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+        import trellis
+        X, y = load_iris(return_X_y=True)
+        assert "<script>" in LogisticRegression(max_iter=500).fit(X, y)._repr_html_()
+    """)
+    project.run("iris.py")
+    datasets = Path(sklearn.__file__).parent / "datasets"
+    events = trellis.query("SELECT path, mode FROM files ORDER BY path")
+    assert events.values.tolist() == [
+        [str(datasets / "data" / "iris.csv"), "read"], [str(datasets / "descr" / "iris.rst"), "read"]]
+
+
+def test_code_in_a_package_data_folder_is_not_data(project, monkeypatch):
+    """scikit-image's lazy loader reads the type stub that sits next to its bundled images."""
+    monkeypatch.chdir(project.root)
+    data = "env/lib/python3.11/site-packages/toolkit/data"
+    project.write(f"{data}/__init__.pyi", "def coins() -> object: ...\n")
+    project.write(f"{data}/coins.csv", "1,2\n")
+    project.write("load.py", f"""
+        import trellis
+        for name in ("__init__.pyi", "coins.csv"):
+            open("{data}/" + name).read()
+    """)
+    project.run("load.py")
+    assert trellis.query("SELECT path, mode FROM files").values.tolist() == [[f"{data}/coins.csv", "read"]]
+
+
+def test_scratch_files_in_the_temporary_folder_are_not_data(project, monkeypatch):
+    """joblib's memoized results and tempfile's folders are scratch; the project is watched even
+    when it lives in the temporary folder itself, as it does here."""
+    assert str(project.root).startswith(tempfile.gettempdir() + "/")
+    monkeypatch.chdir(project.root)
+    project.write("data.csv", "1\n2\n")
+    project.write("cached.py", """
+        import os, tempfile
+        from joblib import Memory
+        import trellis
+
+        def total(path):
+            return sum(int(line) for line in open(path))
+
+        scratch = tempfile.mkdtemp()
+        with open(os.path.join(scratch, "notes.txt"), "w") as handle:
+            handle.write("scratch")
+        open(os.path.join(scratch, "notes.txt")).read()
+        cached = Memory(scratch, verbose=0).cache(total)
+        assert cached("data.csv") == cached("data.csv") == 3  # the second comes from the cache
+        assert any(files for _, _, files in os.walk(os.path.join(scratch, "joblib")))
+    """)
+    project.run("cached.py")
+    assert trellis.query("SELECT path, mode FROM files").values.tolist() == [["data.csv", "read"]]
+
+
+def test_a_file_saved_under_a_temporary_name_is_written_under_its_final_name(project, monkeypatch):
+    """An atomic save writes a temporary file and renames it; a moved file is new where it goes,
+    and so are the files written in a folder that is renamed."""
+    monkeypatch.chdir(project.root)
+    project.write("old.csv", "a\n")
+    project.write("save.py", """
+        import os, pickle, shutil
+        import trellis
+        with open("model.pkl.partial", "wb") as handle:
+            pickle.dump({"weights": [1, 2]}, handle)
+        os.replace("model.pkl.partial", "model.pkl")
+        os.mkdir("archive")
+        shutil.move("old.csv", "archive/old.csv")
+        os.rename("archive", "kept")
+    """)
+    project.run("save.py")
+    events = trellis.query("SELECT path, mode, hash FROM files ORDER BY at")
+    assert events[["path", "mode"]].values.tolist() == [
+        ["model.pkl", "write"], ["kept/old.csv", "write"]]
+    assert events["hash"][0] == sha(project.root / "model.pkl")

@@ -255,7 +255,8 @@ def test_disabled_records_nothing_and_returns_values(in_project):
     """)
     done = in_project.run("off.py", TRELLIS_DISABLE="1")
     assert done.stdout.strip() == "5 0.1 [0, 1]"
-    assert not (in_project.root / ".trellis").exists()
+    with pytest.raises(trellis.StoreError, match="no trellis store"):
+        in_project.store()
 
 
 def test_a_progress_bar_shows_on_a_terminal_and_can_be_turned_off(in_project):

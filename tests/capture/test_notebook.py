@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -308,3 +309,58 @@ def test_the_notebook_path_comes_from_the_jupyter_session(in_project):
     epoch = trellis.query("SELECT kind, filename, status FROM runs").iloc[0]
     assert (epoch["kind"], epoch["filename"], epoch["status"]) == ("notebook", "lab/analysis.ipynb", "ok")
     assert steps()["notebook"].tolist() == ["lab/analysis.ipynb"]
+
+
+def test_the_notebook_path_comes_from_vs_code(in_project):
+    """VS Code starts the kernel first, then assigns ``__vsc_ipynb_file__`` in a silent execution
+    of its own; its cells arrive with no ``metadata.cellId`` that trellis could use."""
+    from jupyter_client.manager import start_new_kernel
+
+    folder = in_project.root / "analysis"
+    folder.mkdir()
+    env = in_project.env()
+    env.pop("JPY_SESSION_NAME", None)
+    manager, client = start_new_kernel(kernel_name="python3", extra_arguments=["--ext=trellis"],
+                                       cwd=str(folder), env=env)
+    cells = ["rows = [3, 1, 2]", "total = sum(rows)\nprint(total)"]
+    try:
+        startup = client.execute_interactive(
+            f"__vsc_ipynb_file__ = {str(folder / 'explore.ipynb')!r}", silent=True,
+            store_history=False, timeout=60)
+        assert startup["content"]["status"] == "ok"
+        for source in cells:
+            assert client.execute_interactive(source, timeout=60)["content"]["status"] == "ok"
+    finally:
+        manager.shutdown_kernel()
+        client.stop_channels()
+    epoch = trellis.query("SELECT kind, filename, status FROM runs").iloc[0]
+    assert (epoch["kind"], epoch["filename"], epoch["status"]) == ("notebook", "analysis/explore.ipynb", "ok")
+    table = steps()
+    assert table["notebook"].tolist() == ["analysis/explore.ipynb"] * 2  # the startup code is no cell
+    assert table["cell_id"].tolist() == [
+        "sha256:" + hashlib.sha256(source.encode()).hexdigest()[:16] for source in cells]
+    assert table["stdout"][1] == "6\n"
+    graph = trellis.lineage("analysis/explore.ipynb:total")
+    assert nodes_of(graph, "execution") == set(table["cell_id"])
+
+
+def test_a_kernel_shut_down_while_its_workers_stop_ended_normally(in_project):
+    """joblib's worker processes make a kernel slow to exit after a shutdown request, and its
+    manager sends SIGTERM after a while; the session was ended, not interrupted."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = in_project.env(TRELLIS_NOTEBOOK=str(in_project.root / "parallel.ipynb"))
+    manager, client = start_new_kernel(kernel_name="python3", extra_arguments=["--ext=trellis"],
+                                       cwd=str(in_project.root), env=env)
+    try:
+        reply = client.execute_interactive(
+            "from joblib import Parallel, delayed\n"
+            "squares = Parallel(n_jobs=2)(delayed(pow)(n, 2) for n in range(8))", timeout=60)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        manager.shutdown_kernel()
+        client.stop_channels()
+    epoch = trellis.query("SELECT status, error FROM runs").iloc[0]
+    assert (epoch["status"], epoch["error"]) == ("ok", None)
+    assert steps()["status"].tolist() == ["ok"]
+    assert "joblib" in trellis.query("SELECT module FROM modules")["module"].tolist()

@@ -208,7 +208,8 @@ def test_importing_trellis_from_a_library_or_cli_does_not_start_a_run(in_project
     in_project.write("main.py", "import sys; sys.path.insert(0, 'lib'); import helper\n")
     in_project.run("main.py")
     in_project.python("import trellis")
-    assert not (in_project.root / ".trellis").exists()
+    with pytest.raises(trellis.StoreError, match="no trellis store"):
+        in_project.store()
     check = in_project.python("import sys, trellis; print(sorted(m for m in ('pandas', 'numpy', 'sqlite3', 'torch') if m in sys.modules))")
     assert check.stdout.strip() == "[]"
 

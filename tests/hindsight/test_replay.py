@@ -4,7 +4,6 @@ new log statements replayed into them from checkpoints, in separate processes.""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
@@ -76,12 +75,30 @@ def history(project):
     commit(project, "version 2")
     project.run("train.py", TRELLIS_CHECKPOINT_SHARE="1")
     project.run("train.py", "--lr", "0.02", TRELLIS_CHECKPOINT_SHARE="1")
-    database = sqlite3.connect(project.root / ".trellis" / "trellis.db")
+    database = _Database(project)
     runs = [uuid for (uuid,) in database.execute("SELECT uuid FROM runs ORDER BY id")]
-    saved = database.execute("SELECT run, COUNT(DISTINCT idx) FROM checkpoints GROUP BY run").fetchall()
+    saved = database.execute("SELECT run, COUNT(DISTINCT idx) FROM checkpoints GROUP BY run ORDER BY run").fetchall()
     assert saved == [(1, 6), (2, 6), (3, 6)]
     project.write("train.py", with_new_statements(VERSION_2))
     return runs
+
+
+class _Rows(list):
+    def fetchone(self) -> tuple | None:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[tuple]:
+        return list(self)
+
+
+class _Database:
+    """The project's store, SQLite or PostgreSQL (``--store``), read as with ``sqlite3``."""
+
+    def __init__(self, project) -> None:
+        self.store = project.store()
+
+    def execute(self, sql: str, params: tuple = ()) -> _Rows:
+        return _Rows(self.store.execute(sql, params))
 
 
 def frame(project, *names: str):
@@ -97,7 +114,7 @@ def by_run(rows: list[dict], run: str) -> list[dict]:
 
 
 def run_ids(project) -> list[str]:
-    database = sqlite3.connect(project.root / ".trellis" / "trellis.db")
+    database = _Database(project)
     return [uuid for (uuid,) in database.execute("SELECT uuid FROM runs ORDER BY id")]
 
 
@@ -158,7 +175,7 @@ def test_where_narrows_and_a_second_replay_does_not_duplicate(project, history, 
     again = project.cli("replay", "grad_norm", "--run", second, "--dry-run").stdout
     assert "replayed already" in again
     project.cli("replay", "grad_norm", "--run", second, "--where", "epoch >= 4", "--force", "--yes")
-    database = sqlite3.connect(project.root / ".trellis" / "trellis.db")
+    database = _Database(project)
     (count,) = database.execute("SELECT COUNT(*) FROM logs WHERE name = 'grad_norm'").fetchone()
     assert count == 16
     (source,) = database.execute("SELECT DISTINCT source FROM logs WHERE name = 'grad_norm'").fetchone()
@@ -209,19 +226,18 @@ def test_what_cannot_be_replayed_is_reported_and_nothing_is_changed(project, his
         "Error: no recorded script logs no_such_value today; add trellis.log('no_such_value', ...)"
         " to the script first, or name it with --file"]
 
-    database = project.root / ".trellis" / "trellis.db"
-    before = sqlite3.connect(database).execute("SELECT COUNT(*) FROM logs").fetchone()
+    before = _Database(project).execute("SELECT COUNT(*) FROM logs").fetchone()
     source = source.replace(STEP_STATEMENT, '            trellis.log("grad_norm", 1 / (epoch - 3))\n')
     project.write("train.py", source)
     failing = project.cli("replay", "grad_norm", "--yes", check=False)
     assert failing.returncode == 1 and "ZeroDivisionError" in failing.stdout
-    after = sqlite3.connect(database).execute("SELECT COUNT(*) FROM logs").fetchone()
+    after = _Database(project).execute("SELECT COUNT(*) FROM logs").fetchone()
     assert after == before
 
 
 def test_a_run_whose_snapshot_is_gone_is_skipped_with_the_reason(project, history):
     first = history[0]
-    database = sqlite3.connect(project.root / ".trellis" / "trellis.db")
+    database = _Database(project)
     (commit_id,) = database.execute("SELECT git_commit FROM runs WHERE uuid = ?", (first,)).fetchone()
     git(project.root, "update-ref", "-d", f"refs/trellis/runs/{first}")
     git(project.root, "reflog", "expire", "--expire=now", "--all")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from trellis.queries.dataframe import dataframe
@@ -18,23 +16,33 @@ for epoch in trellis.loop("epoch", range(3)):
 """
 
 
-def _database(project) -> str:
-    return str(project.root / ".trellis" / "trellis.db")
+def _raw(project):
+    """The store's own connection, to put it back into what another version wrote."""
+    return open_store(root=project.root)
+
+
+def _has_index(store, name: str) -> bool:
+    catalog = ("SELECT 1 FROM sqlite_master WHERE name = ?" if store.dialect.name == "sqlite"
+               else "SELECT 1 FROM pg_indexes WHERE indexname = ?")
+    return bool(store.execute(catalog, (name,)))
 
 
 def test_a_version_1_store_is_migrated_and_reads_the_same(project):
     project.write("train.py", SCRIPT)
     project.run("train.py")
-    with sqlite3.connect(_database(project)) as db:  # back to what version 1 wrote
-        db.execute("DROP TABLE log_names")
-        db.execute("CREATE INDEX logs_by_name ON logs (name, run)")
-        db.execute("UPDATE schema_version SET version = 1")
+    store = _raw(project)  # back to what version 1 wrote
+    with store.transaction():
+        store.execute("DROP TABLE log_names")
+        store.execute("CREATE INDEX logs_by_name ON logs (name, run)")
+        store.execute("UPDATE schema_version SET version = 1")
+    store.close()
     project.run("train.py")
 
-    with sqlite3.connect(_database(project)) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-        assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'logs_by_name'").fetchall()
-        noted = db.execute("SELECT run, name FROM log_names ORDER BY run, name").fetchall()
+    store = _raw(project)
+    assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert not _has_index(store, "logs_by_name")
+    noted = store.execute("SELECT run, name FROM log_names ORDER BY run, name")
+    store.close()
     assert noted == [(1, "loss"), (1, "note"), (2, "loss"), (2, "note")]
     frame = dataframe(project.store(), ["loss", "note"])
     assert len(frame) == 6
@@ -46,12 +54,15 @@ def test_a_version_1_store_is_migrated_and_reads_the_same(project):
 def test_a_store_from_a_newer_trellis_is_refused_unchanged(project):
     project.write("train.py", SCRIPT)
     project.run("train.py")
-    with sqlite3.connect(_database(project)) as db:
-        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    store = _raw(project)
+    store.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    store.close()
     done = project.run("train.py", check=False)
     assert done.returncode == 0  # the user's script still runs
     assert "newer than this trellis" in done.stderr
     with pytest.raises(Exception, match="newer than this trellis"):
         open_store(root=project.root)
-    with sqlite3.connect(_database(project)) as db:
-        assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
+    store = project.store()
+    assert store.execute("SELECT COUNT(*) FROM runs") == [(1,)]
+    assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION + 1,)]
+    store.close()

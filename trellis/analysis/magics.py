@@ -30,6 +30,10 @@ PYTHON_MAGICS = NAMESPACE_MAGICS | ISOLATED_MAGICS
 # constructs x size (400 shell escapes in a 6 kB cell took 3.5 s, one in 100 kB 0.3 s). Past this
 # budget of characters tokenized, the line-based rewriter, linear in the cell, is used instead.
 _IPYTHON_BUDGET = 200_000
+# On text that is not Python either way (a half-typed cell), or with a very long line (its
+# tokenizer backtracks), IPython's rewriter can be much slower still: fuzzed 4-6 kB cells took
+# 9-30 s. Such a cell is left to the line-based rewriter unless it is short.
+_IPYTHON_BROKEN_LIMIT = 1000
 
 # Only \r\n, \r and \n end a line for Python; str.splitlines() would also split on \x0c, \x1c...
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -43,7 +47,9 @@ _HELP = re.compile(r"(?P<indent>[ \t]*)(?:\?{1,2}[\w.]+|[\w.]+\?{1,2})[ \t]*")
 def to_python(source: str) -> tuple[str, tuple[str, ...]]:
     """The Python text IPython would run for a cell, and the magics and shell escapes it has."""
     rewritten, magics, constructs = _rewrite(source)
-    if (constructs + 1) * len(source) <= _IPYTHON_BUDGET:
+    if (constructs + 1) * len(source) <= _IPYTHON_BUDGET and (
+        len(source) <= _IPYTHON_BROKEN_LIMIT or _parses(rewritten)
+    ) and max(map(len, _LINE_END.split(source))) <= _IPYTHON_BROKEN_LIMIT:
         transform = _ipython_transform()
         if transform is not None:
             try:
@@ -54,6 +60,18 @@ def to_python(source: str) -> tuple[str, tuple[str, ...]]:
             except Exception:  # IPython's rewriter has choked on odd input; ours still answers
                 pass
     return rewritten, magics
+
+
+def _parses(text: str) -> bool:
+    import ast
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 def _ipython_transform() -> Callable[[str], str] | None:

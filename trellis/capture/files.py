@@ -50,12 +50,22 @@ def _hash_limit() -> int:
         return 512 << 20
 
 
+def _temporary_folders() -> tuple[str, ...]:
+    """Where ``tempfile`` puts files, found as it does, without importing it (6 ms)."""
+    named = [os.environ[name] for name in ("TMPDIR", "TEMP", "TMP") if os.environ.get(name)]
+    folder = named[0] if named else "/tmp"
+    return tuple({os.path.abspath(folder) + os.sep, os.path.realpath(folder) + os.sep})
+
+
 class FileWatcher:
     """Collects (path, direction) events of one run; the hook stays cheap for every other event."""
 
     def __init__(self, root: Path, store_dir: Path) -> None:
         self.root = str(root)
         self.ignored = (str(store_dir) + os.sep,)
+        # Outside the project, the temporary folder holds scratch files: joblib's memoized
+        # results, multiprocessing's and tempfile's folders. A project inside it is still watched.
+        self.scratch = _temporary_folders()
         self.seen: set[tuple[str, str]] = set()
         self.reads: deque = deque()
         self.writes: dict[str, float] = {}
@@ -69,6 +79,11 @@ class FileWatcher:
         if event != "open":
             if event == "urllib.Request":
                 self.note(args[0], READ)
+            elif event == "os.rename":  # os.replace and shutil.move too
+                try:
+                    self._renamed(args)
+                except Exception:
+                    self.failed = True
             return
         try:
             self._opened(args)
@@ -114,7 +129,9 @@ class FileWatcher:
         if key in self.seen:
             return
         self.seen.add(key)
-        if _is_noise(path) or path.startswith(self.ignored):
+        if _is_noise(path) or path.startswith(self.ignored) or (
+            path.startswith(self.scratch) and not path.startswith(self.root + os.sep)
+        ):
             return
         if direction == READ:
             try:
@@ -128,6 +145,25 @@ class FileWatcher:
             self.writes.setdefault((self.step, path), time.time())
         if self.step:  # only what was recorded: a folder or a failed open is no dependency
             self.step_paths.setdefault((self.step, direction), set()).add(self.relative(path))
+
+    def _renamed(self, args: tuple) -> None:
+        """A file written under a temporary name and renamed (an atomic save), or written in a
+        folder that is renamed, is written under its final name; a file moved is new where it
+        lands. The audit event comes before the rename: the source still exists."""
+        source, target, source_folder, target_folder = args
+        if threading.get_ident() in self.quiet_threads or source_folder != -1 or target_folder != -1:
+            return  # paths relative to folder descriptors name no file we can find again
+        source = os.path.abspath(os.fsdecode(source))
+        target = os.path.abspath(os.fsdecode(target))
+        inside = source + os.sep
+        for step, path in [key for key in self.writes if key[1] == source or key[1].startswith(inside)]:
+            del self.writes[step, path]
+            self.seen.discard((path, WRITE, step))
+            self.step_paths.get((step, WRITE), set()).discard(self.relative(path))
+            if path != source:
+                self._opened((target + path[len(source):], "w", 0))
+        if not os.path.isdir(source):
+            self._opened((target, "w", 0))
 
     def drain(self, include_writes: bool) -> list[tuple]:
         """(step, path relative to the project, direction, sha256, size, time) of new events."""
@@ -177,12 +213,14 @@ class FileWatcher:
 def _is_noise(path: str) -> bool:
     if path.startswith(_NOISE_PREFIXES) or any(part in path for part in _NOISE_PARTS):
         return True
+    # before the data folders: scikit-image's lazy loader reads the stub next to its images
+    if os.path.splitext(path)[1] in _NOISE_SUFFIXES:
+        return True
     for root in _PACKAGE_ROOTS:
         if root in path:
             folders = path.split(root, 1)[1].split("/")[:-1]
             return not _PACKAGE_DATA.intersection(folders)
-    suffix = os.path.splitext(path)[1]
-    return suffix in _NOISE_SUFFIXES or path.startswith(sys.base_prefix + os.sep + "lib")
+    return path.startswith(sys.base_prefix + os.sep + "lib")
 
 
 def _fingerprint(path: str, expected: tuple[int, int] | None) -> tuple[str | None, int | None]:

@@ -11,14 +11,18 @@ versions whose summaries are recorded.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import importlib.metadata
 import json
 import os
+import queue
 import sys
+import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from trellis.capture import run as _runs
 from trellis.capture.variables import summarize
@@ -40,6 +44,34 @@ def notebook_path(shell: Any) -> str | None:
     return None
 
 
+class _Background:
+    """Capture work no cell should wait for, done in order on a thread of trellis's own."""
+
+    def __init__(self, run: "_runs.Run") -> None:
+        self.run = run
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._work, name="trellis-notebook", daemon=True)
+        self.thread.start()
+
+    def submit(self, what: str, job: Callable[[], None]) -> None:
+        self.jobs.put((what, job))
+
+    def _work(self) -> None:
+        if self.run.files is not None:
+            self.run.files.quiet(threading.current_thread())  # reading package metadata is no data
+        while (item := self.jobs.get()) is not None:
+            what, job = item
+            try:
+                job()
+            except Exception as error:
+                self.run.problem(what, error)
+
+    def finish(self) -> None:
+        """Let the queued jobs end before the run's last flush writes what they found."""
+        self.jobs.put(None)
+        self.thread.join(60)
+
+
 class NotebookCapture:
     """Turns IPython's cell events into step records of the current run."""
 
@@ -53,6 +85,12 @@ class NotebookCapture:
         self.distributions: dict[str, list[str]] | None = None
         self.definers: dict[str, int] | None = None  # name -> step that made its latest version
         self.writers: dict[str, int] = {}  # path -> step that last wrote it
+        # Mapping modules to distributions reads every installed distribution's file list (140 ms
+        # and more) and importing the cell analysis takes 20-40 ms: done here, while the kernel
+        # waits for its first cell, no cell waits for them.
+        self.background = _Background(run)
+        self.background.submit("the cell analysis", _load_analysis)
+        self.background.submit("imported modules", self._load_distributions)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -72,9 +110,21 @@ class NotebookCapture:
             _runs.set_step(0)
             self.run.flush_soon()
 
+    def shutdown(self) -> None:
+        """The frontend shuts the kernel down: the epoch ends now, while the kernel is whole,
+        not in the SIGTERM that a kernel manager sends when the exit is slow (joblib's worker
+        processes take seconds to stop), which would record it as interrupted."""
+        try:
+            self.background.finish()
+            self.run.finish()
+        except Exception as error:
+            self.run.problem("the end of the session", error)
+
     # -- recording --------------------------------------------------------------------------
 
     def _begin(self, info: Any) -> None:
+        if self.notebook is None:
+            self._find_notebook()
         source = info.raw_cell or ""
         digest = hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
         number = self.run.next_step()
@@ -196,13 +246,46 @@ class NotebookCapture:
         self.run.dependencies.extend((number, *d) for d in dependencies)
         return json.dumps(found)
 
+    def _find_notebook(self) -> None:
+        """VS Code names the notebook only after the kernel (and this extension) started, in a
+        silent execution of its own before the first cell."""
+        self.notebook = notebook_path(self.shell)
+        if self.notebook is None:
+            return
+        self.run.filename = self.notebook
+        self.background.submit("the notebook's path", self._record_notebook)
+        if self.definers is not None:  # cells ran before: this epoch's versions are the latest
+            for name, step in self.run.earlier_definers(self.notebook).items():
+                self.definers.setdefault(name, step)
+
+    def _record_notebook(self) -> None:
+        run = self.run
+        run.registered.wait(60)
+        if run.run_id is None:
+            return
+        with run.store.transaction() as store:
+            store.execute("UPDATE runs SET filename = ? WHERE id = ?",
+                          (_runs._relative(self.notebook, store.project), run.run_id))
+
     def _record_modules(self, number: int) -> None:
-        """Modules first imported by this execution, with the version of their distribution."""
-        new = [m for m in sys.modules if m not in self.modules_seen]
-        self.modules_seen.update(new)
-        if self.distributions is None:
-            self.distributions = importlib.metadata.packages_distributions()
-        self.run.modules.extend((number, *m) for m in module_versions(new, self.distributions))
+        """Modules first imported by this execution; their versions are looked up off the
+        kernel's thread, and written with the run's next flush."""
+        new = [m for m in list(sys.modules) if m not in self.modules_seen]
+        if new:
+            self.modules_seen.update(new)
+            self.background.submit("imported modules", functools.partial(self._versions, number, new))
+
+    def _load_distributions(self) -> None:
+        self.distributions = importlib.metadata.packages_distributions()
+
+    def _versions(self, number: int, modules: list[str]) -> None:
+        if self.distributions is None:  # the first look failed: try again, and say why
+            self._load_distributions()
+        self.run.modules.extend((number, *m) for m in module_versions(modules, self.distributions))
+
+
+def _load_analysis() -> None:
+    import trellis.analysis.cells  # noqa: F401
 
 
 def module_versions(
@@ -231,6 +314,7 @@ def install(shell: Any) -> NotebookCapture | None:
     if run is None:
         return None
     capture = NotebookCapture(shell, run)
+    atexit.register(capture.background.finish)  # registered after the run's: runs before it
     shell.events.register("pre_run_cell", capture.pre_run_cell)
     shell.events.register("post_run_cell", capture.post_run_cell)
     publisher = shell.display_pub
@@ -241,6 +325,15 @@ def install(shell: Any) -> NotebookCapture | None:
         return original(data, *args, **kwargs)
 
     publisher.publish = publish
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None and callable(getattr(kernel, "do_shutdown", None)):
+        shut_down = kernel.do_shutdown
+
+        def do_shutdown(restart: bool, *args: Any, **kwargs: Any) -> Any:
+            capture.shutdown()
+            return shut_down(restart, *args, **kwargs)
+
+        kernel.do_shutdown = do_shutdown
     shell._trellis_capture = capture
     return capture
 

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 
 from trellis import _config
 from trellis._errors import TrellisError
-from trellis.capture import streams
+from trellis.capture import recovery, streams
 from trellis.capture.values import describe_item, echo, encode
 from trellis.store.cells import PLAIN, Encoded, cell
 from trellis.store.schema import FLOAT, NOTE_LOG_NAME, RUN_SHIFT
@@ -41,6 +41,7 @@ _run: "Run | None" = None
 _echo = False
 _checkpointer: Any = None
 _failed_at_start = False
+_RETRY_SECONDS = 5.0
 _ITERATION_COLUMNS = ("id", "run", "parent", "loop", "depth", "idx", "value", "started", "ended")
 _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "float_value", "text_value")
 
@@ -110,7 +111,13 @@ class Run:
         if self.files is not None:
             self.files.quiet(threading.current_thread())
         if not self._register():
-            return
+            # the store may come back (a server restarting, a lock released): keep trying
+            while self.run_id is None:
+                if self.stopping.wait(_RETRY_SECONDS):
+                    return
+                with self.flush_lock:
+                    if self.run_id is None:
+                        self._register()
         self._capture_context()
         interval = _config.flush_seconds()
         batch = _config.flush_values()
@@ -129,12 +136,15 @@ class Run:
             self.flush(consistent=consistent)
             last = time.monotonic()
 
-    def _register(self) -> bool:
+    def _register(self, store: Any = None) -> bool:
+        """Insert this run into ``store`` (by default: open the configured one)."""
         from trellis.store.connection import open_store
 
+        fallback = store is not None
         try:
-            self.store = open_store(root=self.cwd)
-            root = self.store.project
+            if store is None:
+                store = open_store(root=self.cwd)
+            root = store.project
             filename = _relative(self.filename, root) if self.filename else None
             if filename is None and self.script is not None:
                 try:
@@ -144,8 +154,8 @@ class Run:
             from trellis.capture.environment import mask_secrets
 
             parent = os.environ.get("TRELLIS_PARENT_RUN")
-            found = self.store.execute("SELECT id, projid FROM runs WHERE uuid = ?", (parent,)) if parent else []
-            rows = self.store.execute(
+            found = store.execute("SELECT id, projid FROM runs WHERE uuid = ?", (parent,)) if parent else []
+            rows = store.execute(
                 "INSERT INTO runs (uuid, projid, kind, filename, cwd, argv, started, status, host,"
                 " pid, parent_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
@@ -162,16 +172,19 @@ class Run:
                     found[0][0] if found else None,
                 ),
             )
-            self.store.connection.commit()
-            self.run_id = rows[0][0]
+            store.connection.commit()
+            self.store, self.run_id = store, rows[0][0]
         except Exception as error:
+            if store is not None and not fallback:
+                store.close()
             self.problem("opening the store", error)
             return False
         finally:
             self.registered.set()
         if self.files is not None:
-            self.files.ignored += (str(Path(self.store.location).parent) + os.sep,)
-        self._mark_dead_runs_interrupted()
+            self.files.ignored += (str(Path(store.location).parent) + os.sep,)
+        if not fallback:
+            self._mark_dead_runs_interrupted()
         return True
 
     def _mark_dead_runs_interrupted(self) -> None:
@@ -254,7 +267,7 @@ class Run:
             if self.run_id is None:
                 if self.recorder.is_alive() or self.recorder.ident is None:
                     self.registered.wait(60)
-                if self.run_id is None:
+                if self.run_id is None and not self._register_late(final):
                     return
             values = _drain(_values)
             iterations = _drain(self.iterations)
@@ -270,12 +283,30 @@ class Run:
             try:
                 self._write(values, iterations, checkpoints, final, files, inputs)
             except Exception as error:
+                self.problem("writing to the store", error)
+                if self._must_move(final) and recovery.move(self):
+                    try:
+                        self._write(values, iterations, checkpoints, final, files, inputs)
+                        return
+                    except Exception as again:
+                        self.problem("writing to the recovery store", again)
                 _values.extendleft(reversed(values))
                 self.iterations.extendleft(reversed(iterations))
                 self.checkpoints.extendleft(reversed(checkpoints))
                 self.inputs.extendleft(reversed(inputs))
                 self.pending_files = files
-                self.problem("writing to the store", error)
+
+    def _register_late(self, final: bool) -> bool:
+        """A store that could not be opened: at the end, one more try, then a recovery store."""
+        if final and self._register():
+            self._capture_context()
+            return True
+        return self._must_move(final) and recovery.move(self)
+
+    def _must_move(self, final: bool) -> bool:
+        """Whether what waits for a store that fails goes to a recovery store now: at the end,
+        or once it holds too much to keep in memory."""
+        return final or len(_values) > recovery.KEEP_IN_MEMORY
 
     def _write(
         self, values: list, iterations: list, checkpoints: list, final: bool, files: list,

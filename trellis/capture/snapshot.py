@@ -98,7 +98,9 @@ def take_snapshot(
         tmp = tempfile.mkdtemp(prefix="trellis-index-")
         env["GIT_INDEX_FILE"] = os.path.join(tmp, "index")
         if index_path.is_file():
-            shutil.copyfile(index_path, env["GIT_INDEX_FILE"])
+            # copy2 keeps the index's mtime, which git compares with each entry's to re-read files
+            # edited within the same second as the last index write ("racily clean" entries)
+            shutil.copy2(index_path, env["GIT_INDEX_FILE"])
         skipped = _large_untracked(root, env, max_untracked_size)
         _stage_all(root, env, skipped)
         if skipped:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import reprlib
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -44,7 +45,7 @@ def encode(name: str, value: Any) -> Any:
     value = _plain_scalar(value)
     if type(value) in PLAIN:
         return value
-    if isinstance(value, (list, tuple, dict)):
+    if isinstance(value, (list, tuple, dict)) and _may_fit(value, JSON_LIMIT):
         try:
             text = json.dumps(value, default=_json_default)
         except (TypeError, ValueError, RecursionError):
@@ -59,11 +60,78 @@ def encode(name: str, value: Any) -> Any:
             " short repr; log numbers, strings, or lists/dicts of them to keep the value",
             stacklevel=3,
         )
-    try:
-        shown = _short_repr.repr(value)
-    except Exception:
-        shown = f"<unprintable {type(value).__name__}>"
-    return Encoded(OBJECT, json.dumps({"type": type(value).__qualname__, "repr": shown}))
+    return Encoded(OBJECT, json.dumps({"type": type(value).__qualname__, "repr": bounded_repr(value)}))
+
+
+def _may_fit(value: Any, limit: int) -> bool:
+    """False when the JSON of ``value`` would surely be longer than ``limit`` or cannot exist:
+    counts at least one character per item without building anything, so a huge list, a list
+    shared 2**60 times over or one that contains itself costs at most ``limit`` steps instead of
+    being serialized whole (or forever) and thrown away."""
+    size, stack, inside = 0, [value], set()  # inside: the containers around the current item
+    while stack:
+        item = stack.pop()
+        if type(item) is _Leave:
+            inside.discard(item.container)
+            continue
+        if type(item) is str:
+            size += len(item) + 2
+        elif isinstance(item, (list, tuple, dict)):
+            if id(item) in inside:
+                return False
+            inside.add(id(item))
+            stack.append(_Leave(id(item)))
+            size += (2 * len(item) if isinstance(item, dict) else len(item)) + 2
+            if size <= limit and isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif size <= limit:
+                stack.extend(item)
+        else:
+            size += 1
+        if size > limit:
+            return False
+    return True
+
+
+class _Leave:
+    __slots__ = ("container",)
+
+    def __init__(self, container: int) -> None:
+        self.container = container
+
+
+REPR_SECONDS = 1.0
+_slow_repr: set[type] = set()
+
+
+def bounded_repr(value: Any) -> str:
+    """A short repr that costs at most REPR_SECONDS: a ``__repr__`` is the user's code, and may
+    raise, hang or build something huge. One that does not finish in time runs on in a daemon
+    thread, and its type is not asked again."""
+    kind = type(value)
+    if isinstance(value, (bytes, bytearray)):
+        return repr(value[:64]) + (f"... ({len(value)} bytes)" if len(value) > 64 else "")
+    if kind in _slow_repr:
+        return f"<{kind.__name__}: repr took over {REPR_SECONDS:g} s>"
+    result: list[str] = []
+
+    def describe() -> None:
+        try:
+            result.append(_short_repr.repr(value))
+        except BaseException:
+            result.append(f"<unprintable {kind.__name__}>")
+
+    if kind.__module__ in ("builtins", "numpy") and kind not in (list, tuple, dict, set, frozenset):
+        describe()  # scalars and arrays print themselves in bounded time: no thread needed
+        return result[0]
+    worker = threading.Thread(target=describe, name="trellis-repr", daemon=True)
+    worker.start()
+    worker.join(REPR_SECONDS)
+    if not result:
+        _slow_repr.add(kind)
+        return f"<{kind.__name__}: repr took over {REPR_SECONDS:g} s>"
+    return result[0]
 
 
 def describe_item(item: Any) -> Any:

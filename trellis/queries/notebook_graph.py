@@ -8,7 +8,6 @@ UI bundle from this data, so the dashboard, the notebook widget and a static pag
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -109,7 +108,6 @@ def _libraries(described: dict[str, Any], executions: list[dict[str, Any]]) -> l
     return sorted(found.values(), key=lambda library: library["name"].lower())
 
 
-@functools.lru_cache(maxsize=4096)
 def _inline(store: Store, executions: list[dict[str, Any]]) -> None:
     for execution in executions:
         for output in execution["outputs"]:

@@ -7,6 +7,7 @@ notebook (the schema is in ``docs/notebook-provenance.md``).
 from __future__ import annotations
 
 import ast
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,7 @@ def unused_imports(described: dict[str, Any]) -> list[str]:
     return [name for name in imported if name not in used]
 
 
+@functools.lru_cache(maxsize=4096)
 def loaded_names(source: str | None) -> frozenset[str]:
     """Every name the cell reads anywhere: the analysis's ``used`` leaves out names the cell
     bound before reading them, such as an import followed by its use in the same cell."""

@@ -10,6 +10,9 @@ from trellis.store.schema import BIGINT, BOOL, FLOAT, INT, JSON, NONE, OBJECT, T
 
 PLAIN = frozenset({int, float, str, bool, type(None)})
 _MAX_INT = 1 << 63
+# Longer strings are kept as their length and start: a store refuses a value near 1 GB, and
+# one refused value would hold back every value written with it.
+TEXT_LIMIT = 64 << 20
 
 
 class Encoded:
@@ -31,9 +34,13 @@ def cell(value: Any) -> tuple[int, int | None, float | None, str | None]:
     if kind is int:
         if -_MAX_INT <= value < _MAX_INT:
             return (INT, value, None, None)
-        return (BIGINT, None, None, str(value))
+        # hex: Python refuses decimal conversions of ints over 4300 digits
+        return (BIGINT, None, None, str(value) if value.bit_length() < 14000 else hex(value))
     if kind is str:
-        return (TEXT, None, None, value)
+        if len(value) <= TEXT_LIMIT:
+            return (TEXT, None, None, value)
+        return (OBJECT, None, None, json.dumps(
+            {"type": "str", "repr": value[:200] + "...", "length": len(value)}))
     if kind is bool:
         return (BOOL, int(value), None, None)
     if value is None:
@@ -51,7 +58,7 @@ def decode(kind: int, int_value: Any, float_value: Any, text_value: Any) -> Any:
     if kind == TEXT:
         return text_value
     if kind == BIGINT:
-        return int(text_value)
+        return int(text_value, 0) if "x" in text_value else int(text_value)
     if kind in (JSON, OBJECT):
         return json.loads(text_value)
     return None

@@ -49,15 +49,16 @@ def _holds_tensors(torch: Any, state: Any) -> bool:
 
 
 def deserialize(format: str, path: Path) -> Any:
-    if format == "npy":
-        import numpy
+    """The object stored at ``path``: a local file, or a UPath into an object store."""
+    with path.open("rb") as handle:
+        if format == "npy":
+            import numpy
 
-        return numpy.load(path, allow_pickle=False)
-    if format == "torch":
-        import torch
+            return numpy.load(handle, allow_pickle=False)
+        if format == "torch":
+            import torch
 
-        return torch.load(path, weights_only=False)
-    with open(path, "rb") as handle:
+            return torch.load(handle, weights_only=False)
         return pickle.load(handle)
 
 

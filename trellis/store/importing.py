@@ -2,7 +2,9 @@
 export of runs (a collaborator gets the history).
 
 Runs already in the store (same run id) are skipped, so importing twice changes nothing, and an
-import is one transaction: if any part fails, the store is left as it was.
+import is one transaction: if any part fails, the store is left as it was. A run whose writing
+moved to another store part way (the shared store went away; see capture/recovery.py) is the
+one exception: with ``merge``, its rest is added to the part already here.
 """
 
 from __future__ import annotations
@@ -80,8 +82,16 @@ def import_notebook(store: Store, embedded: dict[str, Any], projid: str) -> dict
     return {"imported": imported, "skipped": skipped}
 
 
-def import_export(store: Store, exported: dict[str, Any]) -> dict[str, int]:
-    """Load a ``trellis export --format json`` document; keys are renumbered for this store."""
+# What a run's last write sets: what its rest brings to the part already in a store.
+_FINISHING = ("ended", "committed", "status", "error", "problems", "stdout", "stderr", "git_commit",
+              "git_ref", "git", "build_target", "build")
+_UNFINISHED = ("running", "interrupted")
+
+
+def import_export(store: Store, exported: dict[str, Any], merge: bool = False) -> dict[str, int]:
+    """Load a ``trellis export --format json`` document; keys are renumbered for this store.
+
+    With ``merge``, a run that is here unfinished and there finished gets the rows it lacks."""
     from trellis.store.schema import SCHEMA_VERSION
 
     if exported.get("format") != "trellis-export/1" or not isinstance(exported.get("tables"), dict):
@@ -99,19 +109,20 @@ def import_export(store: Store, exported: dict[str, Any]) -> dict[str, int]:
         return [dict(zip(found["columns"], row)) for row in found["rows"]]
 
     try:
-        return _load(store, exported, rows)
+        return _load(store, exported, rows, merge)
     except TrellisError:
         raise
     except Exception as error:
         raise TrellisError(f"the import failed and nothing was imported: {type(error).__name__}: {error}") from None
 
 
-def _load(store: Store, exported: dict[str, Any], rows: Any) -> dict[str, int]:
+def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dict[str, int]:
     import base64
 
     from trellis.store import objects as object_store
 
     imported = skipped = 0
+    merged: set[int] = set()
     with store.transaction():
         environments: dict[int, int] = {}
         for environment in rows("environments"):
@@ -121,7 +132,17 @@ def _load(store: Store, exported: dict[str, Any], rows: Any) -> dict[str, int]:
                 "SELECT id FROM environments WHERE hash = ?", (environment["hash"],))[0][0]
         new_ids: dict[int, int] = {}
         for run in rows("runs"):
-            if store.execute("SELECT 1 FROM runs WHERE uuid = ?", (run["uuid"],)):
+            found = store.execute("SELECT id, status FROM runs WHERE uuid = ?", (run["uuid"],))
+            if found and merge and found[0][1] in _UNFINISHED and run["status"] not in _UNFINISHED:
+                finishing = {c: run[c] for c in _FINISHING if run.get(c) is not None}
+                if run.get("environment_id") in environments:
+                    finishing["environment_id"] = environments[run["environment_id"]]
+                store.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in finishing)} WHERE id = ?",
+                              [*finishing.values(), found[0][0]])
+                new_ids[run["id"]] = found[0][0]
+                merged.add(found[0][0])
+                continue
+            if found:
                 skipped += 1
                 continue
             old = run.pop("id")
@@ -148,7 +169,7 @@ def _load(store: Store, exported: dict[str, Any], rows: Any) -> dict[str, int]:
                  "variables": ("step",)}
         for table in ("params", "iterations", "loops", "logs", "checkpoints", "files", "run_inputs",
                       "steps", "modules", "dependencies", "variables"):
-            batch = []
+            batch, rest = [], []
             for row in rows(table):
                 owner = row["run"] if "run" in row else row["step"] >> RUN_SHIFT
                 if owner not in new_ids:
@@ -157,12 +178,18 @@ def _load(store: Store, exported: dict[str, Any], rows: Any) -> dict[str, int]:
                     row["run"] = new_ids[row["run"]]
                 for column in keyed.get(table, ()):
                     row[column] = moved(row[column])
-                batch.append(row)
+                (rest if new_ids[owner] in merged else batch).append(row)
             if batch:
                 columns = list(batch[0])
+                store.insert_rows(table, columns, [[row[c] for c in columns] for row in batch])
+            if rest:
+                columns = list(rest[0])
+                if table == "steps":  # a step written running here and finished there: the later one
+                    store.executemany("DELETE FROM steps WHERE id = ?", [(row["id"],) for row in rest])
                 store.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                    [[row[c] for c in columns] for row in batch],
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                    " ON CONFLICT DO NOTHING",
+                    [[row[c] for c in columns] for row in rest],
                 )
         if new_ids:
             store.execute(
@@ -172,4 +199,4 @@ def _load(store: Store, exported: dict[str, Any], rows: Any) -> dict[str, int]:
             )
         for digest, encoded in (exported.get("objects") or {}).items():
             object_store.put(store.objects, [base64.b64decode(encoded)])
-    return {"imported": imported, "skipped": skipped}
+    return {"imported": imported, "skipped": skipped, "merged": len(merged)}
