@@ -17,6 +17,7 @@ def source(project, monkeypatch):
     monkeypatch.chdir(project.root)
     project.write("data.csv", "1\n2\n")
     project.write("train.py", """
+        import time
         import numpy as np, trellis
         lr = trellis.arg("lr", 0.1)
         weights = np.zeros(3)
@@ -24,6 +25,7 @@ def source(project, monkeypatch):
         with trellis.checkpointing(weights=weights):
             for epoch in trellis.loop("epoch", ["a", "b"]):
                 weights += lr
+                time.sleep(0.05)  # an epoch outlasts its checkpoint, so every epoch is saved
                 for step in trellis.loop("step", range(2)):
                     trellis.log("loss", 1.0 / (step + 1))
                 trellis.log("tag", {"epoch": epoch})

@@ -130,7 +130,9 @@ class FileWatcher:
             return
         self.seen.add(key)
         if _is_noise(path) or path.startswith(self.ignored) or (
+            # an environment may itself live in the temporary folder: its packages are not scratch
             path.startswith(self.scratch) and not path.startswith(self.root + os.sep)
+            and not any(root in path for root in _PACKAGE_ROOTS)
         ):
             return
         if direction == READ:
