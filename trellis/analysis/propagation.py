@@ -240,7 +240,7 @@ def place(today: str, found: Found, old: str, checkpoint_loop: str | None,
     function = next((s.name for s in reversed(old_chain)
                      if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
     placement = Placement(logged, text, line, indent, loops, function)
-    _classify(placement, old_script, old_chain, block_old, line, checkpoint_loop)
+    _classify(placement, old_script, block_old, line, checkpoint_loop)
     return placement
 
 
@@ -340,8 +340,8 @@ def _bound_names(tree: ast.Module) -> set[str]:
 # -- what a replay must execute -----------------------------------------------------------------
 
 
-def _classify(placement: Placement, old: _Script, chain: list[ast.stmt], block: list[ast.stmt],
-              line: int, checkpoint_loop: str | None) -> None:
+def _classify(placement: Placement, old: _Script, block: list[ast.stmt], line: int,
+              checkpoint_loop: str | None) -> None:
     """Decide whether the checkpointed loop's inner loops can be restored rather than run."""
     if checkpoint_loop is None:
         placement.why_full = "the run saved no checkpoints"

@@ -56,7 +56,7 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
     folder = Path(tempfile.mkdtemp(prefix="trellis-replay-"))
     trees: list[Path] = []
     started = time.perf_counter()
-    reports = {run.uuid: _report(store, run) for run in active}
+    reports = {run.uuid: _report(run) for run in active}
     try:
         for run in active:
             reports[run.uuid]["code"] = objects.put(store.objects, [run.patched.encode()])[0]  # type: ignore[union-attr]
@@ -116,7 +116,7 @@ def _finish_run(store: Store, run: RunPlan, outcomes: dict[int, dict[str, Any]],
         report["values"], report["unmatched"] = _store_values(store, run, values)
 
 
-def _report(store: Store, run: RunPlan) -> dict[str, Any]:
+def _report(run: RunPlan) -> dict[str, Any]:
     return {"run": run.uuid, "names": run.names, "segments": len(run.segments), "values": 0,
             "failed": [], "unmatched": 0, "problems": [], "restores": 0, "estimate": run.estimate,
             "started": time.time()}

@@ -151,7 +151,7 @@ def plan_replay(
     if not selected:
         raise TrellisError(f"no recorded runs of {filename} to replay into")
     packages = _current_packages()
-    plans = [_plan_run(store, run, filename, today, names, condition, where, force, packages)
+    plans = [_plan_run(store, run, filename, today, names, condition, force, packages)
              for run in selected]
     active = [plan for plan in plans if plan.replays]
     _cut_into_segments(active, workers)
@@ -184,9 +184,10 @@ def _todays_script(store: Store, names: list[str], file: str | None) -> tuple[st
     ):
         path = store.project / filename
         if path.is_file():
+            source = path.read_text()
             try:
-                if find_statements(path.read_text(), names, filename):
-                    candidates.append((filename, path.read_text()))
+                if find_statements(source, names, filename):
+                    candidates.append((filename, source))
             except PlacementError:
                 continue
     if not candidates:
@@ -202,7 +203,7 @@ def _todays_script(store: Store, names: list[str], file: str | None) -> tuple[st
 
 
 def _plan_run(store: Store, run: dict[str, Any], filename: str, today: str, names: list[str],
-              condition: Callable[[str, int], bool], where: str | None, force: bool,
+              condition: Callable[[str, int], bool], force: bool,
               packages: dict[str, str]) -> RunPlan:
     plan = RunPlan(run["uuid"], run["id"], filename, run["git_commit"],
                    json.loads(run["argv"] or "[]"), run["cwd"])
@@ -249,7 +250,7 @@ def _plan_run(store: Store, run: dict[str, Any], filename: str, today: str, name
         return plan
     plan.params = _historical_params(store, run["id"])
     plan.environment = _environment_changes(store, run, packages)
-    _choose_iterations(store, run, plan, placements, condition, where)
+    _choose_iterations(store, run, plan, placements, condition)
     return plan
 
 
@@ -332,7 +333,7 @@ def _condition(where: str | None) -> Callable[[str, int], bool]:
 
 
 def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placements: list[Placement],
-                       condition: Callable[[str, int], bool], where: str | None) -> None:
+                       condition: Callable[[str, int], bool]) -> None:
     loop = plan.loop
     low, high = run_keys(run["id"])
     rows = [] if loop is None else store.execute(
