@@ -47,7 +47,10 @@ class Interpreter:
     env: dict[str, str] = field(default_factory=dict)
 
     def environ(self, extra: dict[str, str]) -> dict[str, str]:
-        return {**os.environ, **GIT_IDENTITY, **self.env, **extra}
+        # Measured as users run: with bytecode caches written and reused, which a shell that
+        # sets PYTHONDONTWRITEBYTECODE would turn into a compile of every module on every start.
+        inherited = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        return {**inherited, **GIT_IDENTITY, **self.env, **extra}
 
 
 class Sandbox:

@@ -79,3 +79,33 @@ def test_errors_are_one_line_and_a_failed_import_changes_nothing(source, tmp_pat
     other.cli("import", str(exported))  # the store was left unchanged: the good export still imports whole
     runs = json.loads(other.cli("runs", "--json").stdout)
     assert len(runs) == 1
+
+
+def test_replays_travel_with_their_runs_even_into_a_copy_made_before_them(source, tmp_path, monkeypatch):
+    other = colleague(tmp_path)
+    before = tmp_path / "before.json"
+    source.cli("export", "--all", "-o", str(before))
+    other.cli("import", str(before))
+
+    logged = '        trellis.log("tag", {"epoch": epoch})\n'
+    today = (source.root / "train.py").read_text()
+    source.write("train.py", today.replace(logged, logged + '        trellis.log("wsum", float(weights.sum()))\n'))
+    source.cli("replay", "wsum", "--yes")
+    monkeypatch.chdir(source.root)
+    replayed = trellis.dataframe("loss", "wsum")
+    assert replayed["wsum"].dropna().tolist() == [1.5, 3.0]
+    after = tmp_path / "after.json"
+    source.cli("export", "--all", "-o", str(after))
+    document = json.loads(after.read_text())
+    assert len(document["tables"]["replays"]["rows"]) == 1
+
+    third = Project(tmp_path / "third")
+    third.root.mkdir()
+    assert "imported 1 runs" in third.cli("import", str(after)).stdout
+    assert "imported 0 runs (1 already here, 1 replays into them added)" in other.cli("import", str(after)).stdout
+    assert "replays" not in other.cli("import", str(after)).stdout
+    for copy in (third, other):
+        monkeypatch.chdir(copy.root)
+        assert trellis.dataframe("loss", "wsum").equals(replayed)
+        shown = trellis.query("SELECT names, status, stored FROM replays")
+        assert shown.values.tolist() == [['["wsum"]', "ok", 2]]

@@ -346,12 +346,14 @@ def sparql_command(query: str, bindings: tuple[str, ...], target: str | None, as
 def import_command(path: Any) -> None:
     """Load a JSON export (from `trellis export --format json`) into this project's store."""
     counts = trellis.import_runs(path)
-    click.echo(f"imported {counts['imported']} runs ({counts['skipped']} already here)")
+    replays = f", {counts['replays']} replays into them added" if counts["replays"] else ""
+    click.echo(f"imported {counts['imported']} runs ({counts['skipped']} already here{replays})")
 
 
 def _synced(counts: dict[str, Any], verb: str) -> str:
     line = f"{verb} {counts['copied']} runs, {counts['objects']} objects ({counts['store']})"
-    extra = [f"{counts['merged']} completed", f"{counts['skipped']} already there",
+    extra = [f"{counts['merged']} completed", f"{counts['replays']} replays into runs already there",
+             f"{counts['skipped']} already there",
              f"{counts['running']} still running, left for later"]
     return line + "; " + ", ".join(e for e in extra if not e.startswith("0 "))
 

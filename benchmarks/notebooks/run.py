@@ -179,7 +179,9 @@ def run_example(entry: dict[str, Any], position: int, examples: Path, tools: dic
         data.mkdir()
         shutil.copy(script, work)
         shutil.copy(source, work)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRELLIS_")}
+        # bytecode caches on, as users run (a shell may set PYTHONDONTWRITEBYTECODE)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("TRELLIS_") and k != "PYTHONDONTWRITEBYTECODE"}
         env.update(MPLBACKEND="Agg", SCIKIT_LEARN_DATA=str(data), PYTHONHASHSEED="0",
                    TRELLIS_PROGRESS="0", JUPYTER_PATH=str(tools["jupyter"]))
         output = folder / f"{mode}-executed.ipynb"

@@ -13,11 +13,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import trellis
+
+from tests.conftest import git
+from trellis.store.objects import object_path
 
 SCRIPT = """
 import numpy as np, os, sys, time, trellis
@@ -110,6 +114,49 @@ def test_pull_copies_this_projects_runs_into_the_local_store(project, shared, te
         print(w.tolist())
     """, **_local(project))
     assert shown.stdout.strip() == "[10.0, 10.0, 10.0, 10.0]"
+
+
+def _replayed(project, store: str) -> tuple[list[tuple], list[tuple]]:
+    """(run, epoch, total) of the replayed values, and (run, names, status) of the replays."""
+    done = project.python("""
+        import json, trellis
+        values = trellis.query(
+            "SELECT runs.uuid, iterations.idx, logs.float_value FROM logs"
+            " JOIN runs ON runs.id = logs.run JOIN iterations ON iterations.id = logs.iteration"
+            " WHERE logs.source = 'replay' ORDER BY runs.uuid, iterations.idx")
+        replays = trellis.query(
+            "SELECT runs.uuid, replays.names, replays.status, replays.code FROM replays"
+            " JOIN runs ON runs.id = replays.run ORDER BY runs.uuid, replays.started")
+        print(json.dumps([values.values.tolist(), replays.values.tolist()]))
+    """, TRELLIS_STORE=store)
+    values, replays = __import__("json").loads(done.stdout)
+    return [tuple(v) for v in values], [tuple(r) for r in replays]
+
+
+def test_values_replayed_after_a_push_follow_the_run_on_the_next_push(project, shared, team_objects):
+    project.write("train.py", SCRIPT)
+    git(project.root, "add", "train.py")
+    git(project.root, "commit", "-q", "-m", "train")
+    project.run("train.py", "1", **_local(project))
+    assert "pushed 1 runs" in project.cli("push", shared, "--objects", team_objects).stdout
+
+    logged = '        trellis.log("loss", float(sys.argv[1]) / (epoch + 1))\n'
+    project.write("train.py", SCRIPT.replace(logged, logged + '        trellis.log("total", float(weights.sum()))\n'))
+    project.cli("replay", "total", "--yes", env=_local(project))
+    local_values, local_replays = _replayed(project, str(project.root / ".trellis"))
+    assert [total for _, _, total in local_values] == [4.0, 8.0, 12.0]
+    assert len(local_replays) == 1 and local_replays[0][1:3] == ('["total"]', "ok")
+
+    pushed = project.cli("push", shared, "--objects", team_objects).stdout
+    assert "pushed 0 runs" in pushed and "1 replays into runs already there" in pushed
+    assert _replayed(project, shared) == (local_values, local_replays)
+    assert _frame(project, shared) == _frame(project, str(project.root / ".trellis"))
+    code = object_path(Path(team_objects), local_replays[0][3]).read_text()  # the patched source went too
+    assert 'trellis.log("total", float(weights.sum()))' in code
+
+    again = project.cli("push", shared, "--objects", team_objects).stdout
+    assert "replays" not in again and "1 already there" in again
+    assert _replayed(project, shared) == (local_values, local_replays)  # nothing twice
 
 
 def test_push_without_a_shared_store_says_what_to_do(project):

@@ -177,21 +177,17 @@ def _nvidia_gpus(driver: Path) -> tuple[list[dict[str, str]], str | None]:
 
 
 def _cached_packages(cache: Path) -> dict[str, str | None]:
-    """The installed packages, reused while every ``sys.path`` folder keeps its mtime.
+    """The installed packages, reused while no ``sys.path`` entry gains, loses or renames a
+    distribution's metadata folder.
 
-    Installing, upgrading or removing a distribution adds or renames a ``.dist-info`` folder,
-    which changes its parent folder's mtime and so the key.
+    The key is the names of the ``.dist-info``/``.egg-info`` folders on ``sys.path``, which carry
+    the version, rather than folder mtimes: the script's own folder is on ``sys.path`` and its
+    mtime changes whenever the program writes a file there.
     """
     import hashlib
     import json
 
-    stamps = []
-    for entry in sys.path:
-        try:
-            stamps.append((entry, os.stat(entry or ".").st_mtime_ns))
-        except OSError:
-            stamps.append((entry, None))
-    key = hashlib.sha256(json.dumps([sys.executable, stamps]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([sys.executable, _metadata_names()]).encode()).hexdigest()[:24]
     path = cache / f"packages-{key}.json"
     try:
         return json.loads(path.read_text())
@@ -206,6 +202,29 @@ def _cached_packages(cache: Path) -> dict[str, str | None]:
     except OSError:
         pass
     return packages
+
+
+def _metadata_names() -> list:
+    """Per ``sys.path`` entry, its distributions' metadata folders (or a zip's mtime)."""
+    names: list = []
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as found:
+                names.append((entry, sorted(
+                    item.name for item in found if item.name.endswith((".dist-info", ".egg-info"))
+                )))
+        except NotADirectoryError:
+            names.append((entry, _mtime(entry)))
+        except OSError:
+            names.append((entry, None))
+    return names
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _packages() -> dict[str, str | None]:

@@ -42,8 +42,14 @@ _echo = False
 _checkpointer: Any = None
 _failed_at_start = False
 _RETRY_SECONDS = 5.0
-_ITERATION_COLUMNS = ("id", "run", "parent", "loop", "depth", "idx", "value", "started", "ended")
+# An iteration row is a list so that the next iteration can fill in its end; the loop's value,
+# when it is not the index, is appended last.
+_ITERATION_COLUMNS = ("id", "run", "parent", "loop", "depth", "idx", "started", "ended")
+_ENDED = 7
 _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "float_value", "text_value")
+# Most values are floats: their rows leave out the columns they would bind NULL to, which takes
+# a third off inserting them.
+_FLOAT_LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "float_value")
 
 
 class Run:
@@ -318,6 +324,8 @@ class Run:
         step = self.log_step
         log_rows = []
         add = log_rows.append
+        float_rows = []
+        add_float = float_rows.append
         for name, iteration, value in values:
             if name is None:  # a step began: the values after it belong to that step
                 step = base + iteration if iteration else None
@@ -326,11 +334,11 @@ class Run:
             kind = type(value)
             # Floats dominate; build their row inline rather than through cell().
             if kind is float and value == value:
-                add((base + seq, run, step, base + iteration, name, FLOAT, None, value, None))
+                add_float((base + seq, run, step, base + iteration, name, FLOAT, value))
             else:
                 add((base + seq, run, step, base + iteration, name, *cell(value)))
         new_names = {name for name, _, _ in values if name is not None} - self.names_noted
-        iteration_rows, ended_before = self._iteration_rows(iterations, base)
+        iteration_rows, valued_iteration_rows, ended_before = self._iteration_rows(iterations, base)
         loops, self.pending_loops = self.pending_loops, {}
         new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
         param_rows = [
@@ -350,6 +358,7 @@ class Run:
             run_updates["problems"] = json.dumps(self.problems)
         with self.store.transaction() as store:
             store.insert_rows("iterations", _ITERATION_COLUMNS, iteration_rows)
+            store.insert_rows("iterations", (*_ITERATION_COLUMNS, "value"), valued_iteration_rows)
             store.executemany("UPDATE iterations SET ended = ? WHERE id = ?", ended_before)
             # A summary of the loops, so readers need not scan every iteration to find them.
             store.executemany(
@@ -361,6 +370,7 @@ class Run:
                 "UPDATE loops SET has_values = 1 WHERE run = ? AND loop = ? AND depth = ?",
                 [(run, loop, depth) for (loop, depth), shown in loops.items() if shown],
             )
+            store.insert_rows("logs", _FLOAT_LOG_COLUMNS, float_rows)
             store.insert_rows("logs", _LOG_COLUMNS, log_rows)
             store.executemany(NOTE_LOG_NAME, [(run, name) for name in new_names])
             self._write_steps(store, base)
@@ -396,14 +406,16 @@ class Run:
 
     # -- ending -----------------------------------------------------------------------------
 
-    def _iteration_rows(self, records: list, base: int) -> tuple[list[list], list[tuple]]:
-        """Rows of new iterations, and (ended, id) of iterations written open earlier.
+    def _iteration_rows(self, records: list, base: int) -> tuple[list[list], list[list], list[tuple]]:
+        """Rows of new iterations without and with a value, and (ended, id) of iterations
+        written open earlier.
 
         An iteration ends where the next iteration of the same loop starts, or at the loop's end
         marker ``(parent, loop, ended)``; one still running at a flush is written open and closed
         by a later flush.
         """
         rows: list[list] = []
+        valued: list[list] = []
         closed_earlier: list[tuple] = []
         open_rows = self.open_iterations  # (parent, loop) -> its open row, or the row's id once written
         pending_loops = self.pending_loops
@@ -418,21 +430,24 @@ class Run:
             row = open_rows.pop(key, None)
             if row is not None:
                 if type(row) is list:
-                    row[8] = started
+                    row[_ENDED] = started
                 else:
                     closed_earlier.append((started, row))
             if len(record) == 3:
                 continue
-            row = [base + iteration_id, run, base + parent, loop, depth, index,
-                   None if item is None else json.dumps(item), started, None]
-            rows.append(row)
+            row = [base + iteration_id, run, base + parent, loop, depth, index, started, None]
+            if item is None:
+                rows.append(row)
+            else:
+                row.append(json.dumps(item))
+                valued.append(row)
             open_rows[key] = row
             if item is not None or (loop, depth) not in pending_loops:
                 pending_loops[loop, depth] = pending_loops.get((loop, depth), False) or item is not None
         for key, row in list(open_rows.items()):
             if type(row) is list:
                 open_rows[key] = row[0]  # written open; a later UPDATE closes it
-        return rows, closed_earlier
+        return rows, valued, closed_earlier
 
     def _write_steps(self, store: Any, base: int) -> None:
         """Steps are written when they start and updated once when they end."""

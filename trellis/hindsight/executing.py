@@ -26,9 +26,8 @@ from trellis._errors import TrellisError
 from trellis.hindsight.planning import Plan, RunPlan, Segment
 from trellis.store import objects
 from trellis.store.connection import Store
-from trellis.store.schema import NOTE_LOG_NAME, RUN_SHIFT, run_keys
-
-REPLAY_KEYS = 1 << (RUN_SHIFT - 1)  # replayed logs are keyed from the middle of the run's range
+from trellis.store.replayed import put_replayed
+from trellis.store.schema import run_keys
 
 
 def run_segment(job: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +186,6 @@ def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Pat
 
 def _store_values(store: Store, run: RunPlan, values: list[list[Any]]) -> tuple[int, int]:
     """Write values at the original run's coordinates, in one transaction; (stored, unmatched)."""
-    low, high = run_keys(run.run_id)
     paths = _iteration_paths(store, run.run_id)
     rows, unmatched = [], 0
     for name, path, kind, int_value, float_value, text_value in values:
@@ -197,22 +195,7 @@ def _store_values(store: Store, run: RunPlan, values: list[list[Any]]) -> tuple[
             continue
         rows.append([name, iteration, kind, int_value, float_value, text_value])
     with store.transaction():
-        store.executemany(
-            "DELETE FROM logs WHERE id >= ? AND id < ? AND source = 'replay' AND name = ? AND iteration = ?",
-            sorted({(low + REPLAY_KEYS, high, name, iteration) for name, iteration, *_ in rows}),
-        )
-        top = store.execute("SELECT MAX(id) FROM logs WHERE id >= ? AND id < ?", (low + REPLAY_KEYS, high))[0][0]
-        key = top if top is not None else low + REPLAY_KEYS
-        keyed = []
-        for row in rows:
-            key += 1
-            keyed.append((key, run.run_id, *row))
-        store.executemany(
-            "INSERT INTO logs (id, run, name, iteration, kind, int_value, float_value, text_value, source)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'replay')",
-            keyed,
-        )
-        store.executemany(NOTE_LOG_NAME, [(run.run_id, name) for name in {r[0] for r in rows}])
+        put_replayed(store, run.run_id, rows)
     return len(rows), unmatched
 
 

@@ -11,6 +11,7 @@ from trellis.store.schema import RUN_SHIFT
 BY_RUN = {
     "runs": "id", "params": "run", "iterations": "run", "loops": "run", "logs": "run",
     "checkpoints": "run", "files": "run", "run_inputs": "run", "steps": "run", "modules": "run",
+    "replays": "run",
 }
 BY_STEP = ("dependencies", "variables")
 
@@ -56,6 +57,10 @@ def object_digests(tables: dict[str, Any]) -> set[str]:
     if checkpoints["rows"]:
         at = checkpoints["columns"].index("object")
         digests.update(row[at] for row in checkpoints["rows"])
+    replays = tables.get("replays") or {"rows": []}
+    if replays["rows"]:
+        at = replays["columns"].index("code")
+        digests.update(row[at] for row in replays["rows"] if row[at])
     steps = tables["steps"]
     at = steps["columns"].index("outputs")
     for row in steps["rows"]:

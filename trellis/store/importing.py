@@ -16,6 +16,7 @@ from typing import Any
 
 from trellis._errors import TrellisError
 from trellis.store.connection import Store
+from trellis.store.replayed import put_replayed
 from trellis.store.schema import RUN_SHIFT
 
 
@@ -131,6 +132,7 @@ def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dic
             environments[environment["id"]] = store.execute(
                 "SELECT id FROM environments WHERE hash = ?", (environment["hash"],))[0][0]
         new_ids: dict[int, int] = {}
+        replayed_later: list[tuple[int, int]] = []  # (run there, run here) of runs already here
         for run in rows("runs"):
             found = store.execute("SELECT id, status FROM runs WHERE uuid = ?", (run["uuid"],))
             if found and merge and found[0][1] in _UNFINISHED and run["status"] not in _UNFINISHED:
@@ -144,6 +146,7 @@ def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dic
                 continue
             if found:
                 skipped += 1
+                replayed_later.append((run["id"], found[0][0]))
                 continue
             old = run.pop("id")
             run["environment_id"] = environments.get(run["environment_id"])
@@ -168,12 +171,14 @@ def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dic
                  "checkpoints": ("iteration",), "dependencies": ("step", "depends_on"),
                  "variables": ("step",)}
         for table in ("params", "iterations", "loops", "logs", "checkpoints", "files", "run_inputs",
-                      "steps", "modules", "dependencies", "variables"):
+                      "steps", "modules", "dependencies", "variables", "replays"):
             batch, rest = [], []
             for row in rows(table):
                 owner = row["run"] if "run" in row else row["step"] >> RUN_SHIFT
                 if owner not in new_ids:
                     continue
+                if table == "replays":
+                    del row["id"]
                 if "run" in row:
                     row["run"] = new_ids[row["run"]]
                 for column in keyed.get(table, ()):
@@ -191,6 +196,7 @@ def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dic
                     " ON CONFLICT DO NOTHING",
                     [[row[c] for c in columns] for row in rest],
                 )
+        replayed = _add_replays(store, rows, replayed_later)
         if new_ids:
             store.execute(
                 "INSERT INTO log_names (run, name) SELECT DISTINCT run, name FROM logs"
@@ -199,4 +205,45 @@ def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dic
             )
         for digest, encoded in (exported.get("objects") or {}).items():
             object_store.put(store.objects, [base64.b64decode(encoded)])
-    return {"imported": imported, "skipped": skipped, "merged": len(merged)}
+    return {"imported": imported, "skipped": skipped, "merged": len(merged), "replays": replayed}
+
+
+def _add_replays(store: Store, rows: Any, runs: list[tuple[int, int]]) -> int:
+    """Replays done there into runs already here and not yet brought here, with their values.
+
+    A replay is known by its run and start time. Its values replace the replayed values here at
+    the same (name, iteration), as a replay does, and take fresh keys above this run's own.
+    """
+    if not runs:
+        return 0
+    here_of = dict(runs)
+    new: dict[int, list[dict[str, Any]]] = {}
+    for replay in rows("replays"):
+        there = replay["run"]
+        if there not in here_of:
+            continue
+        known = store.execute("SELECT 1 FROM replays WHERE run = ? AND started = ?",
+                              (here_of[there], replay["started"]))
+        if not known:
+            new.setdefault(there, []).append(replay)
+    if not new:
+        return 0
+    values: dict[int, list[dict[str, Any]]] = {}
+    for log in rows("logs"):
+        if log["source"] == "replay" and log["run"] in new:
+            values.setdefault(log["run"], []).append(log)
+    for there, replays in new.items():
+        here = here_of[there]
+        names = {name for replay in replays for name in json.loads(replay["names"])}
+        put_replayed(store, here, [
+            (log["name"], (here << RUN_SHIFT) + (log["iteration"] & 0xFFFFFFFF), log["kind"],
+             log["int_value"], log["float_value"], log["text_value"])
+            for log in sorted(values.get(there, []), key=lambda log: log["id"]) if log["name"] in names
+        ])
+        for replay in replays:
+            replay = {**replay, "run": here}
+            del replay["id"]
+            columns = list(replay)
+            store.execute(f"INSERT INTO replays ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                          [replay[c] for c in columns])
+    return sum(len(replays) for replays in new.values())

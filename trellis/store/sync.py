@@ -56,16 +56,18 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
     candidates = [(run, uuid, status) for run, uuid, status in
                   source.execute("SELECT id, uuid, status FROM runs ORDER BY started, id")
                   if chosen is None or run in chosen]
-    counts = {"copied": 0, "merged": 0, "skipped": 0, "running": 0, "objects": 0}
+    counts = {"copied": 0, "merged": 0, "skipped": 0, "running": 0, "replays": 0, "objects": 0}
     finished_there = _finished(target, [uuid for _, uuid, _ in candidates])
+    replayed_here = _replays(source, finished_there)
+    replayed_there = _replays(target, replayed_here)
     todo = []
     for run, uuid, status in candidates:
         if status == "running":
             counts["running"] += 1
-        elif uuid in finished_there:
+        elif uuid in finished_there and replayed_here.get(uuid, set()) <= replayed_there.get(uuid, set()):
             counts["skipped"] += 1
         else:
-            todo.append(run)
+            todo.append(run)  # new there, or replayed here since it went there
     for start in range(0, len(todo), _RUNS_PER_TRANSACTION):
         exported = export(source, todo[start:start + _RUNS_PER_TRANSACTION], with_objects=False)
         counts["objects"] += copy_objects(source.objects, target.objects, sorted(object_digests(exported["tables"])))
@@ -73,7 +75,21 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
         counts["copied"] += done["imported"]
         counts["merged"] += done["merged"]
         counts["skipped"] += done["skipped"]
+        counts["replays"] += done["replays"]
     return counts
+
+
+def _replays(store: Store, uuids: Iterable[str]) -> dict[str, set[float]]:
+    """The start times of the replays into each of these runs (by uuid) that have any."""
+    uuids = list(uuids)
+    found: dict[str, set[float]] = {}
+    for start in range(0, len(uuids), 500):
+        chunk = uuids[start:start + 500]
+        for uuid, started in store.execute(
+            "SELECT runs.uuid, replays.started FROM replays JOIN runs ON runs.id = replays.run"
+            f" WHERE runs.uuid IN ({', '.join('?' * len(chunk))})", chunk):
+            found.setdefault(uuid, set()).add(started)
+    return found
 
 
 def _finished(store: Store, uuids: list[str]) -> set[str]:
