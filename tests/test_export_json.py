@@ -109,3 +109,10 @@ def test_replays_travel_with_their_runs_even_into_a_copy_made_before_them(source
         assert trellis.dataframe("loss", "wsum").equals(replayed)
         shown = trellis.query("SELECT names, status, stored FROM replays")
         assert shown.values.tolist() == [['["wsum"]', "ok", 2]]
+
+
+def test_export_stays_the_function_after_its_formats_are_loaded(source, monkeypatch):
+    monkeypatch.chdir(source.root)
+    first = trellis.export(everything=True)
+    assert callable(trellis.export)  # loading the writers must not replace the function by a module
+    assert trellis.export(everything=True, format="turtle") and json.loads(first)["tables"]["runs"]["rows"]

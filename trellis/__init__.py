@@ -222,7 +222,7 @@ def export(target: str | None = None, everything: bool = False, format: str = "j
     try:
         run_ids = select_runs(store, target, everything)
         if format == "json":
-            from trellis.export.store_json import export as to_json
+            from trellis.exporting.store_json import export as to_json
 
             return json.dumps(to_json(store, run_ids, with_objects=objects))
         from trellis.queries.provenance import provenance
@@ -231,14 +231,14 @@ def export(target: str | None = None, everything: bool = False, format: str = "j
     finally:
         store.close()
     if format == "html":
-        from trellis.export import html
+        from trellis.exporting import html
 
         return html.serialize(data)
     if format.startswith("prov-"):
-        from trellis.export import prov
+        from trellis.exporting import prov
 
         return prov.serialize(data, format)
-    from trellis.export import rdf
+    from trellis.exporting import rdf
 
     return rdf.serialize(data, format)
 
@@ -248,7 +248,7 @@ def sparql(query: str, bindings: dict[str, str] | None = None,
     """Rows of a SPARQL SELECT over the provenance (PROV-O, P-Plan, REPRODUCE-ME) of ``target``
     (a run id prefix or a notebook; default: every run). ``query`` is SPARQL text or the name
     of an example in docs/export.md; ``bindings`` give string values to its variables."""
-    from trellis.export.rdf import sparql as select
+    from trellis.exporting.rdf import sparql as select
 
     store = _read_store()
     try:

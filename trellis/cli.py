@@ -423,7 +423,7 @@ def notebook_show(path: str, as_json: bool) -> None:
 @_one_line_errors
 def notebook_embed(path: str) -> None:
     """Write PATH's provenance into its metadata (cells and outputs are left as they are)."""
-    from trellis.export.notebook import embed
+    from trellis.exporting.notebook import embed
     from trellis.queries.notebooks import history, notebook_file
 
     described = _with_store(lambda store: history(store, str(notebook_file(path))))
@@ -436,7 +436,7 @@ def notebook_embed(path: str) -> None:
 @_one_line_errors
 def notebook_import(path: str) -> None:
     """Load the provenance embedded in PATH into this project's store."""
-    from trellis.export.notebook import read_embedded
+    from trellis.exporting.notebook import read_embedded
     from trellis.queries.notebooks import notebook_file
     from trellis.store.connection import open_store
     from trellis.store.importing import import_notebook

@@ -18,6 +18,7 @@ from trellis.capture.environment import (
     _nvidia_gpus,
     describe_environment,
     is_secret_name,
+    mask_command,
     mask_secrets,
 )
 
@@ -161,6 +162,22 @@ def test_mask_secrets(argv: list[str], expected: list[str]) -> None:
     assert mask_secrets(argv) == expected
     assert argv == original  # a copy, not in place
 
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("python train.py --db-password pw-1 auth_token=t --epochs 1 > log.txt",
+         "python train.py --db-password *** auth_token=*** --epochs 1 > log.txt"),
+        ("python t.py --password 1 --epochs 1 --api-key=1", "python t.py --password *** --epochs 1 --api-key=***"),
+        ('python t.py --token "a b" x', 'python t.py --token "***" x'),
+        ("python t.py --token a\\ b x", "python t.py --token '***' x"),
+        ("cat x | python t.py API_KEY=$$KEY && echo $$KEY", "cat x | python t.py API_KEY=*** && echo $$KEY"),
+        ("python t.py --lr 0.1 'unbalanced", "python t.py --lr 0.1 'unbalanced"),
+    ],
+)
+def test_mask_command(line: str, expected: str) -> None:
+    assert mask_command(line) == expected
 
 @pytest.mark.parametrize(
     ("name", "secret"),

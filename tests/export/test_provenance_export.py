@@ -16,7 +16,7 @@ from rdflib import RDF, RDFS, XSD, Literal, URIRef
 
 from tests.conftest import Project, git
 from trellis._errors import TrellisError, UnknownRunError
-from trellis.export import html, prov, rdf
+from trellis.exporting import html, prov, rdf
 from trellis.queries.provenance import provenance
 from trellis.queries.runs import select_runs
 from trellis.store.connection import open_store

@@ -124,6 +124,32 @@ def mask_secrets(argv: list[str]) -> list[str]:
     return masked
 
 
+def mask_command(line: str) -> str:
+    """A shell command line with the values of secret-named arguments replaced by ``***``,
+    written as it was otherwise (a recipe line keeps its quoting, pipes and redirections)."""
+    import shlex
+
+    try:
+        words = shlex.split(line)
+    except ValueError:  # unbalanced quotes: words as the shell would roughly see them
+        words = line.split()
+    cursor = 0  # where the next word starts at the earliest, so each value is masked in place
+    for word, masked in zip(words, mask_secrets(words)):
+        if masked == word:
+            found = line.find(word, cursor)
+            cursor = found + len(word) if found >= 0 else cursor
+            continue
+        secret = word if masked == MASK else word[len(masked) - len(MASK):]
+        # the value as a whole word, so that a short one does not mask part of another
+        value = re.compile(rf"(?<![^\s'\"=]){re.escape(secret)}(?![^\s'\";|&)])")
+        found = value.search(line, cursor) if secret else None
+        if found is None:  # quoted in a way that hides it from a plain search: the words, re-quoted
+            return shlex.join(mask_secrets(words))
+        line = line[:found.start()] + MASK + line[found.end():]
+        cursor = found.start() + len(MASK)
+    return line
+
+
 def _mask_assignment(arg: str) -> str:
     """Mask the value of ``NAME=VALUE`` or ``--name=VALUE`` when the name is a secret's.
 

@@ -28,7 +28,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from .environment import mask_secrets
+from .environment import mask_command, mask_secrets
 
 PROBE_VAR = "TRELLIS_MAKE_PROBE"
 """Set in the environment of trellis's own dry runs of make."""
@@ -132,8 +132,11 @@ def build_context() -> dict:
             reason = _last_line(trace.stderr) if trace.returncode else ""
             result["error"] = reason or "no recipe line of make's goals started this process"
             return result
-        result["target"], result["recipe"] = match
-        result["prerequisites"], result["recipe_source"] = _rule(database.stdout, match[0])
+        target, recipe = match
+        prerequisites, source = _rule(database.stdout, target)
+        result["target"], result["prerequisites"] = target, prerequisites
+        result["recipe"] = [mask_command(line) for line in recipe]
+        result["recipe_source"] = [mask_command(line) for line in source]
         if database.returncode > 1 and not result["recipe_source"]:  # -q exits 1 when out of date
             result["error"] = _last_line(database.stderr) or "make could not print its database"
     except Exception as exc:  # never raise into the user's program: report and return

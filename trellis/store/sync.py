@@ -47,7 +47,7 @@ def shared_url(url: str | None, root: Path) -> str:
 
 def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None) -> dict[str, int]:
     """Copy the finished runs of ``source`` (all, or ``run_ids``) that ``target`` lacks."""
-    from trellis.export.store_json import export
+    from trellis.exporting.store_json import export
     from trellis.queries.records import object_digests
     from trellis.store.importing import import_export
     from trellis.store.objects import copy_objects

@@ -16,7 +16,7 @@ from typing import Any
 import rdflib
 
 from trellis._errors import TrellisError
-from trellis.export.prov import (
+from trellis.exporting.prov import (
     DCTERMS,
     NODES,
     PPLAN,
