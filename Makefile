@@ -51,6 +51,7 @@ bench: $(SETUP)
 	scripts/ensure-postgresql
 	$(BIN)/python benchmarks/shared_store.py
 	$(BIN)/python benchmarks/replay.py
+	$(BIN)/python benchmarks/distributed_replay.py
 	scripts/ensure-chromium
 	$(BIN)/python benchmarks/ui_render.py
 
