@@ -245,3 +245,32 @@ def test_package_list_cache_follows_installs(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake_pkg\nVersion: 1.0\n")
     assert packages()["fake-pkg"] == "1.0"
+
+
+def test_module_distributions_are_cached_until_an_install_and_not_by_the_script_folder(tmp_path):
+    import subprocess
+    import sys
+
+    site, script_folder, cache = tmp_path / "site", tmp_path / "work", tmp_path / "cache"
+    site.mkdir()
+    script_folder.mkdir()
+    (script_folder / "probe.py").write_text(
+        "import json, pathlib, sys; from trellis.capture.environment import module_distributions;"
+        "print(json.dumps(module_distributions(pathlib.Path(sys.argv[1]))))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def modules():
+        done = subprocess.run([sys.executable, "probe.py", str(cache)], cwd=script_folder, capture_output=True,
+                              text=True, env=env, check=True)
+        (script_folder / f"output-{len(list(script_folder.iterdir()))}.csv").write_text("x")  # the script writes
+        return json.loads(done.stdout)
+
+    first = modules()
+    assert modules() == first and len(list(cache.glob("modules-*.json"))) == 1  # its folder changed: same key
+    info = site / "fake_pkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake_pkg\nVersion: 1.0\n")
+    (info / "top_level.txt").write_text("fakemod\n")
+    assert modules()["fakemod"] == ["fake_pkg"]
+    assert len(list(cache.glob("modules-*.json"))) == 2

@@ -20,6 +20,7 @@ import platform
 import re
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 MASK = "***"
 
@@ -202,8 +203,28 @@ def _nvidia_gpus(driver: Path) -> tuple[list[dict[str, str]], str | None]:
     return gpus, found[1] if found else None
 
 
+def user_cache() -> Path:
+    """The per-user folder where descriptions of Python environments are kept between runs."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trellis"
+
+
 def _cached_packages(cache: Path) -> dict[str, str | None]:
-    """The installed packages, reused while no ``sys.path`` entry gains, loses or renames a
+    return _cached(cache, "packages", _packages)
+
+
+def module_distributions(cache: Path | None = None) -> dict[str, list[str]]:
+    """``importlib.metadata.packages_distributions()`` (top-level module -> distributions),
+    kept in ``cache`` like the package list: reading every distribution's file list takes
+    100+ ms, which a kernel would otherwise spend at each start."""
+    import importlib.metadata
+
+    if cache is None:
+        return importlib.metadata.packages_distributions()
+    return _cached(cache, "modules", importlib.metadata.packages_distributions)
+
+
+def _cached(cache: Path, kind: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, reused while no ``sys.path`` entry gains, loses or renames a
     distribution's metadata folder.
 
     The key is the names of the ``.dist-info``/``.egg-info`` folders on ``sys.path``, which carry
@@ -214,20 +235,20 @@ def _cached_packages(cache: Path) -> dict[str, str | None]:
     import json
 
     key = hashlib.sha256(json.dumps([sys.executable, _metadata_names()]).encode()).hexdigest()[:24]
-    path = cache / f"packages-{key}.json"
+    path = cache / f"{kind}-{key}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
-    packages = _packages()
+    value = compute()
     try:
         cache.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(packages))
+        temporary.write_text(json.dumps(value))
         os.replace(temporary, path)
     except OSError:
         pass
-    return packages
+    return value
 
 
 def _metadata_names() -> list:

@@ -19,6 +19,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from trellis.capture.environment import user_cache
+
 READ, WRITE = "read", "write"
 
 # Code, compiled extensions, fonts, translations, and the stylesheets and templates libraries
@@ -32,6 +34,7 @@ _NOISE_PREFIXES = (
     # font and style caches that plotting libraries keep for themselves
     os.path.expanduser("~/.cache/matplotlib/"), os.path.expanduser("~/.cache/fontconfig/"),
     os.path.expanduser("~/.config/matplotlib/"), os.path.expanduser("~/.matplotlib/"),
+    f"{user_cache()}{os.sep}",  # trellis's own
 )
 _NOISE_PARTS = ("/.git/", "/__pycache__/", ".dist-info/", ".egg-info/")
 # Inside installed packages only data folders hold data (scikit-learn's datasets, matplotlib's

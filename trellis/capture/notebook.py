@@ -25,6 +25,7 @@ import traceback
 from typing import Any, Callable
 
 from trellis.capture import run as _runs
+from trellis.capture.environment import module_distributions, user_cache
 from trellis.capture.variables import summarize
 from trellis.store import objects
 
@@ -276,7 +277,7 @@ class NotebookCapture:
             self.background.submit("imported modules", functools.partial(self._versions, number, new))
 
     def _load_distributions(self) -> None:
-        self.distributions = importlib.metadata.packages_distributions()
+        self.distributions = module_distributions(user_cache())
 
     def _versions(self, number: int, modules: list[str]) -> None:
         if self.distributions is None:  # the first look failed: try again, and say why

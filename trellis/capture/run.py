@@ -239,8 +239,7 @@ class Run:
             import hashlib
 
             # one cache per user, so that a new project does not pay for reading every package
-            cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trellis"
-            described = json.dumps(environment.describe_environment(cache), sort_keys=True)
+            described = json.dumps(environment.describe_environment(environment.user_cache()), sort_keys=True)
             digest = hashlib.sha256(described.encode()).hexdigest()
             with self.store.transaction() as store:
                 store.execute(

@@ -7,7 +7,6 @@ nbclient alone does not send. Scripts run in this process through ``runpy``, as 
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import runpy
 import sys
@@ -112,11 +111,12 @@ def run_script(path: Path, args: list[str]) -> None:
         runpy.run_path(str(path), run_name="__main__")
     finally:
         if run is not None:
+            from trellis.capture.environment import module_distributions, user_cache
             from trellis.capture.notebook import module_versions
 
             imported = [m for m in sys.modules if m not in before]
             try:
-                found = module_versions(imported, importlib.metadata.packages_distributions())
+                found = module_versions(imported, module_distributions(user_cache()))
                 run.modules.extend((0, *m) for m in found)
             except Exception as error:
                 run.problem("imported modules", error)
