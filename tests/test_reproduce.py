@@ -77,3 +77,17 @@ def test_runs_outside_git_cannot_be_reproduced(bare_folder, monkeypatch):
     bare_folder.run("plain.py")
     done = bare_folder.cli("reproduce", "latest", check=False)
     assert done.returncode == 1 and "recorded outside git" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_run_whose_snapshot_is_gone_says_how_to_get_it_back(in_project):
+    in_project.write("plain.py", "import trellis\ntrellis.log('v', 1)\n")
+    in_project.run("plain.py")
+    uuid = trellis.runs()[0]["run_id"]
+    git(in_project.root, "update-ref", "-d", f"refs/trellis/runs/{uuid}")
+    git(in_project.root, "reflog", "expire", "--expire=now", "--all")
+    git(in_project.root, "gc", "-q", "--prune=now")
+    done = in_project.cli("reproduce", "latest", check=False)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert f"run {uuid[:8]} cannot be reproduced: its code snapshot" in done.stderr
+    assert "git fetch REMOTE 'refs/trellis/runs/*:refs/trellis/runs/*'" in done.stderr
+    assert "tree" not in git(in_project.root, "worktree", "list")

@@ -275,7 +275,7 @@ def import_runs(path: Any) -> dict[str, int]:
     from trellis.store.importing import import_export
 
     if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):  # a store, such as a recovery file
-        from trellis.store.sync import copy_runs
+        from trellis.sharing import copy_runs
 
         source, store = open_store(str(path), read_only=True), open_store()
         try:
@@ -301,7 +301,7 @@ def push(store: str | None = None, objects: str | None = None) -> dict[str, Any]
     """Copy the runs of this project's own store (``.trellis/``) that a shared store lacks, with
     their checkpoints and outputs: runs recorded offline, uploaded later. ``store`` defaults to
     ``TRELLIS_STORE`` / ``trellis config store``; ``objects`` to where that store keeps them."""
-    from trellis.store.sync import push as upload
+    from trellis.sharing import push as upload
 
     return upload(store, objects)
 
@@ -310,7 +310,7 @@ def pull(store: str | None = None, objects: str | None = None, runs: Sequence[st
          everything: bool = False) -> dict[str, Any]:
     """Copy runs of a shared store into this project's own store: ``runs`` (id prefixes),
     ``everything``, or by default those of this project."""
-    from trellis.store.sync import pull as download
+    from trellis.sharing import pull as download
 
     return download(store, objects, list(runs) if runs else None, everything)
 

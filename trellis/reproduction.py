@@ -37,6 +37,8 @@ def reproduce(store: Store, ref: str, tolerance: float = 0.0) -> dict[str, Any]:
         raise TrellisError(f"run {original['uuid'][:8]} is a {original['kind']} run; only scripts and notebooks replay")
     if not original["git_commit"]:
         raise TrellisError(f"run {original['uuid'][:8]} was recorded outside git: there is no snapshot to run")
+    if not worktrees.has_commit(store.project, original["git_commit"]):
+        raise TrellisError(f"run {original['uuid'][:8]} cannot be reproduced: {worktrees.snapshot_gone(original['git_commit'])}")
     folder = Path(tempfile.mkdtemp(prefix="trellis-reproduce-"))
     worktree = folder / "tree"
     worktrees.check_out(store.project, original["git_commit"], worktree)

@@ -26,6 +26,18 @@ def git(root: Path, *args: str) -> str:
     return done.stdout
 
 
+def snapshot_gone(commit: str) -> str:
+    """Why the code snapshot ``commit`` cannot be used, and what to do about it."""
+    return (f"its code snapshot {commit[:8]} is gone from this repository (deleted, or never fetched"
+            " into this clone): fetch it from a clone that has it with"
+            " git fetch REMOTE 'refs/trellis/runs/*:refs/trellis/runs/*'")
+
+
+def has_commit(root: Path, commit: str) -> bool:
+    done = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=root, capture_output=True)
+    return done.returncode == 0
+
+
 def check_out(root: Path, commit: str, folder: Path) -> Path:
     """A worktree of ``commit`` at ``folder``."""
     git(root, "worktree", "add", "--detach", str(folder), commit)

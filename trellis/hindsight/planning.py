@@ -28,6 +28,7 @@ from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.objects import object_path
 from trellis.store.schema import run_keys
+from trellis.worktrees import snapshot_gone
 
 # What a segment costs beyond the run's own recorded time: interpreter start, imports before
 # trellis, a worktree.
@@ -219,7 +220,7 @@ def _plan_run(store: Store, run: dict[str, Any], filename: str, today: str, name
     shown = subprocess.run(["git", "show", f"{run['git_commit']}:{filename}"], cwd=store.project,
                            capture_output=True, text=True)
     if shown.returncode != 0:
-        plan.reason = f"its code snapshot {run['git_commit'][:8]} is gone from the repository"
+        plan.reason = snapshot_gone(run["git_commit"])
         return plan
     old = shown.stdout
     wanted = _not_yet_logged(store, run["id"], names, force, plan.skipped)
