@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 import trellis
+from trellis._errors import TrellisError
 from tests.capture.test_notebook import TRAINING, notebook, trellis_run
 from tests.conftest import Project, git
 
@@ -79,3 +80,46 @@ def test_a_notebook_without_provenance_is_one_line(recorded):
     done = recorded.cli("notebook", "import", "train.ipynb", check=False)
     assert done.returncode == 1 and "holds no trellis provenance" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+class _SavedMeanwhile(dict):
+    """Provenance whose reading saves the notebook, as a frontend would while embed runs."""
+
+    def __init__(self, described, notebook, saves):
+        super().__init__(described)
+        self.notebook, self.saves = notebook, saves
+
+    def items(self):
+        if self.saves:
+            self.saves -= 1
+            book = nbformat.read(self.notebook, as_version=4)
+            book.cells.append(nbformat.v4.new_markdown_cell(f"saved meanwhile {self.saves}"))
+            nbformat.write(book, self.notebook)
+        return super().items()
+
+
+def test_a_notebook_saved_while_embedding_keeps_the_save(recorded, monkeypatch):
+    from trellis.exporting.notebook import embed
+    from trellis.queries.notebooks import history, notebook_file
+    from trellis.store.connection import open_store
+
+    monkeypatch.chdir(recorded.root)
+    path = recorded.root / "train.ipynb"
+    cells = len(nbformat.read(path, as_version=4).cells)
+    store = open_store(root=recorded.root, read_only=True)
+    try:
+        described = history(store, str(notebook_file("train.ipynb")))
+    finally:
+        store.close()
+    embed(path, _SavedMeanwhile(described, path, saves=1))
+    after = nbformat.read(path, as_version=4)
+    assert len(after.cells) == cells + 1 and after.cells[-1].source == "saved meanwhile 0"
+    jsonschema.validate(after.metadata["trellis"], SCHEMA)
+    assert len(after.metadata["trellis"]["epochs"]) == len(described["epochs"]) >= 1
+    assert not list(recorded.root.glob(".train.ipynb.*.tmp"))
+
+    with pytest.raises(TrellisError, match="kept changing on disk"):
+        embed(path, _SavedMeanwhile(described, path, saves=5))
+    last = nbformat.read(path, as_version=4)
+    assert last.cells[-1].source == "saved meanwhile 2"  # the last save stands
+    assert not list(recorded.root.glob(".train.ipynb.*.tmp"))

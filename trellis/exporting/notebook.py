@@ -12,19 +12,46 @@ from typing import Any
 from trellis._errors import TrellisError
 
 
+_ATTEMPTS = 3
+
+
 def embed(path: Path, described: dict[str, Any]) -> dict[str, int]:
+    """Write ``described`` into the notebook's metadata.
+
+    A frontend may save the notebook while this runs: the new file is written beside it and
+    put in place only if the notebook on disk is still the one read, else the newer notebook is
+    read and the provenance embedded into it, so a save made meanwhile is never overwritten.
+    """
+    import os
+    import tempfile
+
     import nbformat
 
-    try:
-        book = nbformat.read(path, as_version=nbformat.NO_CONVERT)
-    except Exception as error:
-        raise TrellisError(f"{path} is not a readable notebook: {type(error).__name__}: {error}") from None
-    book.metadata["trellis"] = _compact(described)
-    nbformat.write(book, path)
-    return {
-        "epochs": len(described["epochs"]),
-        "executions": sum(len(e["executions"]) for e in described["epochs"]),
-    }
+    path = Path(path)
+    for _ in range(_ATTEMPTS):
+        try:
+            read = path.read_bytes()
+            book = nbformat.reads(read.decode("utf-8"), as_version=nbformat.NO_CONVERT)
+        except Exception as error:
+            raise TrellisError(f"{path} is not a readable notebook: {type(error).__name__}: {error}") from None
+        book.metadata["trellis"] = _compact(described)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                nbformat.write(book, out)
+            os.chmod(temporary, path.stat().st_mode & 0o7777)
+            if path.read_bytes() != read:
+                continue  # saved meanwhile: embed into what is there now
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return {
+            "epochs": len(described["epochs"]),
+            "executions": sum(len(e["executions"]) for e in described["epochs"]),
+        }
+    raise TrellisError(f"{path} kept changing on disk while its provenance was being embedded;"
+                       " nothing was written: run `trellis notebook embed` again once it is saved")
 
 
 def _compact(described: dict[str, Any]) -> dict[str, Any]:
