@@ -18,6 +18,16 @@ GIT_IDENTITY = {
 }
 
 
+def stop(process: subprocess.Popen, seconds: float = 30) -> None:
+    """Ask a server started by a test to exit; kill it if it does not within ``seconds``."""
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 import trellis
-from tests.conftest import Project, git
+from tests.conftest import Project, git, stop
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "document_segmentation"
 CHROMIUM = "/usr/bin/chromium"
@@ -47,15 +47,6 @@ def wait_until_listening(app: subprocess.Popen, port: int, log: Path, seconds: f
             if time.monotonic() > deadline:
                 raise AssertionError(f"app.py did not listen on port {port}:\n{log.read_text()}")
             time.sleep(0.1)
-
-
-def stop(app: subprocess.Popen) -> None:
-    app.terminate()
-    try:
-        app.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        app.kill()
-        app.wait()
 
 
 def page_classes(segmentation: list[bool]) -> list[str]:

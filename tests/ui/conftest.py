@@ -14,12 +14,32 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import GIT_IDENTITY, Project, git
+from tests.conftest import GIT_IDENTITY, Project, git, stop
 
-# Text that runs script if a page ever treats stored text as markup: it marks the document and
-# opens a dialog, both of which the tests look for.
-HOSTILE = ("<script>document.documentElement.dataset.pwned='script';alert('script')</script>"
-           "<img src=x onerror=\"document.documentElement.dataset.pwned='onerror';alert('onerror')\">")
+
+def _payload(template: str, name: str) -> str:
+    return template.replace("RUN", f"document.documentElement.dataset.pwned='{name}';alert('{name}')")
+
+
+# Text that runs script if a page ever treats stored text as markup: each payload marks the
+# document and opens a dialog, both of which the tests look for. Plain tags and event handlers,
+# breaking out of an attribute or a raw-text element, nested documents, mutation XSS, and
+# template expressions.
+XSS_PAYLOADS = [
+    _payload(template, name) for name, template in (
+        ("script", "<script>RUN</script>"),
+        ("onerror", '<img src=x onerror="RUN">'),
+        ("svg", '<svg onload="RUN"></svg>'),
+        ("attribute", '"><svg/onload="RUN">'),
+        ("single-quoted", "'><details open ontoggle=\"RUN\">"),
+        ("raw-text", "</textarea></title></style></script><script>RUN</script>"),
+        ("srcdoc", '<iframe srcdoc="<script>parent.RUN</script>"></iframe>'),
+        ("mxss", '<math><mtext><table><mglyph><style><img src=x onerror="RUN">'),
+        ("template", "{{constructor.constructor(\"RUN\")()}}${RUN}"),
+        ("link", '<a href="javascript:RUN">link</a>'),
+    )
+]
+HOSTILE = "".join(XSS_PAYLOADS)
 
 NOTEBOOK = {
     "imports": "import json\nimport numpy as np\nimport trellis",
@@ -137,12 +157,7 @@ class Dashboard:
             return "" if self.process.poll() is None else f"(exited {self.process.returncode})"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import Project, git
+from tests.conftest import Project, git, stop
 from tests.ui.test_server import request
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter, pytest.mark.kernel]
@@ -77,12 +77,7 @@ def jupyter(project: Project, tmp_path):
             raise AssertionError(f"jupyter lab did not answer:\n{(tmp_path / 'jupyter.log').read_text()}")
         time.sleep(0.5)
     yield base, token
-    server.terminate()
-    try:
-        server.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    stop(server, 60)
     log.close()
 
 
