@@ -119,8 +119,13 @@ def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> p
         (f"kind, text_value FROM logs WHERE {where} AND kind IN {_in(TEXT_KINDS)}", list(TEXT_KINDS), None),
         (f"NULL FROM logs WHERE {where} AND kind = ?", [NONE], NONE),
     ]
+    # One scan says which kinds are there, so that a name logged only as floats (the usual
+    # case) is not scanned again for ints, text and None that it does not have.
+    present = {kind for (kind,) in store.execute(f"SELECT DISTINCT kind FROM logs WHERE {where}", params)}
     parts = []
     for tail, kinds, constant_kind in queries:
+        if not present.intersection(kinds):
+            continue
         columns = ["seq", "iteration"] + ([] if single else ["code"])
         columns += ["value"] if constant_kind is not None else ["kind", "value"]
         sql = f"SELECT id, iteration, {code}{tail}"
