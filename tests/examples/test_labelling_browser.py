@@ -12,17 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 import trellis
 from tests.conftest import Project, git, stop
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "document_segmentation"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 DOCUMENT = "doc_010"
 FLIPPED = 1  # the document's second page
 TIMEOUT_MS = 30_000
@@ -60,10 +55,7 @@ def page_classes(segmentation: list[bool]) -> list[str]:
 
 
 @pytest.mark.browser
-def test_a_page_flipped_and_confirmed_in_the_browser_is_logged(project: Project, tmp_path, monkeypatch):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium", pytrace=False)
-
+def test_a_page_flipped_and_confirmed_in_the_browser_is_logged(project: Project, browser, tmp_path, monkeypatch):
     root = project.root
     shutil.copytree(EXAMPLE, root, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("raw", "features", "model", ".trellis", "predictions.json"))
@@ -88,24 +80,22 @@ def test_a_page_flipped_and_confirmed_in_the_browser_is_logged(project: Project,
         )
     try:
         wait_until_listening(app, port, log)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(TIMEOUT_MS)
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.wait_for_selector("body[data-ready=true]")
-                row = page.locator(f'div.document[data-name="{DOCUMENT}"]')
-                pages = row.locator("div.page")
-                assert pages.count() == len(predicted)
-                before = pages.nth(FLIPPED).get_attribute("class")
-                pages.nth(FLIPPED).click()
-                after = pages.nth(FLIPPED).get_attribute("class")
-                button = row.get_by_role("button", name="Confirm")
-                button.click()
-                expect(button).to_have_class(re.compile(r"\bconfirmed\b"))
-            finally:
-                browser.close()
+        page = browser.new_page()
+        try:
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("body[data-ready=true]")
+            row = page.locator(f'div.document[data-name="{DOCUMENT}"]')
+            pages = row.locator("div.page")
+            assert pages.count() == len(predicted)
+            before = pages.nth(FLIPPED).get_attribute("class")
+            pages.nth(FLIPPED).click()
+            after = pages.nth(FLIPPED).get_attribute("class")
+            button = row.get_by_role("button", name="Confirm")
+            button.click()
+            expect(button).to_have_class(re.compile(r"\bconfirmed\b"))
+        finally:
+            page.close()
     finally:
         stop(app)
 
