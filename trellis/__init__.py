@@ -283,7 +283,8 @@ def import_runs(path: Any) -> dict[str, int]:
         finally:
             source.close()
             store.close()
-        return {"imported": counts["copied"] + counts["merged"], "skipped": counts["skipped"]}
+        return {"imported": counts["copied"] + counts["merged"], "skipped": counts["skipped"],
+                "replays": counts["replays"]}
     try:
         exported = json.loads(Path(path).read_text())
     except FileNotFoundError:
