@@ -4,6 +4,7 @@ new log statements replayed into them from checkpoints, in separate processes.""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,14 +69,26 @@ def commit(project, message: str) -> None:
 @pytest.fixture
 def history(project):
     """Three runs: version 1 once, version 2 twice (two learning rates); every epoch checkpointed."""
+    return _record_history(project)
+
+
+@pytest.fixture
+def shared_history(project, new_store, tmp_path):
+    """The same runs, recorded into a store outside the project with its objects in a folder
+    of their own, as a team shares them: (run ids, the store's settings)."""
+    shared = {"TRELLIS_STORE": new_store, "TRELLIS_OBJECTS": str(tmp_path / "team-objects")}
+    return _record_history(project, **shared), shared
+
+
+def _record_history(project, **env: str) -> list[str]:
     project.write("train.py", VERSION_1)
     commit(project, "version 1")
-    project.run("train.py", TRELLIS_CHECKPOINT_SHARE="1")
+    project.run("train.py", TRELLIS_CHECKPOINT_SHARE="1", **env)
     project.write("train.py", VERSION_2)
     commit(project, "version 2")
-    project.run("train.py", TRELLIS_CHECKPOINT_SHARE="1")
-    project.run("train.py", "--lr", "0.02", TRELLIS_CHECKPOINT_SHARE="1")
-    database = _Database(project)
+    project.run("train.py", TRELLIS_CHECKPOINT_SHARE="1", **env)
+    project.run("train.py", "--lr", "0.02", TRELLIS_CHECKPOINT_SHARE="1", **env)
+    database = _Database(project, env.get("TRELLIS_STORE"))
     runs = [uuid for (uuid,) in database.execute("SELECT uuid FROM runs ORDER BY id")]
     saved = database.execute("SELECT run, COUNT(DISTINCT idx) FROM checkpoints GROUP BY run ORDER BY run").fetchall()
     assert saved == [(1, 6), (2, 6), (3, 6)]
@@ -94,18 +107,23 @@ class _Rows(list):
 class _Database:
     """The project's store, SQLite or PostgreSQL (``--store``), read as with ``sqlite3``."""
 
-    def __init__(self, project) -> None:
-        self.store = project.store()
+    def __init__(self, project, url: str | None = None) -> None:
+        if url is None:
+            self.store = project.store()
+        else:
+            from trellis.store.connection import open_store
+
+            self.store = open_store(url, root=project.root, read_only=True)
 
     def execute(self, sql: str, params: tuple = ()) -> _Rows:
         return _Rows(self.store.execute(sql, params))
 
 
-def frame(project, *names: str):
+def frame(project, *names: str, **env: str):
     done = project.python(f"""
         import trellis
         print(trellis.dataframe({', '.join(map(repr, names))}).to_json(orient="records"))
-    """)
+    """, **env)
     return json.loads(done.stdout)
 
 
@@ -247,14 +265,18 @@ def test_a_run_whose_snapshot_is_gone_is_skipped_with_the_reason(project, histor
     assert "2 run(s)" in plan
 
 
-def test_a_dask_cluster_of_worker_processes_replays_like_the_process_pool(project, history):
+def test_a_dask_cluster_of_worker_processes_replays_like_the_process_pool(project, shared_history):
     from distributed import LocalCluster
 
+    _, shared = shared_history
+    checkpoints = list(Path(shared["TRELLIS_OBJECTS"]).glob("*/*"))
+    assert len(checkpoints) >= 6 and not (project.root / ".trellis" / "objects").exists()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         done = project.cli("replay", "grad_norm", "--workers", "2", "--executor",
-                           cluster.scheduler_address.replace("tcp://", "dask://"), "--yes", "--json")
+                           cluster.scheduler_address.replace("tcp://", "dask://"), "--yes", "--json",
+                           env=shared)
     report = json.loads(done.stdout)
     assert [run["status"] for run in report["runs"]] == ["ok"] * 3
     assert [run["values"] for run in report["runs"]] == [48] * 3
-    values = frame(project, "loss", "grad_norm")
+    values = frame(project, "loss", "grad_norm", **shared)  # the values are in the shared store
     assert sum(row["grad_norm"] is not None for row in values) == 3 * 48

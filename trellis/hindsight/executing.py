@@ -179,7 +179,7 @@ def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Pat
         "command": [sys.executable, *run.argv], "cwd": str(tree / (run.cwd or ".")),
         # The store too, for scripts that read it (a dataframe of earlier runs, a checkpoint).
         "env": {"TRELLIS_REPLAY": str(spec_path), "TRELLIS_PROGRESS": "0", "TRELLIS_STORE": store.location,
-                **threads},
+                "TRELLIS_OBJECTS": str(store.objects), **threads},
         "result": spec["result"],
     }
 
