@@ -7,6 +7,7 @@ folder standing for a shared one; the project's own store is its ``.trellis/`` f
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -243,6 +244,21 @@ def test_a_shared_store_keeps_checkpoints_in_s3(project, shared, s3):
         env={**project.env(TRELLIS_STORE=shared, TRELLIS_OBJECTS=objects), **s3})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[6.0, 6.0, 6.0, 6.0]"
+
+
+def test_a_replay_restores_checkpoints_from_s3(project, shared, s3):
+    _bucket(s3, "team-checkpoints")
+    team = {"TRELLIS_STORE": shared, "TRELLIS_OBJECTS": "s3://team-checkpoints/trellis", **s3}
+    project.write("train.py", SCRIPT)
+    project.run("train.py", "2", TRELLIS_CHECKPOINT_SHARE="1", EPOCH_SECONDS="0.5", **team)
+    logged = '        trellis.log("loss", float(sys.argv[1]) / (epoch + 1))\n'
+    project.write("train.py", SCRIPT.replace(logged, logged + '        trellis.log("total", float(weights.sum()))\n'))
+    # the last epoch only: it starts from the checkpoint saved after the one before, in S3
+    done = project.cli("replay", "total", "--where", "epoch >= 2", "--yes", "--json", env=team)
+    report = json.loads(done.stdout)
+    assert [run["status"] for run in report["runs"]] == ["ok"] and report["runs"][0]["restores"] >= 1
+    values, _ = _replayed(project, shared)
+    assert [(epoch, total) for _, epoch, total in values] == [(2, 6.0 * 4)]
 
 
 def test_push_copies_objects_into_s3(project, shared, s3):

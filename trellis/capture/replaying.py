@@ -23,6 +23,8 @@ from typing import Any, Iterable, Iterator
 
 from trellis.capture import run as _runs
 from trellis.store import formats
+from trellis.store.connection import objects_location
+from trellis.store.objects import object_path
 from trellis.store.cells import cell
 
 Path_ = tuple[tuple[str, int, int], ...]
@@ -42,7 +44,9 @@ class ReplayRun:
         self.loop: str | None = spec["loop"]
         self.modes = {int(k): v for k, v in spec["modes"].items()}
         self.keep = set(spec["keep"])
-        self.checkpoints = {int(k): v for k, v in spec["checkpoints"].items()}
+        self.checkpoints = {int(k): v for k, v in spec["checkpoints"].items()}  # index -> name -> [format, digest]
+        # where the store keeps them: a folder or an object store, as the replay passed it on
+        self.object_folder = objects_location(os.environ.get("TRELLIS_OBJECTS"), Path.cwd())
         self.params = {}
         self.historical = spec["params"]
         self.ids = itertools.count(1)
@@ -169,8 +173,8 @@ class ReplayRun:
         if saved is None:
             raise RuntimeError(f"trellis replay: no checkpoint after iteration {index} to restore")
         started = time.perf_counter()
-        for name, (format, path) in saved.items():
-            formats.restore(self.objects[name], formats.deserialize(format, Path(path)))
+        for name, (format, digest) in saved.items():
+            formats.restore(self.objects[name], formats.deserialize(format, object_path(self.object_folder, digest)))
         self.restore_seconds += time.perf_counter() - started
         self.restores += 1
         self.state = index

@@ -26,7 +26,6 @@ from trellis.analysis.propagation import Placement, PlacementError, find_stateme
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
-from trellis.store.objects import object_path
 from trellis.store.schema import run_keys
 from trellis.worktrees import snapshot_gone
 
@@ -365,7 +364,7 @@ def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placeme
         "SELECT idx, name, object, format, seconds FROM checkpoints WHERE run = ? AND loop = ?",
         (run["id"], loop),
     ):
-        saved.setdefault(idx, {})[name] = [format, str(object_path(store.objects, digest))]
+        saved.setdefault(idx, {})[name] = [format, digest]
         restore_cost[idx] = restore_cost.get(idx, 0.0) + seconds
     plan.checkpoints = saved
     wanted = [k for k in indexes if condition(loop, k)]
