@@ -8,9 +8,7 @@ at once by walking the iteration tree one level per step.
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,29 +94,14 @@ def dataframe(
         )
     if latest:
         run_ids = _latest_per_file(store, names, run_ids)
-    runs = _runs_logging(store, names, run_ids)
-    # The iteration tree is read on a second thread while the values are read on this one: the
-    # two biggest reads, and the driver lets go of the interpreter while it reads.
-    with _beside(store, _iteration_tree, store, runs) as tree:
-        wide = _widen(_read_values(store, names, runs), names)
-    return _with_dimensions(store, wide, names, tree.result())
+    long = _read_values(store, names, run_ids)
+    wide = _widen(long, names)
+    return _with_dimensions(store, wide, names)
 
 
-@contextmanager
-def _beside(store: Store, read: Callable[..., Any], *args: Any) -> Iterator[Future]:
-    """``read(*args)`` on a thread of its own where the store reads with a connection per call
-    (SQLite), else here; the future holds its result either way."""
-    if store.dialect.name != "sqlite":
-        done: Future = Future()
-        yield done
-        done.set_result(read(*args))
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="trellis-read") as pool:
-        yield pool.submit(read, *args)
-
-
-def _read_values(store: Store, names: list[str], runs: list[int]) -> pd.DataFrame:
+def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> pd.DataFrame:
     """Columns run, seq (the log key, in log order), iteration, code (of the name), kind, value."""
+    runs = _runs_logging(store, names, run_ids)
     if not runs:
         return pd.DataFrame(columns=["run", "seq", "iteration", "code", "kind", "value"])
     keys, bounds = _key_ranges(runs)
@@ -230,9 +213,9 @@ def _narrow(column: pd.Series) -> pd.Series:
     return column
 
 
-def _with_dimensions(store: Store, wide: pd.DataFrame, names: list[str], tree: _Tree) -> pd.DataFrame:
+def _with_dimensions(store: Store, wide: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     run_ids = sorted({int(r) for r in wide["run"].unique()}) if len(wide) else []
-    coordinates, loop_columns = _coordinates(wide, tree)
+    coordinates, loop_columns = _coordinates(store, wide, run_ids)
     runs = _runs_table(store, run_ids)
     frame = wide.join(coordinates) if len(coordinates.columns) else wide
     frame = frame.merge(runs, left_on="run", right_index=True, how="left")
@@ -250,18 +233,13 @@ def _runs_table(store: Store, run_ids: list[int]) -> pd.DataFrame:
     return runs.set_index("id")
 
 
-class _Tree:
-    """The iterations of some runs: loop names outermost first, and per iteration its key,
-    parent, index and loop (as a position in ``order``); ``shown`` holds the loop values that
-    are not the index, by iteration key."""
-
-    def __init__(self, order: list[str], iterations: pd.DataFrame | None, shown: dict[int, str]) -> None:
-        self.order, self.iterations, self.shown = order, iterations, shown
-
-
-def _iteration_tree(store: Store, run_ids: list[int]) -> _Tree:
+def _coordinates(
+    store: Store, wide: pd.DataFrame, run_ids: list[int]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Per row, the index (and non-index value) of every loop around the value."""
+    empty = pd.DataFrame(index=wide.index)
     if not run_ids:
-        return _Tree([], None, {})
+        return empty, []
     # Iteration keys start with the run, so each run is a range of the primary key.
     run_filter = " OR ".join(["id BETWEEN ? AND ?"] * len(run_ids))
     bounds = [b for run in run_ids for b in (run << RUN_SHIFT, ((run + 1) << RUN_SHIFT) - 1)]
@@ -271,7 +249,7 @@ def _iteration_tree(store: Store, run_ids: list[int]) -> _Tree:
         run_ids,
     )
     if not loops:
-        return _Tree([], None, {})
+        return empty, []
     order = [loop for loop, *_ in sorted(loops, key=lambda row: (row[1], row[0]))]
     code = "CASE loop " + "WHEN ? THEN ? " * len(order) + "END"
     iterations = read_frame(
@@ -285,14 +263,6 @@ def _iteration_tree(store: Store, run_ids: list[int]) -> _Tree:
         shown = dict(store.execute(
             f"SELECT id, value FROM iterations WHERE ({run_filter}) AND value IS NOT NULL", bounds
         ))
-    return _Tree(order, iterations, shown)
-
-
-def _coordinates(wide: pd.DataFrame, tree: _Tree) -> tuple[pd.DataFrame, list[str]]:
-    """Per row, the index (and non-index value) of every loop around the value."""
-    if tree.iterations is None or not len(wide):
-        return pd.DataFrame(index=wide.index), []
-    order, iterations, shown = tree.order, tree.iterations, tree.shown
     lookup = pd.Index(iterations["id"].to_numpy(np.int64))
     parents = iterations["parent"].to_numpy(np.int64)
     loop_codes = iterations["loop"].to_numpy(np.int64)
