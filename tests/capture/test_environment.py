@@ -274,3 +274,18 @@ def test_module_distributions_are_cached_until_an_install_and_not_by_the_script_
     (info / "top_level.txt").write_text("fakemod\n")
     assert modules()["fakemod"] == ["fake_pkg"]
     assert len(list(cache.glob("modules-*.json"))) == 2
+
+
+def test_the_cache_keeps_the_newest_environments_only(tmp_path, monkeypatch):
+    from trellis.capture import environment
+
+    cache = tmp_path / "cache"
+    for number in range(20):
+        monkeypatch.setattr(environment.sys, "path", [str(tmp_path / f"env{number}")])
+        (tmp_path / f"env{number}" / f"pkg{number}-1.0.dist-info").mkdir(parents=True)
+        assert environment._cached(cache, "probe", lambda: number) == number
+        written = max(cache.glob("probe-*.json"), key=lambda p: p.stat().st_mtime_ns)  # just now
+        os.utime(written, (1_700_000_000 + number,) * 2)  # an older day each, in order
+    kept = list(cache.glob("probe-*.json"))
+    assert len(kept) == environment._KEEP
+    assert environment._cached(cache, "probe", lambda: "again") == 19  # the newest is still known

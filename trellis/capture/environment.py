@@ -246,24 +246,43 @@ def _cached(cache: Path, kind: str, compute: Callable[[], Any]) -> Any:
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(value))
         os.replace(temporary, path)
+        _prune(cache, kind)
     except OSError:
         pass
     return value
 
 
+_KEEP = 16  # environments remembered per kind: a user's virtualenvs, not every one ever made
+
+
+def _prune(cache: Path, kind: str) -> None:
+    def age(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    kept = sorted(cache.glob(f"{kind}-*.json"), key=age, reverse=True)
+    for stale in kept[_KEEP:]:
+        stale.unlink(missing_ok=True)
+
+
 def _metadata_names() -> list:
-    """Per ``sys.path`` entry, its distributions' metadata folders (or a zip's mtime)."""
+    """Per ``sys.path`` entry that holds distributions, their metadata folders (or a zip's
+    mtime). Entries without any are left out: the script's own folder is one, and a new
+    project, or a temporary folder, must not make the key new."""
     names: list = []
     for entry in sys.path:
         try:
             with os.scandir(entry or ".") as found:
-                names.append((entry, sorted(
-                    item.name for item in found if item.name.endswith((".dist-info", ".egg-info"))
-                )))
+                held = sorted(item.name for item in found if item.name.endswith((".dist-info", ".egg-info")))
         except NotADirectoryError:
             names.append((entry, _mtime(entry)))
+            continue
         except OSError:
-            names.append((entry, None))
+            continue
+        if held:
+            names.append((entry, held))
     return names
 
 
