@@ -69,3 +69,35 @@ def test_query_is_read_only(two_scripts):
     with pytest.raises(trellis.TrellisError, match="query failed"):
         trellis.query("DROP TABLE logs")
     assert trellis.query("SELECT COUNT(*) AS n FROM logs")["n"][0] == 9
+
+
+def test_reading_while_the_same_process_writes_breaks_nothing(project):
+    # A notebook reading values back while its run flushes on trellis's thread: the reading
+    # driver's own copy of SQLite once reset the store's shared memory under the writer
+    # (SIGBUS, or "locking protocol" and lost values).
+    project.write("both.py", """
+        import threading, trellis
+        done = threading.Event()
+        def write():
+            value = 0
+            while not done.is_set():
+                for _ in range(200):
+                    trellis.log("x", float(value))
+                    value += 1
+                trellis.commit()
+        trellis.log("x", -1.0)
+        trellis.commit()
+        writer = threading.Thread(target=write)
+        writer.start()
+        for _ in range(30):
+            rows = len(trellis.dataframe("x"))
+        done.set()
+        writer.join()
+        trellis.commit()
+        print("read", rows, "stored", len(trellis.dataframe("x")))
+    """)
+    done = project.run("both.py", check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trellis could not" not in done.stderr
+    read, stored = (int(word) for word in done.stdout.split()[1::2])
+    assert 1 < read <= stored

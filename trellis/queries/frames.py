@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from trellis.store.connection import Store
+from trellis.store.connection import Store, database_lock
 
 
 def read_frame(store: Store, sql: str, params: Sequence[Any], columns: list[str]) -> pd.DataFrame:
@@ -29,10 +29,11 @@ def read_frame(store: Store, sql: str, params: Sequence[Any], columns: list[str]
 def _read_sqlite(path: str, sql: str, params: Sequence[Any], columns: list[str]) -> pd.DataFrame:
     import adbc_driver_sqlite.dbapi as adbc
 
-    with adbc.connect(f"file:{path}?mode=ro") as connection:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, tuple(params))
-            table = cursor.fetch_arrow_table()
+    with database_lock(path):  # ADBC's own copy of SQLite must not meet this process's at work
+        with adbc.connect(f"file:{path}?mode=ro") as connection:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, tuple(params))
+                table = cursor.fetch_arrow_table()
     return _frame(table, columns)
 
 

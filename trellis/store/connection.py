@@ -63,6 +63,25 @@ POSTGRES = Dialect(
 )
 
 
+_DATABASE_LOCKS: dict[str, threading.RLock] = {}
+_DATABASE_LOCKS_GUARD = threading.Lock()
+
+
+def database_lock(path: str) -> threading.RLock:
+    """The one lock of this process for the SQLite file at ``path``, held by every connection
+    to it while it works.
+
+    The ADBC driver that reads results into Arrow carries a copy of SQLite of its own. File
+    locks belong to the process, so that copy cannot see the other's: opening the database while
+    a ``sqlite3`` connection of the same process is working on it, it takes itself for the only
+    connection and resets the shared-memory file the other has mapped (the process dies of
+    SIGBUS, or the write fails with "locking protocol"). Within a process, the two take turns.
+    """
+    key = os.path.realpath(path)
+    with _DATABASE_LOCKS_GUARD:
+        return _DATABASE_LOCKS.setdefault(key, threading.RLock())
+
+
 @dataclass
 class Store:
     """A connection to one store, safe to share between the threads of a process.
@@ -354,7 +373,7 @@ def open_store(
         except sqlite3.Error as error:
             raise StoreError(f"cannot open the store at {db}: {error}") from None
         folder = objects_location(location, root) if location else db.parent / "objects"
-        store = Store(SQLITE, connection, str(db), folder, root, url=str(db))
+        store = Store(SQLITE, connection, str(db), folder, root, lock=database_lock(str(db)), url=str(db))
     if not read_only:
         try:
             _ensure_schema(store)
