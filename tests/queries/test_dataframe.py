@@ -71,6 +71,7 @@ def test_query_is_read_only(two_scripts):
     assert trellis.query("SELECT COUNT(*) AS n FROM logs")["n"][0] == 9
 
 
+@pytest.mark.sqlite_only("two copies of SQLite in one process; a PostgreSQL store involves neither")
 def test_reading_while_the_same_process_writes_breaks_nothing(project):
     # A notebook reading values back while its run flushes on trellis's thread: the reading
     # driver's own copy of SQLite once reset the store's shared memory under the writer
