@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import trellis
+from trellis.store.spans import expand
 
 
 @pytest.fixture
@@ -122,6 +123,15 @@ def test_values_repeated_at_one_coordinate_get_a_row_each(in_project):
     assert frame["count"].tolist()[0] == 3 and frame["count"].isna().sum() == 2
 
 
+LIST_ITERATIONS = {
+    "sqlite": "SELECT i.idx + j.key AS idx, i.started + j.value / 1e6 AS started"
+              " FROM iterations i, json_each(i.starts_us) j",
+    "postgresql": "SELECT i.idx + j.n - 1 AS idx, i.started + j.us::float8 / 1e6 AS started"
+                  " FROM iterations i, jsonb_array_elements_text(i.starts_us::jsonb)"
+                  " WITH ORDINALITY j(us, n)",
+}
+
+
 def test_loop_keeps_len_and_records_iteration_times(in_project):
     in_project.write("lengths.py", """
         import time
@@ -136,9 +146,19 @@ def test_loop_keeps_len_and_records_iteration_times(in_project):
     """)
     done = in_project.run("lengths.py")
     assert "len 5" in done.stdout and "total 5" in done.stdout
-    times = trellis.query("SELECT idx, started, ended FROM iterations ORDER BY idx")
-    assert times["idx"].tolist() == [0, 1, 2, 3, 4]
-    assert ((times["ended"] - times["started"]) >= 0.009).all()
+    (row,) = trellis.query("SELECT id, idx, started, ended, count, starts_us FROM iterations").itertuples(index=False)
+    assert row.count == 5  # the iterations of a loop without inner loops share a row
+    times = list(expand(*row))
+    assert [idx for _, idx, _, _ in times] == [0, 1, 2, 3, 4]
+    assert [ident for ident, *_ in times] == [row.id + k for k in range(5)]
+    assert all(ended - started >= 0.009 for _, _, started, ended in times)
+    # the README's SQL lists the same iterations
+    store = in_project.store()
+    listing = LIST_ITERATIONS[store.dialect.name]
+    store.close()
+    listed = trellis.query(listing + " ORDER BY idx")
+    assert listed["idx"].tolist() == [0, 1, 2, 3, 4]
+    assert listed["started"].tolist() == pytest.approx([started for _, _, started, _ in times], abs=1e-6)
 
 
 def test_breaking_out_of_a_loop_restores_the_outer_coordinates(in_project):

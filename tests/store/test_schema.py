@@ -7,6 +7,7 @@ import pytest
 from trellis.queries.dataframe import dataframe
 from trellis.store.connection import open_store
 from trellis.store.schema import SCHEMA_VERSION
+from trellis.store.spans import expand
 
 SCRIPT = """
 import trellis
@@ -27,11 +28,29 @@ def _has_index(store, name: str) -> bool:
     return bool(store.execute(catalog, (name,)))
 
 
+def _as_version_2(store) -> None:
+    """Iterations one row each, as version 2 wrote them."""
+    rows = store.execute("SELECT id, run, parent, loop, depth, idx, started, ended, value, count,"
+                         " starts_us FROM iterations")
+    store.execute("DELETE FROM iterations")
+    store.execute("ALTER TABLE iterations DROP COLUMN starts_us")
+    store.execute("ALTER TABLE iterations DROP COLUMN count")
+    store.executemany(
+        "INSERT INTO iterations (id, run, parent, loop, depth, idx, started, ended, value)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(ident, run, parent, loop, depth, idx, started, ended, value)
+         for ident, run, parent, loop, depth, first, first_start, last_end, value, count, starts in rows
+         for ident, idx, started, ended in expand(ident, first, first_start, last_end, count, starts)],
+    )
+    store.execute("UPDATE schema_version SET version = 2")
+
+
 def test_a_version_1_store_is_migrated_and_reads_the_same(project):
     project.write("train.py", SCRIPT)
     project.run("train.py")
     store = _raw(project)  # back to what version 1 wrote
     with store.transaction():
+        _as_version_2(store)
         store.execute("DROP TABLE log_names")
         store.execute("CREATE INDEX logs_by_name ON logs (name, run)")
         store.execute("UPDATE schema_version SET version = 1")
@@ -49,6 +68,32 @@ def test_a_version_1_store_is_migrated_and_reads_the_same(project):
     assert frame.groupby("run_id")["note"].apply(tuple).tolist() == [
         ("epoch 0", "epoch 1", "epoch 2")] * 2
     assert frame["loss"].tolist() == [1.0, 0.5, 1 / 3] * 2
+
+
+def test_a_version_2_store_keeps_its_iteration_rows_and_reads_with_new_spans(project):
+    project.write("steps.py", """
+import trellis
+for epoch in trellis.loop("epoch", range(2)):
+    for step in trellis.loop("step", range(50)):
+        trellis.log("loss", epoch * 100 + step)
+""")
+    project.run("steps.py")
+    store = _raw(project)
+    with store.transaction():
+        _as_version_2(store)
+    assert store.execute("SELECT COUNT(*) FROM iterations") == [(102,)]
+    store.close()
+    project.run("steps.py")
+
+    store = _raw(project)
+    assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    stored = store.execute("SELECT run, COUNT(*), SUM(count) FROM iterations GROUP BY run ORDER BY run")
+    store.close()
+    assert stored == [(1, 102, 102), (2, 4, 102)]
+    frame = dataframe(project.store(), ["loss"])
+    assert frame["step"].tolist() == list(range(50)) * 4
+    assert frame["epoch"].tolist() == ([0] * 50 + [1] * 50) * 2
+    assert frame["loss"].tolist() == [e * 100 + s for e in range(2) for s in range(50)] * 2
 
 
 def test_a_store_from_a_newer_trellis_is_refused_unchanged(project):

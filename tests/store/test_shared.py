@@ -122,9 +122,10 @@ def _replayed(project, store: str) -> tuple[list[tuple], list[tuple]]:
     done = project.python("""
         import json, trellis
         values = trellis.query(
-            "SELECT runs.uuid, iterations.idx, logs.float_value FROM logs"
-            " JOIN runs ON runs.id = logs.run JOIN iterations ON iterations.id = logs.iteration"
-            " WHERE logs.source = 'replay' ORDER BY runs.uuid, iterations.idx")
+            "SELECT runs.uuid, iterations.idx + logs.iteration - iterations.id AS idx, logs.float_value"
+            " FROM logs JOIN runs ON runs.id = logs.run JOIN iterations"
+            " ON logs.iteration BETWEEN iterations.id AND iterations.id + iterations.count - 1"
+            " WHERE logs.source = 'replay' ORDER BY runs.uuid, idx")
         replays = trellis.query(
             "SELECT runs.uuid, replays.names, replays.status, replays.code FROM replays"
             " JOIN runs ON runs.id = replays.run ORDER BY runs.uuid, replays.started")

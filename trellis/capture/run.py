@@ -30,6 +30,7 @@ from trellis.capture import recovery, streams
 from trellis.capture.values import describe_item, echo, encode
 from trellis.store.cells import PLAIN, Encoded, cell
 from trellis.store.schema import FLOAT, NOTE_LOG_NAME, RUN_SHIFT
+from trellis.store.spans import pack_starts
 
 # The innermost iteration around the current point (0: the top level) and its loop depth.
 _current = 0
@@ -42,10 +43,11 @@ _echo = False
 _checkpointer: Any = None
 _failed_at_start = False
 _RETRY_SECONDS = 5.0
-# An iteration row is a list so that the next iteration can fill in its end; the loop's value,
-# when it is not the index, is appended last.
+# An iteration row is a list so that the next iteration can fill in its end or join it; the
+# loop's value, when it is not the index, is appended last.
 _ITERATION_COLUMNS = ("id", "run", "parent", "loop", "depth", "idx", "started", "ended")
-_ENDED = 7
+_ID, _IDX, _ENDED, _COUNT, _STARTS = 0, 5, 7, 8, 9
+_SPAN_LENGTH = 10
 _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "float_value", "text_value")
 # Most values are floats: their rows leave out the columns they would bind NULL to, which takes
 # a third off inserting them.
@@ -337,7 +339,7 @@ class Run:
             else:
                 add((base + seq, run, step, base + iteration, name, *cell(value)))
         new_names = {name for name, _, _ in values if name is not None} - self.names_noted
-        iteration_rows, valued_iteration_rows, ended_before = self._iteration_rows(iterations, base)
+        single, valued, spans, ended_before = self._iteration_rows(iterations, base)
         loops, self.pending_loops = self.pending_loops, {}
         new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
         param_rows = [
@@ -356,8 +358,9 @@ class Run:
         if self.problems:
             run_updates["problems"] = json.dumps(self.problems)
         with self.store.transaction() as store:
-            store.insert_rows("iterations", _ITERATION_COLUMNS, iteration_rows)
-            store.insert_rows("iterations", (*_ITERATION_COLUMNS, "value"), valued_iteration_rows)
+            store.insert_rows("iterations", _ITERATION_COLUMNS, single)
+            store.insert_rows("iterations", (*_ITERATION_COLUMNS, "value"), valued)
+            store.insert_rows("iterations", (*_ITERATION_COLUMNS, "count", "starts_us"), spans)
             store.executemany("UPDATE iterations SET ended = ? WHERE id = ?", ended_before)
             # A summary of the loops, so readers need not scan every iteration to find them.
             store.executemany(
@@ -405,48 +408,65 @@ class Run:
 
     # -- ending -----------------------------------------------------------------------------
 
-    def _iteration_rows(self, records: list, base: int) -> tuple[list[list], list[list], list[tuple]]:
-        """Rows of new iterations without and with a value, and (ended, id) of iterations
-        written open earlier.
+    def _iteration_rows(
+        self, records: list, base: int
+    ) -> tuple[list[list], list[list], list[list], list[tuple]]:
+        """Rows of new iterations (single, with a value, spans of several), and (ended, id) of
+        rows written open earlier.
 
         An iteration ends where the next iteration of the same loop starts, or at the loop's end
-        marker ``(parent, loop, ended)``; one still running at a flush is written open and closed
-        by a later flush.
+        marker ``(parent, loop, ended)``. The next iteration of a loop instance joins its open row
+        when it follows it in both key and index and shows no value of its own: the iterations of
+        an innermost loop become one row (``trellis.store.spans``). A row still open at a flush is
+        written open, closed by a later flush's UPDATE, and not extended after.
         """
-        rows: list[list] = []
-        valued: list[list] = []
-        closed_earlier: list[tuple] = []
         open_rows = self.open_iterations  # (parent, loop) -> its open row, or the row's id once written
         pending_loops = self.pending_loops
         run = self.run_id
+        rows: list[list] = []
+        closed: list[tuple] = []
         for record in records:
             if len(record) == 3:  # a loop ended
-                key, started = (record[0], record[1]), record[2]
-                item = None
-            else:
-                iteration_id, parent, loop, depth, index, item, started = record
-                key = (parent, loop)
-            row = open_rows.pop(key, None)
-            if row is not None:
+                row = open_rows.pop((record[0], record[1]), None)
                 if type(row) is list:
-                    row[_ENDED] = started
-                else:
-                    closed_earlier.append((started, row))
-            if len(record) == 3:
+                    row[_ENDED] = record[2]
+                elif row is not None:
+                    closed.append((record[2], row))
                 continue
-            row = [base + iteration_id, run, base + parent, loop, depth, index, started, None]
-            if item is None:
-                rows.append(row)
-            else:
+            iteration_id, parent, loop, depth, index, item, started = record
+            key = (parent, loop)
+            row = open_rows.get(key)
+            if type(row) is list:
+                count = row[_COUNT]
+                if (item is None and row[_ID] + count == base + iteration_id
+                        and row[_IDX] + count == index and len(row) == _SPAN_LENGTH):
+                    row[_COUNT] = count + 1
+                    row[_STARTS].append(started)
+                    continue
+                row[_ENDED] = started
+            elif row is not None:
+                closed.append((started, row))
+            row = [base + iteration_id, run, base + parent, loop, depth, index, started, None, 1,
+                   [started]]
+            if item is not None:
                 row.append(json.dumps(item))
-                valued.append(row)
+            rows.append(row)
             open_rows[key] = row
             if item is not None or (loop, depth) not in pending_loops:
                 pending_loops[loop, depth] = pending_loops.get((loop, depth), False) or item is not None
         for key, row in list(open_rows.items()):
             if type(row) is list:
-                open_rows[key] = row[0]  # written open; a later UPDATE closes it
-        return rows, valued, closed_earlier
+                open_rows[key] = row[_ID]  # written open; a later UPDATE closes it
+        single, valued, spans = [], [], []
+        for row in rows:
+            if len(row) > _SPAN_LENGTH:
+                valued.append(row[:_COUNT] + row[_SPAN_LENGTH:])
+            elif row[_COUNT] == 1:
+                single.append(row[:_COUNT])
+            else:
+                row[_STARTS] = pack_starts(row[_STARTS])
+                spans.append(row)
+        return single, valued, spans, closed
 
     def _write_steps(self, store: Any, base: int) -> None:
         """Steps are written when they start and updated once when they end."""

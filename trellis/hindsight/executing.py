@@ -205,18 +205,20 @@ def _iteration_paths(store: Store, run: int) -> dict[tuple, int]:
     by_id: dict[int, tuple] = {low: ()}
     instances: dict[tuple[int, str], int] = {}
     paths: dict[tuple, int] = {(): low}
-    for ident, parent, loop, idx in store.execute(
-        "SELECT id, parent, loop, idx FROM iterations WHERE id >= ? AND id < ? ORDER BY id", (low, high)
+    for first, parent, loop, first_idx, count in store.execute(
+        "SELECT id, parent, loop, idx, count FROM iterations WHERE id >= ? AND id < ? ORDER BY id",
+        (low, high),
     ):
         base = by_id.get(parent)
         if base is None:
             continue
         key = (parent, loop)
-        if idx == 0 or key not in instances:
-            instances[key] = instances.get(key, -1) + 1
-        path = base + ((loop, instances[key], idx),)
-        by_id[ident] = path
-        paths[path] = ident
+        for ident, idx in zip(range(first, first + count), range(first_idx, first_idx + count)):
+            if idx == 0 or key not in instances:
+                instances[key] = instances.get(key, -1) + 1
+            path = base + ((loop, instances[key], idx),)
+            by_id[ident] = path
+            paths[path] = ident
     return paths
 
 

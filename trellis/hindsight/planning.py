@@ -27,6 +27,7 @@ from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.schema import run_keys
+from trellis.store.spans import expand
 from trellis.worktrees import snapshot_gone
 
 # What a segment costs beyond the run's own recorded time: interpreter start, imports before
@@ -336,11 +337,15 @@ def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placeme
                        condition: Callable[[str, int], bool]) -> None:
     loop = plan.loop
     low, high = run_keys(run["id"])
-    rows = [] if loop is None else store.execute(
-        "SELECT id, idx, started, COALESCE(ended, started) FROM iterations"
-        " WHERE id >= ? AND id < ? AND loop = ? AND parent = ? ORDER BY id",
-        (low, high, loop, low),
-    )
+    rows = [] if loop is None else [
+        (ident, idx, started, started if ended is None else ended)
+        for row in store.execute(
+            "SELECT id, idx, started, ended, count, starts_us FROM iterations"
+            " WHERE id >= ? AND id < ? AND loop = ? AND parent = ? ORDER BY id",
+            (low, high, loop, low),
+        )
+        for ident, idx, started, ended in expand(*row)
+    ]
     ended = run["ended"] or run["committed"] or run["started"]
     if not rows:
         # Without checkpoints the run replays whole, from its start.
@@ -351,13 +356,14 @@ def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placeme
     indexes = [idx for _, idx, _, _ in rows]
     duration = {idx: end - start for _, idx, start, end in rows}
     ident = {idx: i for i, idx, _, _ in rows}
+    # The iterations of a span are back to back, so a row's ended - started is their total.
     inner_rows = store.execute(
         "SELECT parent, SUM(COALESCE(ended, started) - started) FROM iterations"
-        " WHERE id >= ? AND id < ? AND parent IN (SELECT id FROM iterations WHERE id >= ? AND id < ?"
-        " AND loop = ? AND parent = ?) GROUP BY parent",
-        (low, high, low, high, loop, low),
+        " WHERE id >= ? AND id < ? AND depth = 1 GROUP BY parent",
+        (low, high),
     )
-    inner = {parent: seconds for parent, seconds in inner_rows}
+    members = set(ident.values())
+    inner = {parent: seconds for parent, seconds in inner_rows if parent in members}
     saved: dict[int, dict[str, list[str]]] = {}
     restore_cost: dict[int, float] = {}
     for idx, name, digest, format, seconds in store.execute(

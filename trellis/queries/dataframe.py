@@ -254,24 +254,33 @@ def _coordinates(
     code = "CASE loop " + "WHEN ? THEN ? " * len(order) + "END"
     iterations = read_frame(
         store,
-        f"SELECT id, parent, idx, {code} FROM iterations WHERE {run_filter} ORDER BY id",
+        f"SELECT id, parent, idx, {code}, count FROM iterations WHERE {run_filter} ORDER BY id",
         [x for i, loop in enumerate(order) for x in (loop, i)] + bounds,
-        ["id", "parent", "idx", "loop"],
+        ["id", "parent", "idx", "loop", "count"],
     )
     shown: dict[int, str] = {}
     if any(has_values for *_, has_values in loops):
         shown = dict(store.execute(
             f"SELECT id, value FROM iterations WHERE ({run_filter}) AND value IS NOT NULL", bounds
         ))
-    lookup = pd.Index(iterations["id"].to_numpy(np.int64))
+    ids = iterations["id"].to_numpy(np.int64)
+    ends = ids + iterations["count"].to_numpy(np.int64)
     parents = iterations["parent"].to_numpy(np.int64)
     loop_codes = iterations["loop"].to_numpy(np.int64)
     indexes = iterations["idx"].to_numpy(np.int64)
-    ids = iterations["id"].to_numpy(np.int64)
+
+    def row_of(keys: np.ndarray) -> np.ndarray:
+        """The row whose span of keys holds each key, or -1."""
+        at = np.searchsorted(ids, keys, side="right") - 1
+        inside = at >= 0
+        inside[inside] = keys[inside] < ends[at[inside]]
+        return np.where(inside, at, -1)
+
     rows = len(wide)
     index_columns = {loop: np.full(rows, -1, dtype=np.int64) for loop in order}
     value_columns: dict[str, np.ndarray] = {}
-    position = lookup.get_indexer(wide["iteration"].to_numpy(np.int64))
+    keys = wide["iteration"].to_numpy(np.int64)
+    position = row_of(keys)
     while (found := position >= 0).any():
         at = position[found]
         for number in pd.unique(loop_codes[at]):
@@ -279,15 +288,14 @@ def _coordinates(
             here = found.copy()
             here[found] = loop_codes[at] == number
             chosen = position[here]
-            index_columns[loop][here] = indexes[chosen]
+            index_columns[loop][here] = indexes[chosen] + keys[here] - ids[chosen]
             if shown:
-                items = [shown.get(i) for i in ids[chosen].tolist()]
+                items = [shown.get(i) for i in keys[here].tolist()]
                 if any(item is not None for item in items):
                     column = value_columns.setdefault(loop, np.full(rows, None, dtype=object))
                     column[here] = [None if v is None else json.loads(v) for v in items]
-        next_keys = np.full(rows, -1, dtype=np.int64)
-        next_keys[found] = parents[position[found]]
-        position = np.where(found, lookup.get_indexer(next_keys), -1)
+        keys = np.where(found, parents[np.maximum(position, 0)], -1)
+        position = np.where(found, row_of(keys), -1)
     columns: dict[str, Any] = {}
     names: list[str] = []
     for loop in order:

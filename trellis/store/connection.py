@@ -313,7 +313,7 @@ def _ensure_schema(store: Store) -> None:
             )
         for target in range(version + 1, schema.SCHEMA_VERSION + 1):
             for statement in schema.MIGRATIONS[target]:
-                store.execute(statement)
+                store.execute(statement.format(**store.dialect.types))
             store.execute("UPDATE schema_version SET version = ?", (target,))
 
 

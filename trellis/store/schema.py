@@ -7,6 +7,11 @@ Iterations and logs are keyed ``run << 32 | number within the run``: a process n
 rows without asking the database, the key orders them, and on SQLite it is the rowid, so the
 hot tables carry no second index for their keys.
 
+The innermost loops make most iterations, so a row of ``iterations`` stands for ``count``
+consecutive iterations of one loop instance: keys ``id`` to ``id + count - 1``, indexes ``idx``
+onwards, their start times in ``starts_us`` (see ``spans``) and ``ended`` the end of the
+last. A loop with 1000 steps per epoch is one row per epoch, not 1000.
+
 Logs carry no secondary index: maintaining one costs a third of a commit. ``log_names`` says
 which runs logged which names, and a run's logs are one key range (``run_keys``), so a reader
 scans only the runs it needs.
@@ -14,7 +19,7 @@ scans only the runs it needs.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RUN_SHIFT = 32
 
 # Value kinds. Ints and bools read from int_value, floats from float_value, the rest from
@@ -32,12 +37,17 @@ def run_keys(run: int) -> tuple[int, int]:
 
 NOTE_LOG_NAME = "INSERT INTO log_names (run, name) VALUES (?, ?) ON CONFLICT (run, name) DO NOTHING"
 
-# Statements that bring a store of the version before each key up to that version.
+# Statements that bring a store of the version before each key up to that version (with the
+# dialect's column types, as in TABLES).
 MIGRATIONS = {
     2: [
         "INSERT INTO log_names (run, name) SELECT DISTINCT run, name FROM logs WHERE true"
         " ON CONFLICT (run, name) DO NOTHING",
         "DROP INDEX IF EXISTS logs_by_name",
+    ],
+    3: [
+        "ALTER TABLE iterations ADD COLUMN count {int} NOT NULL DEFAULT 1",
+        "ALTER TABLE iterations ADD COLUMN starts_us TEXT",
     ],
 }
 
@@ -95,7 +105,9 @@ CREATE TABLE IF NOT EXISTS iterations (
     idx {int} NOT NULL,
     value TEXT,
     started {float} NOT NULL,
-    ended {float}
+    ended {float},
+    count {int} NOT NULL DEFAULT 1,
+    starts_us TEXT
 );
 CREATE TABLE IF NOT EXISTS loops (
     run {int} NOT NULL,
