@@ -46,8 +46,7 @@ _RETRY_SECONDS = 5.0
 # An iteration row is a list so that the next iteration can fill in its end or join it; the
 # loop's value, when it is not the index, is appended last.
 _ITERATION_COLUMNS = ("id", "run", "parent", "loop", "depth", "idx", "started", "ended")
-_ID, _IDX, _ENDED, _COUNT, _STARTS = 0, 5, 7, 8, 9
-_SPAN_LENGTH = 10
+_ID, _ENDED, _STARTS = 0, 7, 8
 _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "float_value", "text_value")
 # Most values are floats: their rows leave out the columns they would bind NULL to, which takes
 # a third off inserting them.
@@ -425,31 +424,42 @@ class Run:
         run = self.run_id
         rows: list[list] = []
         closed: list[tuple] = []
+        # The span the next iteration may join: its starts, loop, parent, and the next key and index.
+        extend, span_loop, span_parent, next_id, next_index = None, None, None, -1, -1
         for record in records:
             if len(record) == 3:  # a loop ended
-                row = open_rows.pop((record[0], record[1]), None)
+                parent, loop, ended = record
+                row = open_rows.pop((parent, loop), None)
                 if type(row) is list:
-                    row[_ENDED] = record[2]
+                    row[_ENDED] = ended
                 elif row is not None:
-                    closed.append((record[2], row))
+                    closed.append((ended, row))
+                if parent == span_parent and loop == span_loop:
+                    next_id = -1
                 continue
             iteration_id, parent, loop, depth, index, item, started = record
+            if (iteration_id == next_id and index == next_index and item is None
+                    and loop == span_loop and parent == span_parent):
+                extend(started)
+                next_id += 1
+                next_index += 1
+                continue
             key = (parent, loop)
             row = open_rows.get(key)
             if type(row) is list:
-                count = row[_COUNT]
-                if (item is None and row[_ID] + count == base + iteration_id
-                        and row[_IDX] + count == index and len(row) == _SPAN_LENGTH):
-                    row[_COUNT] = count + 1
-                    row[_STARTS].append(started)
-                    continue
                 row[_ENDED] = started
             elif row is not None:
                 closed.append((started, row))
-            row = [base + iteration_id, run, base + parent, loop, depth, index, started, None, 1,
-                   [started]]
-            if item is not None:
-                row.append(json.dumps(item))
+            if item is None:
+                row = [base + iteration_id, run, base + parent, loop, depth, index, started, None,
+                       [started]]
+                extend, span_loop, span_parent = row[_STARTS].append, loop, parent
+                next_id, next_index = iteration_id + 1, index + 1
+            else:
+                row = [base + iteration_id, run, base + parent, loop, depth, index, started, None,
+                       None, json.dumps(item)]
+                if loop == span_loop and parent == span_parent:
+                    next_id = -1
             rows.append(row)
             open_rows[key] = row
             if item is not None or (loop, depth) not in pending_loops:
@@ -459,12 +469,13 @@ class Run:
                 open_rows[key] = row[_ID]  # written open; a later UPDATE closes it
         single, valued, spans = [], [], []
         for row in rows:
-            if len(row) > _SPAN_LENGTH:
-                valued.append(row[:_COUNT] + row[_SPAN_LENGTH:])
-            elif row[_COUNT] == 1:
-                single.append(row[:_COUNT])
+            starts = row[_STARTS]
+            if starts is None:
+                valued.append(row[:_STARTS] + row[_STARTS + 1:])
+            elif len(starts) == 1:
+                single.append(row[:_STARTS])
             else:
-                row[_STARTS] = pack_starts(row[_STARTS])
+                row[_STARTS:] = [len(starts), pack_starts(starts)]
                 spans.append(row)
         return single, valued, spans, closed
 
