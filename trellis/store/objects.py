@@ -51,6 +51,7 @@ def put(folder: Path, parts: Sequence[Buffer]) -> tuple[str, int]:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(temporary, "wb") as handle:
+            _reserve(handle.fileno(), size)
             for part in parts:
                 handle.write(part)
     finally:
@@ -63,6 +64,30 @@ def put(folder: Path, parts: Sequence[Buffer]) -> tuple[str, int]:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(temporary, final)
     return digest, size
+
+
+_fallocate: Any = None
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Allocate a large object's blocks before writing it, where the filesystem can: the write
+    then skips reserving them page by page (about a sixth of a 100 MiB checkpoint on ext4).
+
+    Linux's ``fallocate(2)`` fails cleanly where it is not supported; ``os.posix_fallocate`` would
+    instead write into every block to emulate it, doubling the cost.
+    """
+    global _fallocate
+    if _fallocate is None:
+        import ctypes
+
+        try:
+            call = ctypes.CDLL(None, use_errno=True).fallocate
+            call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            _fallocate = call
+        except (AttributeError, OSError):
+            _fallocate = False
+    if _fallocate:
+        _fallocate(fd, 0, 0, size)  # on failure the write allocates, as without it
 
 
 def _write(final: Path, parts: Sequence[Buffer]) -> None:
