@@ -28,6 +28,23 @@ def stop(process: subprocess.Popen, seconds: float = 30) -> None:
         process.wait()
 
 
+def log_from_processes(project: Project, processes: int, values: int, timeout: float,
+                       **env: str) -> None:
+    """``processes`` scripts at once, each logging ``values`` ints, worker * 1e6 + i, into the
+    project's store; all must succeed within ``timeout`` seconds."""
+    project.write("writer.py", f"""
+        import sys, trellis
+        worker = int(sys.argv[1])
+        for i in trellis.loop("i", range({values})):
+            trellis.log("value", worker * 1_000_000 + i)
+    """)
+    started = [
+        subprocess.Popen([sys.executable, "writer.py", str(w)], cwd=project.root, env=project.env(**env))
+        for w in range(processes)
+    ]
+    assert [p.wait(timeout) for p in started] == [0] * processes
+
+
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,

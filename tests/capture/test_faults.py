@@ -20,6 +20,7 @@ import time
 import pytest
 
 import trellis
+from tests.conftest import log_from_processes
 
 
 @pytest.fixture
@@ -37,17 +38,7 @@ def _statuses() -> list[str]:
 
 
 def test_sixteen_processes_log_100k_values_each_into_one_store(in_project):
-    in_project.write("writer.py", """
-        import sys, trellis
-        worker = int(sys.argv[1])
-        for i in trellis.loop("i", range(100_000)):
-            trellis.log("value", worker * 1_000_000 + i)
-    """)
-    processes = [
-        subprocess.Popen([sys.executable, "writer.py", str(w)], cwd=in_project.root, env=in_project.env())
-        for w in range(16)
-    ]
-    assert [p.wait(600) for p in processes] == [0] * 16
+    log_from_processes(in_project, 16, 100_000, timeout=600)
     counts = trellis.query("SELECT run, COUNT(*) AS n FROM logs GROUP BY run")
     assert sorted(counts["n"]) == [100_000] * 16
     assert sorted(_values("value")) == [w * 1_000_000 + i for w in range(16) for i in range(100_000)]

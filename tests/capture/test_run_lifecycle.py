@@ -11,7 +11,7 @@ import time
 import pytest
 
 import trellis
-from tests.conftest import git
+from tests.conftest import git, log_from_processes
 
 
 @pytest.fixture
@@ -157,21 +157,10 @@ def test_kill_9_leaves_a_readable_store_with_flushed_values(in_project):
 
 
 def test_eight_processes_log_into_one_store_without_loss(in_project):
-    in_project.write("writer.py", """
-        import sys, trellis
-        worker = int(sys.argv[1])
-        for i in trellis.loop("i", range(10000)):
-            trellis.log("value", worker * 100000 + i)
-    """)
-    processes = [
-        subprocess.Popen([sys.executable, "writer.py", str(w)], cwd=in_project.root,
-                         env=in_project.env(TRELLIS_FLUSH_SECONDS="0.1"))
-        for w in range(8)
-    ]
-    assert [p.wait(240) for p in processes] == [0] * 8
+    log_from_processes(in_project, 8, 10_000, timeout=240, TRELLIS_FLUSH_SECONDS="0.1")
     frame = trellis.dataframe("value")
     assert len(frame) == 80000
-    assert sorted(frame["value"]) == sorted(w * 100000 + i for w in range(8) for i in range(10000))
+    assert sorted(frame["value"]) == sorted(w * 1_000_000 + i for w in range(8) for i in range(10000))
     assert frame["run_id"].nunique() == 8
 
 
