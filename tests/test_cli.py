@@ -27,6 +27,7 @@ def test_runs_show_dataframe_query(project):
     prefix = runs[1]["run_id"][:6]
     shown = json.loads(project.cli("show", prefix, "--json").stdout)
     assert shown["params"] == {"lr": 0.5} and shown["logged"] == {"acc": 3}
+    assert shown["loops"] == [{"loop": "epoch", "depth": 0, "iterations": 3}]
     assert shown["stdout"] == "trained\n" and shown["status"] == "ok"
     assert shown["git"]["commit"] and shown["environment"]["packages"]
     text = project.cli("show", "latest").stdout

@@ -93,7 +93,8 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
         run_keys(run["id"]),
     )
     loops = store.execute(
-        "SELECT loop, depth, SUM(count) FROM iterations WHERE run = ? GROUP BY loop, depth ORDER BY depth, loop",
+        "SELECT loop, depth, CAST(SUM(count) AS BIGINT) FROM iterations WHERE run = ? GROUP BY loop, depth"
+        " ORDER BY depth, loop",
         (run["id"],),
     )
     streams = store.execute("SELECT stdout, stderr FROM runs WHERE id = ?", (run["id"],))[0]
