@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import trellis
+from trellis.store.spans import expand
 
 
 @pytest.fixture
@@ -105,3 +106,52 @@ def test_reading_while_the_same_process_writes_breaks_nothing(project):
     assert "trellis could not" not in done.stderr
     read, stored = (int(word) for word in done.stdout.split()[1::2])
     assert 1 < read <= stored
+
+
+def test_values_inside_a_loop_that_began_in_a_shared_row_find_their_coordinates(project, monkeypatch):
+    # Epochs 0-2 run no inner loop, so their keys follow each other and share one row; epoch 2
+    # then opens one, whose parent is the last key of that row, not its first.
+    monkeypatch.chdir(project.root)
+    project.write("late.py", """
+        import trellis
+        for epoch in trellis.loop("epoch", range(5)):
+            if epoch == 2:
+                for step in trellis.loop("step", range(3)):
+                    trellis.log("x", 10 * epoch + step)
+            trellis.log("e", epoch)
+        trellis.log("top", 1)
+    """)
+    project.run("late.py")
+    rows = trellis.query("SELECT loop, idx, count FROM iterations ORDER BY id")
+    assert rows.values.tolist() == [["epoch", 0, 3], ["step", 0, 3], ["epoch", 3, 2]]
+    frame = trellis.dataframe("x")
+    assert frame["epoch"].tolist() == [2, 2, 2] and frame["step"].tolist() == [0, 1, 2]
+    assert frame["x"].tolist() == [20, 21, 22]
+    epochs = trellis.dataframe("e")
+    assert epochs["epoch"].tolist() == epochs["e"].tolist() == [0, 1, 2, 3, 4]
+    assert trellis.dataframe("top")["top"].tolist() == [1]
+
+
+def test_a_loop_flushed_while_it_runs_keeps_every_iteration_and_its_times(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    project.write("slow.py", """
+        import time, trellis
+        for epoch in trellis.loop("epoch", range(2)):
+            for step in trellis.loop("step", range(40)):
+                time.sleep(0.01)
+                trellis.log("loss", epoch * 100 + step)
+    """)
+    project.run("slow.py", TRELLIS_FLUSH_SECONDS="0.1")
+    stored = trellis.query(
+        "SELECT id, idx, started, ended, count, starts_us FROM iterations WHERE loop = 'step' ORDER BY id")
+    assert len(stored) > 2  # the flushes cut each epoch's steps into several rows
+    assert stored["count"].sum() == 80
+    times = [t for row in stored.itertuples(index=False) for t in expand(*row)]
+    assert [idx for _, idx, _, _ in times] == list(range(40)) * 2
+    for (_, idx, started, ended), (_, next_idx, next_started, _) in zip(times, times[1:]):
+        assert ended >= started + 0.009
+        if next_idx:  # within an epoch, an iteration ends where the next one starts
+            assert ended == pytest.approx(next_started, abs=1e-6)
+    frame = trellis.dataframe("loss")
+    assert frame["step"].tolist() == list(range(40)) * 2
+    assert frame["loss"].tolist() == [e * 100 + s for e in range(2) for s in range(40)]
