@@ -54,7 +54,8 @@ def main() -> None:
 
     interp = trellis_interpreter(default_trellis_python())
     # Workers are started from this process: they, and the segments they start, inherit this.
-    os.environ.update(ONE_THREAD, BENCH_TOOL="trellis")
+    # The variable the script reads comes with the replay (--env), as it would to a remote cluster.
+    os.environ.update(ONE_THREAD)
     database = Cluster(durable=True)
     admin = database.start()
     sandbox = Sandbox()
@@ -78,7 +79,8 @@ def main() -> None:
                 started = time.perf_counter()
                 done = subprocess.run(
                     [interp.python, "-m", "trellis.cli", "replay", "grad_norm", "--where", REPLAYED,
-                     "--executor", address, "--workers", str(size), "--force", "--yes", "--json"],
+                     "--executor", address, "--workers", str(size), "--env", "BENCH_TOOL", "--force", "--yes",
+                     "--json"],
                     cwd=repo, env=interp.environ(env), capture_output=True, text=True)
                 seconds = time.perf_counter() - started
             if done.returncode != 0:

@@ -181,13 +181,15 @@ def replay(
     force: bool = False,
     dry_run: bool = False,
     progress: bool = False,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Hindsight logging: replay the new ``log`` statements of ``names`` (added to today's script)
     into past runs of it, also of older code versions, from their checkpoints, in parallel.
 
     ``where`` narrows the checkpointed loop's iterations (``"epoch >= 5"``); ``executor`` is
     ``"process"`` (default, ``workers`` processes), ``"dask://host:port"`` or any
-    ``concurrent.futures.Executor``. With ``dry_run`` only the plan is returned.
+    ``concurrent.futures.Executor``; ``env`` sets variables for every segment (on a cluster,
+    segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned.
     """
     from trellis.hindsight.executing import execute
     from trellis.hindsight.planning import plan_replay
@@ -198,7 +200,7 @@ def replay(
         plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force)
         if dry_run:
             return {"plan": plan.to_dict(), "description": plan.describe()}
-        return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress)}
+        return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress, env=env)}
     finally:
         store.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Callable
 
 import click
@@ -238,20 +239,24 @@ def reproduce_command(run: str, tolerance: float, as_json: bool) -> None:
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes in parallel.")
 @click.option("--executor", help="'process' (default) or dask://host:port for a Dask cluster.")
 @click.option("--force", is_flag=True, help="Replay again names replayed before.")
+@click.option("--env", "variables", multiple=True, metavar="NAME[=VALUE]",
+              help="Set NAME for every segment, to VALUE or to its value here (repeatable): a cluster's"
+                   " workers otherwise run segments in their own environment.")
 @click.option("--show-code", "show_code", metavar="RUN", help="Print the patched source planned for RUN and stop.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True)
 @_one_line_errors
 def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ...], where: str | None,
-                   workers: int, executor: str | None, force: bool, show_code: str | None,
-                   dry_run: bool, yes: bool, as_json: bool) -> None:
+                   workers: int, executor: str | None, force: bool, variables: tuple[str, ...],
+                   show_code: str | None, dry_run: bool, yes: bool, as_json: bool) -> None:
     """Hindsight logging: replay NAMES, newly logged in today's script, into its past runs."""
     from trellis.hindsight.executing import execute
     from trellis.hindsight.planning import plan_replay
     from trellis.queries.runs import resolve
     from trellis.store.connection import open_store
 
+    env = _variables(variables)
     store = open_store()
     try:
         plan = plan_replay(store, names, file=file, runs=runs or None, where=where, workers=workers, force=force)
@@ -270,18 +275,34 @@ def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ..
             click.echo(plan.describe())
         if not yes and not click.confirm("Replay?", default=True):
             raise SystemExit(1)
-        report = execute(store, plan, executor=executor, progress=not as_json)
+        report = execute(store, plan, executor=executor, progress=not as_json, env=env)
     finally:
         store.close()
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
-        return
-    for run in report["runs"]:
-        failed = f", {len(run['failed'])} segment(s) failed: {run['failed'][0]}" if run["failed"] else ""
-        click.echo(f"{run['run'][:8]}  {run['status']}: {run['values']} values of {', '.join(run['names'])}{failed}")
-    click.echo(f"replayed in {report['seconds']:.1f} s (planned {report['estimate']:.1f} s)")
+    else:
+        for run in report["runs"]:
+            failed = f", {len(run['failed'])} segment(s) failed: {run['failed'][0]}" if run["failed"] else ""
+            click.echo(f"{run['run'][:8]}  {run['status']}: {run['values']} values of"
+                       f" {', '.join(run['names'])}{failed}")
+        click.echo(f"replayed in {report['seconds']:.1f} s (planned {report['estimate']:.1f} s)")
     if any(run["failed"] for run in report["runs"]):
         raise SystemExit(1)
+
+
+def _variables(given: tuple[str, ...]) -> dict[str, str]:
+    """``--env`` options as variables: ``NAME=VALUE``, or ``NAME`` with its value here."""
+    variables = {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not name:
+            raise TrellisError(f"--env {item}: give NAME or NAME=VALUE")
+        if not sep:
+            if name not in os.environ:
+                raise TrellisError(f"--env {name}: {name} is not set here; give {name}=VALUE")
+            value = os.environ[name]
+        variables[name] = value
+    return variables
 
 
 EXPORT_FORMATS = list(trellis.EXPORT_FORMATS)

@@ -280,3 +280,20 @@ def test_a_dask_cluster_of_worker_processes_replays_like_the_process_pool(projec
     assert [run["values"] for run in report["runs"]] == [48] * 3
     values = frame(project, "loss", "grad_norm", **shared)  # the values are in the shared store
     assert sum(row["grad_norm"] is not None for row in values) == 3 * 48
+
+    # The workers started without the variable the new statement reads: --env brings it along.
+    source = (project.root / "train.py").read_text()
+    project.write("train.py", source.replace(
+        STEP_STATEMENT, '            trellis.log("grad_norm", float(os.environ["GRAD_SCALE"]))\n'))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        address = cluster.scheduler_address.replace("tcp://", "dask://")
+        done = project.cli("replay", "grad_norm", "--force", "--executor", address, "--env", "GRAD_SCALE",
+                           "--yes", "--json", env={**shared, "GRAD_SCALE": "2.5"})
+    assert [run["values"] for run in json.loads(done.stdout)["runs"]] == [48] * 3
+    scaled = [row["grad_norm"] for row in frame(project, "grad_norm", **shared)]
+    assert scaled == [2.5] * 3 * 48
+    missing = project.cli("replay", "grad_norm", "--force", "--env", "NOT_SET_ANYWHERE", "--yes",
+                          check=False, env=shared)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        "Error: --env NOT_SET_ANYWHERE: NOT_SET_ANYWHERE is not set here; give NOT_SET_ANYWHERE=VALUE")

@@ -45,7 +45,9 @@ def run_segment(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the plan's segments and store their values. ``env`` is set for every segment, on
+    top of the environment of whatever runs it (a Dask worker's is the worker's own)."""
     active = [run for run in plan.runs if run.replays]
     if not active:
         raise TrellisError("nothing to replay: " + "; ".join(
@@ -70,7 +72,8 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
                 stem = folder / f"{run.uuid[:8]}-{number}"
                 tree = worktrees.check_out(store.project, run.commit, stem)  # type: ignore[arg-type]
                 trees.append(tree)
-                job = _prepare(store, run, segment, tree, stem, _threads_each(plan.workers, executor))
+                job = _prepare(store, run, segment, tree, stem,
+                               {**(env or {}), **_threads_each(plan.workers, executor)})
                 futures[pool.submit(run_segment, job)] = (run, number)
             outcomes: dict[str, dict[int, dict[str, Any]]] = {run.uuid: {} for run in active}
             finished = as_completed(futures)
@@ -162,7 +165,7 @@ def _threads_each(workers: int, executor: Executor | str | None) -> dict[str, st
 
 
 def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Path,
-             threads: dict[str, str]) -> dict[str, Any]:
+             variables: dict[str, str]) -> dict[str, Any]:
     script = tree / run.filename
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text(run.patched or "")
@@ -178,8 +181,8 @@ def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Pat
     return {
         "command": [sys.executable, *run.argv], "cwd": str(tree / (run.cwd or ".")),
         # The store too, for scripts that read it (a dataframe of earlier runs, a checkpoint).
-        "env": {"TRELLIS_REPLAY": str(spec_path), "TRELLIS_PROGRESS": "0", "TRELLIS_STORE": store.location,
-                "TRELLIS_OBJECTS": str(store.objects), **threads},
+        "env": {**variables, "TRELLIS_REPLAY": str(spec_path), "TRELLIS_PROGRESS": "0",
+                "TRELLIS_STORE": store.location, "TRELLIS_OBJECTS": str(store.objects)},
         "result": spec["result"],
     }
 
