@@ -155,3 +155,30 @@ def test_a_loop_flushed_while_it_runs_keeps_every_iteration_and_its_times(projec
     frame = trellis.dataframe("loss")
     assert frame["step"].tolist() == list(range(40)) * 2
     assert frame["loss"].tolist() == [e * 100 + s for e in range(2) for s in range(40)]
+
+
+def test_batches_that_look_alike_share_a_row_and_keep_their_value(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    project.write("batches.py", """
+        import numpy as np, trellis
+        data = np.arange(22.0).reshape(11, 2)
+        batches = [data[i:i + 4] for i in range(0, 11, 4)]  # 4, 4 and 3 rows, like a DataLoader's
+        for epoch in trellis.loop("epoch", range(2)):
+            for batch in trellis.loop("batch", batches):
+                trellis.log("total", float(batch.sum()))
+        for name in trellis.loop("file", ["a.csv", "a.csv", "b.csv"]):
+            trellis.log("seen", name)
+    """)
+    project.run("batches.py")
+    rows = trellis.query("SELECT loop, idx, count, value FROM iterations WHERE loop <> 'epoch' ORDER BY id")
+    assert rows.values.tolist() == [
+        ["batch", 0, 2, '"<ndarray (4, 2)>"'], ["batch", 2, 1, '"<ndarray (3, 2)>"'],
+        ["batch", 0, 2, '"<ndarray (4, 2)>"'], ["batch", 2, 1, '"<ndarray (3, 2)>"'],
+        ["file", 0, 2, '"a.csv"'], ["file", 2, 1, '"b.csv"']]
+    frame = trellis.dataframe("total")
+    assert frame["batch"].tolist() == [0, 1, 2] * 2
+    assert frame["batch_value"].tolist() == ["<ndarray (4, 2)>", "<ndarray (4, 2)>", "<ndarray (3, 2)>"] * 2
+    assert frame["total"].tolist() == [28.0, 92.0, 111.0] * 2
+    files = trellis.dataframe("seen")
+    assert files["file_value"].tolist() == files["seen"].tolist() == ["a.csv", "a.csv", "b.csv"]
+    assert files["file"].tolist() == [0, 1, 2]

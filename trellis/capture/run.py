@@ -43,10 +43,10 @@ _echo = False
 _checkpointer: Any = None
 _failed_at_start = False
 _RETRY_SECONDS = 5.0
-# An iteration row is a list so that the next iteration can fill in its end or join it; the
-# loop's value, when it is not the index, is appended last.
+# An iteration row is a list, its columns then the starts of the iterations it holds and the
+# loop's value when it is not the index (JSON), so that the next iteration can end it or join it.
 _ITERATION_COLUMNS = ("id", "run", "parent", "loop", "depth", "idx", "started", "ended")
-_ID, _ENDED, _STARTS = 0, 7, 8
+_ID, _ENDED, _STARTS, _VALUE = 0, 7, 8, 9
 _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "float_value", "text_value")
 # Most values are floats: their rows leave out the columns they would bind NULL to, which takes
 # a third off inserting them.
@@ -359,7 +359,7 @@ class Run:
         with self.store.transaction() as store:
             store.insert_rows("iterations", _ITERATION_COLUMNS, single)
             store.insert_rows("iterations", (*_ITERATION_COLUMNS, "value"), valued)
-            store.insert_rows("iterations", (*_ITERATION_COLUMNS, "count", "starts_us"), spans)
+            store.insert_rows("iterations", (*_ITERATION_COLUMNS, "count", "starts_us", "value"), spans)
             store.executemany("UPDATE iterations SET ended = ? WHERE id = ?", ended_before)
             # A summary of the loops, so readers need not scan every iteration to find them.
             store.executemany(
@@ -410,22 +410,24 @@ class Run:
     def _iteration_rows(
         self, records: list, base: int
     ) -> tuple[list[list], list[list], list[list], list[tuple]]:
-        """Rows of new iterations (single, with a value, spans of several), and (ended, id) of
-        rows written open earlier.
+        """Rows of new iterations (single, single with a value, spans of several), and
+        (ended, id) of rows written open earlier.
 
         An iteration ends where the next iteration of the same loop starts, or at the loop's end
         marker ``(parent, loop, ended)``. The next iteration of a loop instance joins its open row
-        when it follows it in both key and index and shows no value of its own: the iterations of
-        an innermost loop become one row (``trellis.store.spans``). A row still open at a flush is
-        written open, closed by a later flush's UPDATE, and not extended after.
+        when it follows it in both key and index and shows the same value (none, for a range; a
+        type, for a data loader's batches): the iterations of an innermost loop become one row
+        (``trellis.store.spans``). A row still open at a flush is written open, closed by a later
+        flush's UPDATE, and not extended after.
         """
         open_rows = self.open_iterations  # (parent, loop) -> its open row, or the row's id once written
         pending_loops = self.pending_loops
         run = self.run_id
         rows: list[list] = []
         closed: list[tuple] = []
-        # The span the next iteration may join: its starts, loop, parent, and the next key and index.
-        extend, span_loop, span_parent, next_id, next_index = None, None, None, -1, -1
+        # The row the next iteration may join: its starts' append, loop, parent and item, and
+        # the key and index that come next.
+        extend, span_loop, span_parent, span_item, next_id, next_index = None, None, None, None, -1, -1
         for record in records:
             if len(record) == 3:  # a loop ended
                 parent, loop, ended = record
@@ -438,8 +440,9 @@ class Run:
                     next_id = -1
                 continue
             iteration_id, parent, loop, depth, index, item, started = record
-            if (iteration_id == next_id and index == next_index and item is None
-                    and loop == span_loop and parent == span_parent):
+            if (iteration_id == next_id and index == next_index and loop == span_loop
+                    and parent == span_parent
+                    and (item is span_item or (type(item) is type(span_item) and item == span_item))):
                 extend(started)
                 next_id += 1
                 next_index += 1
@@ -450,18 +453,12 @@ class Run:
                 row[_ENDED] = started
             elif row is not None:
                 closed.append((started, row))
-            if item is None:
-                row = [base + iteration_id, run, base + parent, loop, depth, index, started, None,
-                       [started]]
-                extend, span_loop, span_parent = row[_STARTS].append, loop, parent
-                next_id, next_index = iteration_id + 1, index + 1
-            else:
-                row = [base + iteration_id, run, base + parent, loop, depth, index, started, None,
-                       None, json.dumps(item)]
-                if loop == span_loop and parent == span_parent:
-                    next_id = -1
+            row = [base + iteration_id, run, base + parent, loop, depth, index, started, None,
+                   [started], None if item is None else json.dumps(item)]
             rows.append(row)
             open_rows[key] = row
+            extend, span_loop, span_parent, span_item = row[_STARTS].append, loop, parent, item
+            next_id, next_index = iteration_id + 1, index + 1
             if item is not None or (loop, depth) not in pending_loops:
                 pending_loops[loop, depth] = pending_loops.get((loop, depth), False) or item is not None
         for key, row in list(open_rows.items()):
@@ -469,14 +466,14 @@ class Run:
                 open_rows[key] = row[_ID]  # written open; a later UPDATE closes it
         single, valued, spans = [], [], []
         for row in rows:
-            starts = row[_STARTS]
-            if starts is None:
-                valued.append(row[:_STARTS] + row[_STARTS + 1:])
-            elif len(starts) == 1:
+            starts, value = row[_STARTS], row[_VALUE]
+            if len(starts) > 1:
+                row[_STARTS:] = [len(starts), pack_starts(starts), value]
+                spans.append(row)
+            elif value is None:
                 single.append(row[:_STARTS])
             else:
-                row[_STARTS:] = [len(starts), pack_starts(starts)]
-                spans.append(row)
+                valued.append([*row[:_STARTS], value])
         return single, valued, spans, closed
 
     def _write_steps(self, store: Any, base: int) -> None:

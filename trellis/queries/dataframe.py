@@ -290,7 +290,7 @@ def _coordinates(
             chosen = position[here]
             index_columns[loop][here] = indexes[chosen] + keys[here] - ids[chosen]
             if shown:
-                items = [shown.get(i) for i in keys[here].tolist()]
+                items = [shown.get(i) for i in ids[chosen].tolist()]
                 if any(item is not None for item in items):
                     column = value_columns.setdefault(loop, np.full(rows, None, dtype=object))
                     column[here] = [None if v is None else json.loads(v) for v in items]

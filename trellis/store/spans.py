@@ -4,7 +4,9 @@ A row holds ``count`` iterations: keys ``id`` onwards, indexes ``idx`` onwards, 
 first one's start, ``ended`` the last one's end, and ``starts_us`` (NULL when ``count`` is 1) a
 JSON array of each one's start in whole microseconds after ``started``, so SQL can list them:
 ``SELECT i.idx + j.key, i.started + j.value / 1e6 FROM iterations i, json_each(i.starts_us) j``
-on SQLite (``jsonb_array_elements`` on PostgreSQL). Each iteration ends where the next starts.
+on SQLite (``jsonb_array_elements`` on PostgreSQL). Each iteration ends where the next starts,
+and ``value``, when there is one, is every one's value (a data loader's batches all show
+``"<Tensor (32, 3)>"``; the last, smaller batch starts a row of its own).
 """
 
 from __future__ import annotations
