@@ -169,11 +169,24 @@ def test_breaking_out_of_a_loop_restores_the_outer_coordinates(in_project):
                 if step == 2:
                     break
             trellis.log("after_break", epoch)
+            try:
+                for step in trellis.loop("step", range(10)):
+                    trellis.log("inside", step)
+                    if step == 3:
+                        raise ValueError
+            except ValueError:
+                trellis.log("after_error", epoch)
+            for step in trellis.loop("step", range(3)):
+                pass
+            trellis.log("after_end", epoch)
     """)
     in_project.run("breaks.py")
-    frame = trellis.dataframe("after_break")
+    frame = trellis.dataframe("after_break", "after_error", "after_end")
     assert frame["epoch"].tolist() == [0, 1]
-    assert frame["step"].isna().all() if "step" in frame else True
+    assert "step" not in frame  # all three at their epoch, none inside a step
+    assert frame["after_error"].tolist() == frame["after_end"].tolist() == [0, 1]
+    inside = trellis.dataframe("inside")
+    assert inside["step"].tolist() == inside["inside"].tolist() == [0, 1, 2, 3] * 2
 
 
 def test_arg_reads_the_command_line_and_records_params_apart(in_project):
