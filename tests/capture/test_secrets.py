@@ -4,7 +4,6 @@ them."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import textwrap

@@ -8,7 +8,6 @@ folder standing for a shared one; the project's own store is its ``.trellis/`` f
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys

@@ -777,9 +777,9 @@ def _iterate(run: Run, name: str, iterable: Iterable) -> Iterator:
     _depth = depth + 1
     try:
         if counts_from_zero and checkpointer is None:
-            # The innermost loops' usual case, kept lean (a tenth of what a `log` in one costs):
-            # the item is the index, and the coordinates go back to the parent when the loop ends
-            # or is left, not between iterations, where no user code runs.
+            # The innermost loops' usual case, kept lean: the item is the index, and the
+            # coordinates go back to the parent when the loop ends or is left, not between
+            # iterations, where no user code runs.
             try:
                 for index in iterable:
                     iteration_id = next_id()

@@ -7,7 +7,6 @@ Everything is plain data; ``json_text`` turns it (or any query's result) into st
 from __future__ import annotations
 
 import json
-import json
 import math
 from typing import Any, Iterable
 
