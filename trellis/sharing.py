@@ -50,7 +50,7 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
     from trellis.exporting.store_json import export
     from trellis.queries.records import object_digests
     from trellis.store.importing import import_export
-    from trellis.store.objects import copy_objects
+    from trellis.store.objects import copy_objects, remove
 
     chosen = None if run_ids is None else set(run_ids)
     candidates = [(run, uuid, status) for run, uuid, status in
@@ -70,8 +70,13 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
             todo.append(run)  # new there, or replayed here since it went there
     for start in range(0, len(todo), _RUNS_PER_TRANSACTION):
         exported = export(source, todo[start:start + _RUNS_PER_TRANSACTION], with_objects=False)
-        counts["objects"] += copy_objects(source.objects, target.objects, sorted(object_digests(exported["tables"])))
-        done = import_export(target, exported, merge=True)
+        written = copy_objects(source.objects, target.objects, sorted(object_digests(exported["tables"])))
+        try:
+            done = import_export(target, exported, merge=True)
+        except BaseException:
+            remove(written)  # the runs were refused: so are the objects only they brought
+            raise
+        counts["objects"] += len(written)
         counts["copied"] += done["imported"]
         counts["merged"] += done["merged"]
         counts["skipped"] += done["skipped"]

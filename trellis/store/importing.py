@@ -117,94 +117,124 @@ def import_export(store: Store, exported: dict[str, Any], merge: bool = False) -
         raise TrellisError(f"the import failed and nothing was imported: {type(error).__name__}: {error}") from None
 
 
-def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dict[str, int]:
+def _received_objects(exported: dict[str, Any]) -> dict[str, bytes]:
+    """The objects embedded in an export, each checked against its name before any is stored."""
     import base64
+    import binascii
 
+    from trellis.store.objects import check_digest
+
+    embedded = exported.get("objects") or {}
+    if not isinstance(embedded, dict):
+        raise TrellisError("the export is damaged: its objects are not a mapping; nothing was imported")
+    received = {}
+    for digest, encoded in embedded.items():
+        check_digest(digest)
+        try:
+            received[digest] = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise TrellisError(f"the export is damaged: object {digest} is not base64; nothing was imported") from None
+    return received
+
+
+def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dict[str, int]:
     from trellis.store import objects as object_store
 
-    imported = skipped = 0
+    received = _received_objects(exported)
     merged: set[int] = set()
-    with store.transaction():
-        environments: dict[int, int] = {}
-        for environment in rows("environments"):
-            store.execute("INSERT INTO environments (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
-                          (environment["hash"], environment["data"]))
-            environments[environment["id"]] = store.execute(
-                "SELECT id FROM environments WHERE hash = ?", (environment["hash"],))[0][0]
-        new_ids: dict[int, int] = {}
-        replayed_later: list[tuple[int, int]] = []  # (run there, run here) of runs already here
-        for run in rows("runs"):
-            found = store.execute("SELECT id, status FROM runs WHERE uuid = ?", (run["uuid"],))
-            if found and merge and found[0][1] in _UNFINISHED and run["status"] not in _UNFINISHED:
-                finishing = {c: run[c] for c in _FINISHING if run.get(c) is not None}
-                if run.get("environment_id") in environments:
-                    finishing["environment_id"] = environments[run["environment_id"]]
-                store.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in finishing)} WHERE id = ?",
-                              [*finishing.values(), found[0][0]])
-                new_ids[run["id"]] = found[0][0]
-                merged.add(found[0][0])
-                continue
-            if found:
-                skipped += 1
-                replayed_later.append((run["id"], found[0][0]))
-                continue
-            old = run.pop("id")
-            run["environment_id"] = environments.get(run["environment_id"])
-            run["parent_run"] = None
-            columns = list(run)
-            (new,) = store.execute(
-                f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) RETURNING id",
-                [run[c] for c in columns],
-            )[0]
-            new_ids[old] = new
-            imported += 1
+    written: list[Any] = []
+    try:
+        with store.transaction():
+            counts = _insert(store, rows, merge, merged)
+            for digest, content in received.items():
+                if (path := object_store.put_received(store.objects, digest, content)) is not None:
+                    written.append(path)
+    except BaseException:
+        object_store.remove(written)
+        raise
+    return counts
 
-        def moved(key: int | None) -> int | None:
-            """A run-prefixed key of the exporting store, in this store."""
-            if key is None:
-                return None
-            run = key >> RUN_SHIFT
-            return (new_ids[run] << RUN_SHIFT) + (key & 0xFFFFFFFF) if run in new_ids else key
 
-        keyed = {"iterations": ("id", "parent"), "logs": ("id", "step", "iteration"),
-                 "steps": ("id",), "files": ("step",), "run_inputs": ("step",), "modules": ("step",),
-                 "checkpoints": ("iteration",), "dependencies": ("step", "depends_on"),
-                 "variables": ("step",)}
-        for table in ("params", "iterations", "loops", "logs", "checkpoints", "files", "run_inputs",
-                      "steps", "modules", "dependencies", "variables", "replays"):
-            batch, rest = [], []
-            for row in rows(table):
-                owner = row["run"] if "run" in row else row["step"] >> RUN_SHIFT
-                if owner not in new_ids:
-                    continue
-                if table == "replays":
-                    del row["id"]
-                if "run" in row:
-                    row["run"] = new_ids[row["run"]]
-                for column in keyed.get(table, ()):
-                    row[column] = moved(row[column])
-                (rest if new_ids[owner] in merged else batch).append(row)
-            if batch:
-                columns = list(batch[0])
-                store.insert_rows(table, columns, [[row[c] for c in columns] for row in batch])
-            if rest:
-                columns = list(rest[0])
-                if table == "steps":  # a step written running here and finished there: the later one
-                    store.executemany("DELETE FROM steps WHERE id = ?", [(row["id"],) for row in rest])
-                store.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-                    " ON CONFLICT DO NOTHING",
-                    [[row[c] for c in columns] for row in rest],
-                )
-        replayed = _add_replays(store, rows, replayed_later)
-        if new_ids:
-            store.execute(
-                "INSERT INTO log_names (run, name) SELECT DISTINCT run, name FROM logs"
-                f" WHERE run IN ({', '.join('?' * len(new_ids))}) ON CONFLICT (run, name) DO NOTHING",
-                list(new_ids.values()),
+def _insert(store: Store, rows: Any, merge: bool, merged: set[int]) -> dict[str, int]:
+    imported = skipped = 0
+    environments: dict[int, int] = {}
+    for environment in rows("environments"):
+        store.execute("INSERT INTO environments (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+                      (environment["hash"], environment["data"]))
+        environments[environment["id"]] = store.execute(
+            "SELECT id FROM environments WHERE hash = ?", (environment["hash"],))[0][0]
+    new_ids: dict[int, int] = {}
+    replayed_later: list[tuple[int, int]] = []  # (run there, run here) of runs already here
+    for run in rows("runs"):
+        found = store.execute("SELECT id, status FROM runs WHERE uuid = ?", (run["uuid"],))
+        if found and merge and found[0][1] in _UNFINISHED and run["status"] not in _UNFINISHED:
+            finishing = {c: run[c] for c in _FINISHING if run.get(c) is not None}
+            if run.get("environment_id") in environments:
+                finishing["environment_id"] = environments[run["environment_id"]]
+            store.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in finishing)} WHERE id = ?",
+                          [*finishing.values(), found[0][0]])
+            new_ids[run["id"]] = found[0][0]
+            merged.add(found[0][0])
+            continue
+        if found:
+            skipped += 1
+            replayed_later.append((run["id"], found[0][0]))
+            continue
+        old = run.pop("id")
+        run["environment_id"] = environments.get(run["environment_id"])
+        run["parent_run"] = None
+        columns = list(run)
+        (new,) = store.execute(
+            f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) RETURNING id",
+            [run[c] for c in columns],
+        )[0]
+        new_ids[old] = new
+        imported += 1
+
+    def moved(key: int | None) -> int | None:
+        """A run-prefixed key of the exporting store, in this store."""
+        if key is None:
+            return None
+        run = key >> RUN_SHIFT
+        return (new_ids[run] << RUN_SHIFT) + (key & 0xFFFFFFFF) if run in new_ids else key
+
+    keyed = {"iterations": ("id", "parent"), "logs": ("id", "step", "iteration"),
+             "steps": ("id",), "files": ("step",), "run_inputs": ("step",), "modules": ("step",),
+             "checkpoints": ("iteration",), "dependencies": ("step", "depends_on"),
+             "variables": ("step",)}
+    for table in ("params", "iterations", "loops", "logs", "checkpoints", "files", "run_inputs",
+                  "steps", "modules", "dependencies", "variables", "replays"):
+        batch, rest = [], []
+        for row in rows(table):
+            owner = row["run"] if "run" in row else row["step"] >> RUN_SHIFT
+            if owner not in new_ids:
+                continue
+            if table == "replays":
+                del row["id"]
+            if "run" in row:
+                row["run"] = new_ids[row["run"]]
+            for column in keyed.get(table, ()):
+                row[column] = moved(row[column])
+            (rest if new_ids[owner] in merged else batch).append(row)
+        if batch:
+            columns = list(batch[0])
+            store.insert_rows(table, columns, [[row[c] for c in columns] for row in batch])
+        if rest:
+            columns = list(rest[0])
+            if table == "steps":  # a step written running here and finished there: the later one
+                store.executemany("DELETE FROM steps WHERE id = ?", [(row["id"],) for row in rest])
+            store.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+                " ON CONFLICT DO NOTHING",
+                [[row[c] for c in columns] for row in rest],
             )
-        for digest, encoded in (exported.get("objects") or {}).items():
-            object_store.put(store.objects, [base64.b64decode(encoded)])
+    replayed = _add_replays(store, rows, replayed_later)
+    if new_ids:
+        store.execute(
+            "INSERT INTO log_names (run, name) SELECT DISTINCT run, name FROM logs"
+            f" WHERE run IN ({', '.join('?' * len(new_ids))}) ON CONFLICT (run, name) DO NOTHING",
+            list(new_ids.values()),
+        )
     return {"imported": imported, "skipped": skipped, "merged": len(merged), "replays": replayed}
 
 

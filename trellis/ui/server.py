@@ -198,9 +198,11 @@ def create_app(root: Path | None = None, token: str | None = None) -> Any:
         except TrellisError as error:
             return Response(f"{error}\n", status_code=503, media_type="text/plain")
         store.close()
-        folder = store.objects.resolve()
-        path = object_path(folder, digest).resolve()
-        if folder not in path.parents or not path.is_file():
+        try:
+            path = object_path(store.objects, digest)
+        except TrellisError:
+            path = None
+        if path is None or not path.is_file():
             return Response("no such object\n", status_code=404, media_type="text/plain")
         return Response(path.read_bytes(), media_type="application/octet-stream",
                         headers={"content-security-policy": "sandbox; default-src 'none'"})
