@@ -24,7 +24,7 @@ from trellis.capture.run import commit, iteration, log, loop
 if TYPE_CHECKING:
     import pandas
 
-__version__ = "0.1.0"
+from trellis._version import __version__
 
 __all__ = [
     "log",

@@ -1,24 +1,42 @@
 """Settings, read from the environment so that scripts need no set-up code.
 
-TRELLIS_STORE            store location: a folder, a ``.db`` file, ``sqlite:///path``
-                         or ``postgresql+psycopg://...`` (default: ``trellis config store``,
-                         else ``.trellis/`` at the project root)
-TRELLIS_OBJECTS          where a PostgreSQL store keeps checkpoints and outputs: a folder
-                         or an fsspec URL such as ``s3://bucket/prefix``
-TRELLIS_LOCK_TIMEOUT     seconds a write waits for a store locked by another process (default 60)
-TRELLIS_DISABLE          ``1`` records nothing (the API still returns its values)
-TRELLIS_PROGRESS         ``0`` hides the progress bar ``loop`` shows on a terminal
-TRELLIS_ECHO             ``1`` prints every logged value to stderr
-TRELLIS_FLUSH_SECONDS    how often a running script's buffer is written (default 2)
-TRELLIS_FLUSH_VALUES     ... or as soon as this many values are waiting (default 50000)
-TRELLIS_CHECKPOINT_SHARE the largest share of loop time checkpoints may take (default 0.05)
-TRELLIS_STREAM_LIMIT     characters of stdout/stderr kept per run (default 262144)
-TRELLIS_HASH_LIMIT       files larger than this (bytes) are recorded unhashed (default 512 MiB)
+This module is the one place that reads ``TRELLIS_*`` variables; ``VARIABLES`` lists them all
+and ``docs/environment.md`` is generated from it (``scripts/reference``).
 """
 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
+
+
+class Variable(NamedTuple):
+    name: str
+    default: str
+    meaning: str
+    public: bool = True
+
+
+VARIABLES = (
+    Variable("TRELLIS_STORE", "`trellis config store`, else `.trellis/` at the project root",
+             "store location: a folder, a `.db` file, `sqlite:///path` or `postgresql+psycopg://...`"),
+    Variable("TRELLIS_OBJECTS", "`trellis config objects`, else beside the store",
+             "where a store keeps checkpoints and outputs: a folder or an fsspec URL such as"
+             " `s3://bucket/prefix`"),
+    Variable("TRELLIS_LOCK_TIMEOUT", "60", "seconds a write waits for a store locked by another process"),
+    Variable("TRELLIS_DISABLE", "0", "`1` records nothing (the API still returns its values)"),
+    Variable("TRELLIS_PROGRESS", "1", "`0` hides the progress bar `loop` shows on a terminal"),
+    Variable("TRELLIS_ECHO", "0", "`1` prints every logged value to stderr"),
+    Variable("TRELLIS_FLUSH_SECONDS", "2", "how often a running script's buffer is written"),
+    Variable("TRELLIS_FLUSH_VALUES", "50000", "... or as soon as this many values are waiting"),
+    Variable("TRELLIS_CHECKPOINT_SHARE", "0.05", "the largest share of loop time checkpoints may take"),
+    Variable("TRELLIS_STREAM_LIMIT", "262144", "characters of stdout/stderr kept per run"),
+    Variable("TRELLIS_HASH_LIMIT", "536870912 (512 MiB)", "files larger than this (bytes) are recorded unhashed"),
+    Variable("TRELLIS_NOTEBOOK", "", "the notebook a kernel started by `trellis run` executes", public=False),
+    Variable("TRELLIS_PARENT_RUN", "", "the run a reproduction reproduces", public=False),
+    Variable("TRELLIS_REPLAY", "", "the segment file a replay worker executes", public=False),
+    Variable("TRELLIS_MAKE_PROBE", "", "set in make's dry runs, which are not real runs", public=False),
+)
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -35,9 +53,17 @@ def _number(name: str, default: float) -> float:
         return default
 
 
+def _text(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
 def disabled() -> bool:
     # make's dry runs (which build-context capture starts) may execute recipes: not real runs.
-    return _flag("TRELLIS_DISABLE", False) or bool(os.environ.get("TRELLIS_MAKE_PROBE"))
+    return _flag("TRELLIS_DISABLE", False) or in_make_probe()
+
+
+def in_make_probe() -> bool:
+    return bool(os.environ.get("TRELLIS_MAKE_PROBE"))
 
 
 def progress() -> bool:
@@ -68,5 +94,25 @@ def lock_timeout() -> float:
     return max(0.001, _number("TRELLIS_LOCK_TIMEOUT", 60.0))
 
 
+def hash_limit() -> int:
+    return int(_number("TRELLIS_HASH_LIMIT", 512 << 20))
+
+
 def store_url() -> str | None:
-    return os.environ.get("TRELLIS_STORE") or None
+    return _text("TRELLIS_STORE")
+
+
+def objects_url() -> str | None:
+    return _text("TRELLIS_OBJECTS")
+
+
+def notebook_path() -> str | None:
+    return _text("TRELLIS_NOTEBOOK")
+
+
+def parent_run() -> str | None:
+    return _text("TRELLIS_PARENT_RUN")
+
+
+def replay_spec() -> str | None:
+    return _text("TRELLIS_REPLAY")

@@ -10,6 +10,7 @@ import click
 
 import trellis
 from trellis._errors import TrellisError
+from trellis._version import __version__
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -59,7 +60,7 @@ def _one_line_errors(command: Callable) -> Callable:
 
 
 @click.group()
-@click.version_option(trellis.__version__, prog_name="trellis")
+@click.version_option(__version__, prog_name="trellis")
 def cli() -> None:
     """Context and provenance of ML runs, read from this project's store."""
 
@@ -245,7 +246,7 @@ def reproduce_command(run: str, tolerance: float, as_json: bool) -> None:
 @click.option("--show-code", "show_code", metavar="RUN", help="Print the patched source planned for RUN and stop.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (exit 1 when a segment failed).")
 @_one_line_errors
 def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ...], where: str | None,
                    workers: int, executor: str | None, force: bool, variables: tuple[str, ...],
@@ -311,7 +312,8 @@ EXPORT_FORMATS = list(trellis.EXPORT_FORMATS)
 @cli.command("export")
 @click.argument("target", required=False)
 @click.option("--all", "everything", is_flag=True, help="Every run in the store.")
-@click.option("--format", "format_", type=click.Choice(EXPORT_FORMATS), default="json", show_default=True)
+@click.option("--format", "format_", type=click.Choice(EXPORT_FORMATS), default="json", show_default=True,
+              help="The format: the lossless JSON export, or a provenance standard (PROV, RDF, HTML).")
 @click.option("-o", "--output", type=click.Path(path_type=__import__("pathlib").Path),
               help="Write here instead of standard output.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")

@@ -19,6 +19,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from trellis import _config
 from trellis.capture.environment import user_cache
 
 READ, WRITE = "read", "write"
@@ -46,11 +47,6 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _installed: "FileWatcher | None" = None
 
 
-def _hash_limit() -> int:
-    try:
-        return int(os.environ.get("TRELLIS_HASH_LIMIT", 512 << 20))
-    except ValueError:
-        return 512 << 20
 
 
 def _temporary_folders() -> tuple[str, ...]:
@@ -236,7 +232,7 @@ def _fingerprint(path: str, expected: tuple[int, int] | None) -> tuple[str | Non
         return None, None
     if expected is not None and (stat.st_mtime_ns, stat.st_size) != expected:
         return None, stat.st_size
-    if stat.st_size > _hash_limit() or not os.path.isfile(path):
+    if stat.st_size > _config.hash_limit() or not os.path.isfile(path):
         return None, stat.st_size
     hasher = hashlib.sha256()
     try:

@@ -28,6 +28,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from trellis import _config
+
 from .environment import mask_command, mask_secrets
 
 PROBE_VAR = "TRELLIS_MAKE_PROBE"
@@ -116,7 +118,7 @@ def build_context() -> dict:
         goals, makefiles, options, overrides = _parse_make_args(make_argv[1:])
         result["makefile"] = _main_makefile(directory, makefiles)
         result["goals"] = goals
-        if PROBE_VAR in os.environ:
+        if _config.in_make_probe():
             result["error"] = "inside trellis's own dry run of make; not analysed again"
             return result
 

@@ -24,6 +24,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from trellis import _config
 from trellis.capture import run as _runs
 from trellis.capture.environment import module_distributions, user_cache
 from trellis.capture.variables import summarize
@@ -36,7 +37,7 @@ _MAX_OUTPUT_BYTES = 8 << 20
 def notebook_path(shell: Any) -> str | None:
     """Where the kernel's notebook is: the runner's setting, Jupyter's session, or VS Code's."""
     for candidate in (
-        os.environ.get("TRELLIS_NOTEBOOK"),
+        _config.notebook_path(),
         os.environ.get("JPY_SESSION_NAME"),
         shell.user_ns.get("__vsc_ipynb_file__"),
     ):

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from trellis import _config
 from trellis.capture import run as _runs
 from trellis.store import formats
 from trellis.store.connection import objects_location
@@ -46,7 +47,7 @@ class ReplayRun:
         self.keep = set(spec["keep"])
         self.checkpoints = {int(k): v for k, v in spec["checkpoints"].items()}  # index -> name -> [format, digest]
         # where the store keeps them: a folder or an object store, as the replay passed it on
-        self.object_folder = objects_location(os.environ.get("TRELLIS_OBJECTS"), Path.cwd())
+        self.object_folder = objects_location(_config.objects_url(), Path.cwd())
         self.params = {}
         self.historical = spec["params"]
         self.ids = itertools.count(1)
@@ -220,7 +221,7 @@ class ReplayRun:
 
 
 def start() -> ReplayRun:
-    spec = json.loads(Path(os.environ["TRELLIS_REPLAY"]).read_text())
+    spec = json.loads(Path(_config.replay_spec() or "").read_text())
     replay = ReplayRun(spec)
     atexit.register(replay.finish)
     return replay

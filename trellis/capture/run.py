@@ -160,7 +160,7 @@ class Run:
                     filename = str(self.script)
             from trellis.capture.environment import mask_secrets
 
-            parent = os.environ.get("TRELLIS_PARENT_RUN")
+            parent = _config.parent_run()
             found = store.execute("SELECT id, projid FROM runs WHERE uuid = ?", (parent,)) if parent else []
             rows = store.execute(
                 "INSERT INTO runs (uuid, projid, kind, filename, cwd, argv, started, status, host,"
@@ -622,7 +622,7 @@ def begin(kind: str = "script", filename: str | None = None) -> Run | None:
         return _run
     if _failed_at_start or _config.disabled():
         return None
-    if os.environ.get("TRELLIS_REPLAY"):
+    if _config.replay_spec():
         from trellis.capture import replaying
 
         _run = replaying.start()  # type: ignore[assignment]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from trellis import __version__
+from trellis._version import __version__
 from trellis.queries.records import object_digests, records
 from trellis.store.connection import Store
 from trellis.store.objects import object_path

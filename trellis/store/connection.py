@@ -351,7 +351,7 @@ def open_store(
     root = project_root(root)
     url = url or configured_url(root)
     # The project's own store keeps its objects beside it; another store may keep them elsewhere.
-    location = (objects or os.environ.get("TRELLIS_OBJECTS") or settings.read(root).get("objects")
+    location = (objects or _config.objects_url() or settings.read(root).get("objects")
                 if url else None)
     if url and url.startswith(POSTGRES_SCHEMES):
         folder = objects_location(location, root)
