@@ -16,6 +16,7 @@ from trellis._errors import (
     TrellisError,
     UnknownNameError,
     UnknownRunError,
+    UntrustedObjectError,
 )
 from trellis.capture.args import arg
 from trellis.capture.checkpoint import checkpointing
@@ -53,6 +54,7 @@ __all__ = [
     "UnknownNameError",
     "NoCheckpointError",
     "StoreError",
+    "UntrustedObjectError",
 ]
 
 
@@ -158,15 +160,16 @@ def diff(a: str, b: str) -> dict[str, Any]:
         store.close()
 
 
-def reproduce(run: str, tolerance: float = 0.0) -> dict[str, Any]:
+def reproduce(run: str, tolerance: float = 0.0, trusted: bool = False) -> dict[str, Any]:
     """Run a recorded script or notebook epoch again from its snapshot, in a fresh git worktree,
-    and compare values, written files and outputs; ``matched`` says whether all were the same."""
+    and compare values, written files and outputs; ``matched`` says whether all were the same.
+    A run received from someone else's store is run only if ``trusted``."""
     from trellis.reproduction import reproduce as again
     from trellis.store.connection import open_store
 
     store = open_store()
     try:
-        return again(store, run, tolerance)
+        return again(store, run, tolerance, trusted)
     finally:
         store.close()
 
@@ -182,6 +185,7 @@ def replay(
     dry_run: bool = False,
     progress: bool = False,
     env: dict[str, str] | None = None,
+    trusted: bool = False,
 ) -> dict[str, Any]:
     """Hindsight logging: replay the new ``log`` statements of ``names`` (added to today's script)
     into past runs of it, also of older code versions, from their checkpoints, in parallel.
@@ -190,6 +194,8 @@ def replay(
     ``"process"`` (default, ``workers`` processes), ``"dask://host:port"`` or any
     ``concurrent.futures.Executor``; ``env`` sets variables for every segment (on a cluster,
     segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned.
+    Runs received from someone else's store are left out unless ``trusted``: replaying runs their
+    recorded command line and loads their checkpoints.
     """
     from trellis.hindsight.executing import execute
     from trellis.hindsight.planning import plan_replay
@@ -197,7 +203,8 @@ def replay(
 
     store = open_store()
     try:
-        plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force)
+        plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force,
+                           trusted=trusted)
         if dry_run:
             return {"plan": plan.to_dict(), "description": plan.describe()}
         return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress, env=env)}
@@ -295,7 +302,7 @@ def import_runs(path: Any) -> dict[str, int]:
         raise TrellisError(f"{path} is not valid JSON ({error}); export it again") from None
     store = open_store()
     try:
-        return import_export(store, exported)
+        return import_export(store, exported, received_from=str(Path(path).absolute()))
     finally:
         store.close()
 
@@ -318,11 +325,14 @@ def pull(store: str | None = None, objects: str | None = None, runs: Sequence[st
     return download(store, objects, list(runs) if runs else None, everything)
 
 
-def load_checkpoint(run: str, iteration: int | None = None, **into: Any) -> dict[str, Any]:
+def load_checkpoint(run: str, iteration: int | None = None, *, trusted: bool = False,
+                    **into: Any) -> dict[str, Any]:
     """The states saved at ``iteration`` of ``run``'s checkpointed loop (the last if None).
 
     Pass the live objects by name to restore them in place:
-    ``trellis.load_checkpoint("latest", 3, model=model)``.
+    ``trellis.load_checkpoint("latest", 3, model=model)``. A run pulled or imported from
+    someone else's store loads only objects that cannot run code (arrays, tensors, plain values)
+    unless you pass ``trusted=True``: unpickling runs whatever code its author put in it.
     """
     from trellis.queries.checkpoints import load_checkpoint as load
 
@@ -330,7 +340,7 @@ def load_checkpoint(run: str, iteration: int | None = None, **into: Any) -> dict
 
     store = _read_store()
     try:
-        states = load(store, run, iteration, into)
+        states = load(store, run, iteration, into, trusted)
         source = resolve(store, run)["uuid"]
     finally:
         store.close()

@@ -23,3 +23,7 @@ class NoCheckpointError(TrellisError, LookupError):
 
 class StoreError(TrellisError):
     """The store cannot be opened or is not a trellis store."""
+
+
+class UntrustedObjectError(TrellisError):
+    """A stored object came from someone else and would run code when loaded."""

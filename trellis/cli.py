@@ -221,12 +221,13 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
 @click.option("--tolerance", type=float, default=0.0, show_default=True,
               help="Relative and absolute tolerance for comparing floats.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as data.")
+@click.option("--trust", is_flag=True, help="Run it even if it came from someone else's store.")
 @_one_line_errors
-def reproduce_command(run: str, tolerance: float, as_json: bool) -> None:
+def reproduce_command(run: str, tolerance: float, as_json: bool, trust: bool) -> None:
     """Run RUN again from its snapshot and compare; exit status 0 only if everything matched."""
     from trellis.reproduction import render
 
-    report = trellis.reproduce(run, tolerance)
+    report = trellis.reproduce(run, tolerance, trusted=trust)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else render(report))
     if not report["matched"]:
         raise SystemExit(1)
@@ -246,11 +247,14 @@ def reproduce_command(run: str, tolerance: float, as_json: bool) -> None:
 @click.option("--show-code", "show_code", metavar="RUN", help="Print the patched source planned for RUN and stop.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--trust", is_flag=True,
+              help="Also replay runs pulled or imported from someone else's store (runs their command"
+                   " lines, loads their checkpoints).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (exit 1 when a segment failed).")
 @_one_line_errors
 def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ...], where: str | None,
                    workers: int, executor: str | None, force: bool, variables: tuple[str, ...],
-                   show_code: str | None, dry_run: bool, yes: bool, as_json: bool) -> None:
+                   show_code: str | None, dry_run: bool, yes: bool, trust: bool, as_json: bool) -> None:
     """Hindsight logging: replay NAMES, newly logged in today's script, into its past runs."""
     from trellis.hindsight.executing import execute
     from trellis.hindsight.planning import plan_replay
@@ -260,7 +264,8 @@ def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ..
     env = _variables(variables)
     store = open_store()
     try:
-        plan = plan_replay(store, names, file=file, runs=runs or None, where=where, workers=workers, force=force)
+        plan = plan_replay(store, names, file=file, runs=runs or None, where=where, workers=workers, force=force,
+                           trusted=trust)
         if show_code:
             wanted = resolve(store, show_code)["uuid"]
             chosen = next((r for r in plan.runs if r.uuid == wanted), None)
@@ -467,7 +472,7 @@ def notebook_import(path: str) -> None:
     embedded = read_embedded(notebook_file(path))
     store = open_store()
     try:
-        counts = import_notebook(store, embedded, store.project.name)
+        counts = import_notebook(store, embedded, store.project.name, str(notebook_file(path).absolute()))
     finally:
         store.close()
     click.echo(f"imported {counts['imported']} epochs ({counts['skipped']} already here)")

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from trellis import worktrees
-from trellis._errors import TrellisError
+from trellis._errors import TrellisError, UntrustedObjectError
+from trellis.queries.checkpoints import received_from
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
@@ -31,10 +32,14 @@ _RANDOM = re.compile(r"\b(np\.random\.(?!seed|default_rng\(\s*\d)|random\.(?!see
 _SEEDED = re.compile(r"\b(seed\(|default_rng\(\s*\d|random_state\s*=\s*\d|manual_seed\()")
 
 
-def reproduce(store: Store, ref: str, tolerance: float = 0.0) -> dict[str, Any]:
+def reproduce(store: Store, ref: str, tolerance: float = 0.0, trusted: bool = False) -> dict[str, Any]:
     original = resolve(store, ref)
     if original["kind"] not in ("script", "notebook"):
         raise TrellisError(f"run {original['uuid'][:8]} is a {original['kind']} run; only scripts and notebooks replay")
+    source = None if trusted else received_from(store, original["id"])
+    if source is not None:
+        raise UntrustedObjectError(f"run {original['uuid'][:8]} came from {source}: reproducing it runs the command"
+                                   " line and code recorded there; add --trust if you trust its source")
     if not original["git_commit"]:
         raise TrellisError(f"run {original['uuid'][:8]} was recorded outside git: there is no snapshot to run")
     if not worktrees.has_commit(store.project, original["git_commit"]):

@@ -72,7 +72,7 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
         exported = export(source, todo[start:start + _RUNS_PER_TRANSACTION], with_objects=False)
         written = copy_objects(source.objects, target.objects, sorted(object_digests(exported["tables"])))
         try:
-            done = import_export(target, exported, merge=True)
+            done = import_export(target, exported, merge=True, received_from=source.location)
         except BaseException:
             remove(written)  # the runs were refused: so are the objects only they brought
             raise

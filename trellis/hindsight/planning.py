@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 from trellis._errors import TrellisError
 from trellis.analysis.propagation import Placement, PlacementError, find_statements, patch, place
+from trellis.queries.checkpoints import received_from
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
@@ -138,6 +139,7 @@ def plan_replay(
     where: str | None = None,
     workers: int = 1,
     force: bool = False,
+    trusted: bool = False,
 ) -> Plan:
     names = list(dict.fromkeys(names))
     if not names:
@@ -152,7 +154,7 @@ def plan_replay(
     if not selected:
         raise TrellisError(f"no recorded runs of {filename} to replay into")
     packages = _current_packages()
-    plans = [_plan_run(store, run, filename, today, names, condition, force, packages)
+    plans = [_plan_run(store, run, filename, today, names, condition, force, packages, trusted)
              for run in selected]
     active = [plan for plan in plans if plan.replays]
     _cut_into_segments(active, workers)
@@ -205,11 +207,16 @@ def _todays_script(store: Store, names: list[str], file: str | None) -> tuple[st
 
 def _plan_run(store: Store, run: dict[str, Any], filename: str, today: str, names: list[str],
               condition: Callable[[str, int], bool], force: bool,
-              packages: dict[str, str]) -> RunPlan:
+              packages: dict[str, str], trusted: bool = False) -> RunPlan:
     plan = RunPlan(run["uuid"], run["id"], filename, run["git_commit"],
                    json.loads(run["argv"] or "[]"), run["cwd"])
     if run["kind"] != "script":
         plan.reason = f"a {run['kind']} run; only scripts replay"
+        return plan
+    source = None if trusted else received_from(store, run["id"])
+    if source is not None:
+        plan.reason = (f"it came from {source}: replaying it runs its recorded command line and loads its"
+                       " checkpoints; add --trust if you trust its source")
         return plan
     if not run["git_commit"]:
         plan.reason = "recorded outside git, so there is no snapshot of its code"

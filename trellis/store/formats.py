@@ -3,6 +3,13 @@
 Objects with a ``state_dict`` (torch modules and optimizers, and anything that follows that
 protocol) are saved as their state; numpy arrays as ``.npy`` without an extra copy; the rest is
 pickled.
+
+Loading a pickle can run any code its author chose (``__reduce__`` names a callable and its
+arguments), and ``torch.load`` unpickles too. Objects of a run received from someone else are
+therefore read without trust unless the caller says otherwise: ``.npy`` never unpickles, torch
+loads with ``weights_only``, and a pickle loads only if it names no class or function at all
+(plain dicts, lists, strings and numbers), since every way a pickle reaches code goes through
+``find_class``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trellis._errors import UntrustedObjectError
 from trellis.store.objects import Buffer
 
 
@@ -48,8 +56,18 @@ def _holds_tensors(torch: Any, state: Any) -> bool:
     return False
 
 
-def deserialize(format: str, path: Path) -> Any:
-    """The object stored at ``path``: a local file, or a UPath into an object store."""
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads pickles of builtin values only: anything that would import a name is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise UntrustedObjectError(f"is a pickle that names {module}.{name}")
+
+
+def deserialize(format: str, path: Path, trusted: bool = False) -> Any:
+    """The object stored at ``path``: a local file, or a UPath into an object store.
+
+    Unless ``trusted``, nothing that can run code while loading is loaded: such an object raises
+    ``UntrustedObjectError`` whose message completes "the object ..." (what it is)."""
     with path.open("rb") as handle:
         if format == "npy":
             import numpy
@@ -58,8 +76,15 @@ def deserialize(format: str, path: Path) -> Any:
         if format == "torch":
             import torch
 
-            return torch.load(handle, weights_only=False)
-        return pickle.load(handle)
+            if trusted:
+                return torch.load(handle, weights_only=False)
+            try:
+                return torch.load(handle, weights_only=True)
+            except pickle.UnpicklingError:
+                raise UntrustedObjectError("is a torch file holding more than tensors and plain values") from None
+        if trusted:
+            return pickle.load(handle)
+        return _PlainUnpickler(handle).load()
 
 
 def restore(target: Any, state: Any) -> None:

@@ -24,7 +24,8 @@ def _seconds(stamp: str | None) -> float | None:
     return None if stamp is None else datetime.fromisoformat(stamp).timestamp()
 
 
-def import_notebook(store: Store, embedded: dict[str, Any], projid: str) -> dict[str, int]:
+def import_notebook(store: Store, embedded: dict[str, Any], projid: str,
+                    received_from: str = "notebook metadata") -> dict[str, int]:
     if not str(embedded.get("schema", "")).startswith("trellis-notebook-provenance/"):
         raise TrellisError("this is not trellis notebook provenance (unknown schema)")
     imported = skipped = 0
@@ -35,10 +36,11 @@ def import_notebook(store: Store, embedded: dict[str, Any], projid: str) -> dict
                 skipped += 1
                 continue
             (run_id,) = store.execute(
-                "INSERT INTO runs (uuid, projid, kind, filename, started, ended, status, problems)"
-                " VALUES (?, ?, 'notebook', ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO runs (uuid, projid, kind, filename, started, ended, status, problems, received_from)"
+                " VALUES (?, ?, 'notebook', ?, ?, ?, ?, ?, ?) RETURNING id",
                 (epoch["run_id"], projid, embedded["notebook"], _seconds(epoch["started"]) or time.time(),
-                 _seconds(epoch["ended"]), epoch["status"], json.dumps(["imported from notebook metadata"])),
+                 _seconds(epoch["ended"]), epoch["status"], json.dumps(["imported from notebook metadata"]),
+                 received_from),
             )[0]
             base = run_id << RUN_SHIFT
             for module in epoch.get("modules", []):
@@ -89,10 +91,12 @@ _FINISHING = ("ended", "committed", "status", "error", "problems", "stdout", "st
 _UNFINISHED = ("running", "interrupted")
 
 
-def import_export(store: Store, exported: dict[str, Any], merge: bool = False) -> dict[str, int]:
+def import_export(store: Store, exported: dict[str, Any], merge: bool = False,
+                  received_from: str = "a JSON export") -> dict[str, int]:
     """Load a ``trellis export --format json`` document; keys are renumbered for this store.
 
-    With ``merge``, a run that is here unfinished and there finished gets the rows it lacks."""
+    With ``merge``, a run that is here unfinished and there finished gets the rows it lacks.
+    Every run inserted or completed is marked ``received_from`` (where it came from)."""
     from trellis.store.schema import SCHEMA_VERSION
 
     if exported.get("format") != "trellis-export/1" or not isinstance(exported.get("tables"), dict):
@@ -110,7 +114,7 @@ def import_export(store: Store, exported: dict[str, Any], merge: bool = False) -
         return [dict(zip(found["columns"], row)) for row in found["rows"]]
 
     try:
-        return _load(store, exported, rows, merge)
+        return _load(store, exported, rows, merge, received_from)
     except TrellisError:
         raise
     except Exception as error:
@@ -137,7 +141,7 @@ def _received_objects(exported: dict[str, Any]) -> dict[str, bytes]:
     return received
 
 
-def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dict[str, int]:
+def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool, received_from: str) -> dict[str, int]:
     from trellis.store import objects as object_store
 
     received = _received_objects(exported)
@@ -145,7 +149,7 @@ def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dic
     written: list[Any] = []
     try:
         with store.transaction():
-            counts = _insert(store, rows, merge, merged)
+            counts = _insert(store, rows, merge, merged, received_from)
             for digest, content in received.items():
                 if (path := object_store.put_received(store.objects, digest, content)) is not None:
                     written.append(path)
@@ -155,7 +159,7 @@ def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool) -> dic
     return counts
 
 
-def _insert(store: Store, rows: Any, merge: bool, merged: set[int]) -> dict[str, int]:
+def _insert(store: Store, rows: Any, merge: bool, merged: set[int], received_from: str) -> dict[str, int]:
     imported = skipped = 0
     environments: dict[int, int] = {}
     for environment in rows("environments"):
@@ -169,6 +173,7 @@ def _insert(store: Store, rows: Any, merge: bool, merged: set[int]) -> dict[str,
         found = store.execute("SELECT id, status FROM runs WHERE uuid = ?", (run["uuid"],))
         if found and merge and found[0][1] in _UNFINISHED and run["status"] not in _UNFINISHED:
             finishing = {c: run[c] for c in _FINISHING if run.get(c) is not None}
+            finishing["received_from"] = received_from  # its checkpoints may now come from there
             if run.get("environment_id") in environments:
                 finishing["environment_id"] = environments[run["environment_id"]]
             store.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in finishing)} WHERE id = ?",
@@ -183,6 +188,7 @@ def _insert(store: Store, rows: Any, merge: bool, merged: set[int]) -> dict[str,
         old = run.pop("id")
         run["environment_id"] = environments.get(run["environment_id"])
         run["parent_run"] = None
+        run["received_from"] = received_from
         columns = list(run)
         (new,) = store.execute(
             f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) RETURNING id",

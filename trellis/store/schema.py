@@ -15,11 +15,15 @@ last. A loop with 1000 steps per epoch is one row per epoch, not 1000.
 Logs carry no secondary index: maintaining one costs a third of a commit. ``log_names`` says
 which runs logged which names, and a run's logs are one key range (``run_keys``), so a reader
 scans only the runs it needs.
+
+A run brought from elsewhere (``trellis pull``, ``trellis import``, ``trellis notebook import``)
+says where in ``received_from``; a run recorded into this store leaves it NULL. Its objects are
+someone else's: they are not unpickled unless the user says they trust them.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RUN_SHIFT = 32
 
 # Value kinds. Ints and bools read from int_value, floats from float_value, the rest from
@@ -48,6 +52,9 @@ MIGRATIONS = {
     3: [
         "ALTER TABLE iterations ADD COLUMN count {int} NOT NULL DEFAULT 1",
         "ALTER TABLE iterations ADD COLUMN starts_us TEXT",
+    ],
+    4: [
+        "ALTER TABLE runs ADD COLUMN received_from TEXT",
     ],
 }
 
@@ -84,7 +91,8 @@ CREATE TABLE IF NOT EXISTS runs (
     environment_id {int},
     parent_run {int},
     stdout TEXT,
-    stderr TEXT
+    stderr TEXT,
+    received_from TEXT
 );
 CREATE TABLE IF NOT EXISTS params (
     run {int} NOT NULL,
