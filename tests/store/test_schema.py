@@ -29,7 +29,8 @@ def _has_index(store, name: str) -> bool:
 
 
 def _as_version_2(store) -> None:
-    """Iterations one row each, as version 2 wrote them."""
+    """Iterations one row each, as version 2 wrote them (and no column of version 4)."""
+    store.execute("ALTER TABLE runs DROP COLUMN received_from")
     rows = store.execute("SELECT id, run, parent, loop, depth, idx, started, ended, value, count,"
                          " starts_us FROM iterations")
     store.execute("DELETE FROM iterations")
@@ -111,3 +112,28 @@ def test_a_store_from_a_newer_trellis_is_refused_unchanged(project):
     assert store.execute("SELECT COUNT(*) FROM runs") == [(1,)]
     assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION + 1,)]
     store.close()
+
+
+def test_a_version_3_store_gains_received_from_and_its_own_runs_stay_unmarked(project, tmp_path):
+    project.write("train.py", SCRIPT)
+    project.run("train.py")
+    exported = tmp_path / "runs.json"
+    project.cli("export", "--all", "-o", str(exported))
+    store = _raw(project)  # back to what version 3 wrote
+    with store.transaction():
+        store.execute("ALTER TABLE runs DROP COLUMN received_from")
+        store.execute("UPDATE schema_version SET version = 3")
+        store.execute("DELETE FROM runs WHERE id = 1")  # so that the export brings it back, received
+    store.close()
+    project.run("train.py")  # recorded by this trellis into the version 3 store, which it migrates
+
+    store = _raw(project)
+    assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert store.execute("SELECT received_from FROM runs") == [(None,)]
+    store.close()
+    project.cli("import", str(exported))
+    store = _raw(project)
+    marked = store.execute("SELECT received_from FROM runs ORDER BY started")
+    store.close()
+    assert marked == [(str(exported),), (None,)]
+    assert len(dataframe(project.store(), ["loss"])) == 6
