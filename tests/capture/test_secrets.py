@@ -4,11 +4,15 @@ them."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import trellis
 from trellis.store.schema import TABLES
@@ -62,3 +66,113 @@ def test_no_secret_is_stored_or_exported(project, monkeypatch):
     for where, secret in SECRETS.items():
         for text in (*stored, *exports):
             assert secret not in text, f"the {where} secret was recorded"
+
+
+# -- secret-looking files and code snapshots ------------------------------------------------------
+
+SECRET_FILES = {  # each secret starts with "leaked-"
+    ".env": "DB_PASSWORD=leaked-env-password\n",
+    ".env.production": "API_TOKEN=leaked-production-token\n",
+    "deploy/server.pem": "-----BEGIN PRIVATE KEY-----\nleaked-pem\n",
+    "id_ed25519": "leaked-ed25519\n",
+    "config/.netrc": "machine example.org password leaked-netrc\n",
+    ".aws/credentials": "aws_secret_access_key = leaked-aws\n",
+    "kaggle.json": '{"key": "leaked-kaggle"}\n',
+}
+
+
+def _snapshot_of_latest(project):
+    from trellis.queries.overview import snapshot_text
+
+    store = project.store()
+    try:
+        (commit, described), = store.execute("SELECT git_commit, git FROM runs ORDER BY started DESC LIMIT 1")
+        files = set(subprocess.run(["git", "ls-tree", "-r", "--name-only", commit], cwd=project.root,
+                                   capture_output=True, text=True, check=True).stdout.split())
+        shown = {}
+        for path in SECRET_FILES:
+            try:
+                shown[path] = snapshot_text(store, "latest", path)["text"]
+            except trellis.TrellisError:
+                pass
+    finally:
+        store.close()
+    return commit, json.loads(described), files, shown
+
+
+def test_secret_looking_untracked_files_stay_out_of_the_code_snapshot(project):
+    project.write("train.py", "import trellis\ntrellis.log('x', 1)\n")
+    for path, text in SECRET_FILES.items():
+        project.write(path, text)
+    project.write(".env.example", "DB_PASSWORD=change-me\n")  # a template, no secret: kept
+    project.write("keys.py", "KEYS = 1\n")
+    project.write("tracked.key", "committed-on-purpose\n")
+    subprocess.run(["git", "add", "tracked.key"], cwd=project.root, check=True)
+    project.run("train.py")
+
+    commit, described, files, shown = _snapshot_of_latest(project)
+    assert {"train.py", ".env.example", "keys.py", "tracked.key"} <= files
+    assert not files & set(SECRET_FILES)
+    assert shown == {}  # the dashboard's code view has none of them to serve
+    assert sorted(described["withheld"]) == sorted(SECRET_FILES)
+    grep = subprocess.run(["git", "grep", "-F", "leaked-", commit], cwd=project.root, capture_output=True)
+    assert grep.returncode == 1 and grep.stdout == b""  # 1: no match anywhere in the snapshot
+
+
+def test_trellisignore_adds_patterns_and_takes_defaults_back(project):
+    project.write("train.py", "import trellis\ntrellis.log('x', 1)\n")
+    project.write(".env", "MODE=fast\n")
+    project.write("vault/token.txt", "vault-token\n")
+    project.write("notes.txt", "kept\n")
+    project.write(".trellisignore", "# this project's .env holds no secret\n!.env\nvault/\n")
+    project.run("train.py")
+    _, described, files, _ = _snapshot_of_latest(project)
+    assert {".env", "notes.txt", ".trellisignore"} <= files
+    assert "vault/token.txt" not in files
+    assert described["withheld"] == ["vault/token.txt"]
+
+
+_NAME_PARTS = st.sampled_from([
+    ".env", ".env.local", ".env.example", "env", "x.pem", "pem", "a.key", "keys", "keyboard.py",
+    "id_rsa", "id_rsa.pub", "id_ed25519", ".netrc", ".pypirc", ".npmrc", "credentials",
+    "credentials.json", "gcp.credentials", "credentials.py", ".git-credentials", "store.p12",
+    "cert.pfx", "kaggle.json", "secrets.toml", "train.py", "data.csv", "README",
+])
+_PATHS = st.lists(
+    st.tuples(st.lists(_NAME_PARTS, max_size=2), _NAME_PARTS).map(lambda t: "/".join([*t[0], t[1]])),
+    min_size=1, max_size=12, unique=True,
+)
+
+
+def _left_out(path: str, patterns: tuple[str, ...]) -> bool:
+    """gitignore for slash-free patterns: a component is out when the last pattern matching it
+    is not a negation, and a file is out when it or a folder above it is."""
+    import fnmatch
+
+    for component in path.split("/"):
+        decision = False
+        for pattern in patterns:
+            negated = pattern.startswith("!")
+            if fnmatch.fnmatchcase(component, pattern.lstrip("!")):
+                decision = not negated
+        if decision:
+            return True
+    return False
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(paths=_PATHS)
+def test_what_a_snapshot_leaves_out_follows_the_patterns(tmp_path_factory, paths):
+    from trellis.capture.snapshot import SECRET_PATTERNS, snapshot_files, take_snapshot
+
+    root = tmp_path_factory.mktemp("snapshot")
+    files = [p for p in paths if not any(p.startswith(q + "/") for q in paths)]  # a file is no folder
+    for path in files:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(path)
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    taken = take_snapshot(root, "property")
+    assert "error" not in taken, taken
+    expected_out = sorted(p for p in files if _left_out(p, SECRET_PATTERNS))
+    assert sorted(taken.get("withheld", [])) == expected_out
+    assert sorted(snapshot_files(root, taken["commit"])) == sorted(set(files) - set(expected_out))

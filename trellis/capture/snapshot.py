@@ -12,6 +12,13 @@ Concurrent runs never share a lock: each has its own temporary index (and so its
 above a size limit are left out (and listed) so that a stray checkpoint or data file is not
 hashed into the object store on every run.
 
+Untracked files that look like secrets (``SECRET_PATTERNS``: ``.env``, private keys,
+``.netrc``, cloud credentials, ...) are left out too, and listed by name only, since a snapshot
+is shown by the dashboard and travels with exports. A ``.trellisignore`` at the top of the
+working tree adds patterns, or takes one back with ``!`` (gitignore syntax, read after the
+built-in ones; the last that matches decides). Tracked files are kept whatever their name: the
+user chose to commit them, and they are in the repository's history already.
+
 This runs in a background thread of the user's process: the functions never raise, and
 ``take_snapshot`` reports a failure as an ``"error"`` key next to whatever it got.
 """
@@ -28,6 +35,16 @@ from pathlib import Path
 REF_PREFIX = "refs/trellis/runs/"
 MAX_UNTRACKED_SIZE = 10 * 1024 * 1024
 """Untracked files larger than this (bytes) are left out of a snapshot and listed instead."""
+SECRET_PATTERNS = (
+    ".env", ".env.*", "!.env.example", "!.env.sample", "!.env.template",
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*",
+    ".netrc", "_netrc", ".pgpass", ".pypirc", ".npmrc", ".git-credentials", ".htpasswd", ".s3cfg",
+    ".boto", ".vault-token", ".dockercfg", "credentials", "credentials.json", "*.credentials",
+    "client_secret*.json", "kaggle.json", "secrets.toml",
+)
+"""Untracked files matching these (gitignore patterns) are left out of a snapshot: secrets."""
+IGNORE_FILE = ".trellisignore"
 
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "trellis",
@@ -79,7 +96,7 @@ def take_snapshot(
     ``root`` is the top of the working tree, as ``find_git_root`` returns it.
 
     Returns ``{"commit", "ref", "head", "branch", "dirty"}`` and, when untracked files were too
-    large to include, ``"skipped"`` (their paths). ``head`` is None before the first commit,
+    large to include, ``"skipped"`` (their paths); when some looked like secrets, ``"withheld"``. ``head`` is None before the first commit,
     ``branch`` (the short name, also before the first commit) None on a detached HEAD.
     ``dirty`` is True when the snapshot's tree differs from HEAD's (in a repository without
     commits: when it is not empty). On failure, an ``"error"`` key says why and the keys that
@@ -101,10 +118,14 @@ def take_snapshot(
             # copy2 keeps the index's mtime, which git compares with each entry's to re-read files
             # edited within the same second as the last index write ("racily clean" entries)
             shutil.copy2(index_path, env["GIT_INDEX_FILE"])
-        skipped = _large_untracked(root, env, max_untracked_size)
-        _stage_all(root, env, skipped)
+        untracked = _untracked(root, env)
+        skipped = _larger_than(root, untracked, max_untracked_size)
+        withheld = _secret_looking(root, env, untracked)
+        _stage_all(root, env, skipped + [name for name in withheld if name not in skipped])
         if skipped:
             result["skipped"] = skipped
+        if withheld:
+            result["withheld"] = withheld
         tree = _git(root, env, "write-tree")
 
         if head:
@@ -224,13 +245,35 @@ def _branch(root: Path, env: dict[str, str]) -> str | None:
     return full.removeprefix("refs/heads/")
 
 
-def _large_untracked(root: Path, env: dict[str, str], limit: int) -> list[str]:
-    """Return the untracked, non-ignored files (relative paths) larger than ``limit`` bytes."""
-    listing = _git(root, env, "ls-files", "-z", "--others", "--exclude-standard", strip=False)
+def _untracked(root: Path, env: dict[str, str], *exclude: str) -> list[str]:
+    """The untracked files (relative paths) that are not ignored, nor matched by ``exclude``."""
+    listing = _git(root, env, "ls-files", "-z", "--others", "--exclude-standard",
+                   *(f"--exclude={pattern}" for pattern in exclude), strip=False)
+    return [name for name in listing.split("\0") if name]
+
+
+def _secret_looking(root: Path, env: dict[str, str], untracked: list[str]) -> list[str]:
+    """The ``untracked`` files that ``SECRET_PATTERNS`` and ``.trellisignore`` leave out.
+
+    git matches them: patterns given with ``--exclude`` outrank the ``.gitignore`` files, so a
+    ``.gitignore`` cannot take one back, and the files they leave out are those missing from the
+    listing made with them."""
+    if not untracked:
+        return []
+    patterns = list(SECRET_PATTERNS)
+    try:
+        lines = (root / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    patterns += [line.rstrip() for line in lines if line.strip() and not line.startswith("#")]
+    kept = set(_untracked(root, env, *patterns))
+    return [name for name in untracked if name not in kept]
+
+
+def _larger_than(root: Path, untracked: list[str], limit: int) -> list[str]:
+    """The ``untracked`` files larger than ``limit`` bytes."""
     large = []
-    for name in listing.split("\0"):
-        if not name:
-            continue
+    for name in untracked:
         try:
             if os.lstat(root / name).st_size > limit:
                 large.append(name)
