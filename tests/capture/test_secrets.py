@@ -176,3 +176,64 @@ def test_what_a_snapshot_leaves_out_follows_the_patterns(tmp_path_factory, paths
     expected_out = sorted(p for p in files if _left_out(p, SECRET_PATTERNS))
     assert sorted(taken.get("withheld", [])) == expected_out
     assert sorted(snapshot_files(root, taken["commit"])) == sorted(set(files) - set(expected_out))
+
+
+# -- secret-named arguments ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("option", [
+    "--auth", "--pass", "--credentials", "--passphrase", "--api-key", "--apikey", "--access-key",
+    "--private-key", "--client-secret", "--cookie", "--bearer", "--pwd", "--db-pass", "--authorization",
+    "--oauth", "--basic-auth", "-p",
+])
+@pytest.mark.parametrize("form", ["separate", "equals"])
+def test_secret_named_options_are_masked_in_both_forms(option, form):
+    from trellis.capture.environment import mask_command, mask_secrets
+
+    given = [option, "leaked-1"] if form == "separate" else [f"{option}=leaked-1"]
+    masked = mask_secrets(["train.py", *given, "--lr", "0.1"])
+    assert masked == ["train.py", *([option, "***"] if form == "separate" else [f"{option}=***"]), "--lr", "0.1"]
+    assert "leaked" not in mask_command(" ".join(["python", "train.py", *given, "--lr", "0.1"]))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--passes", "3"], ["--path", "data/x.csv"], ["--author", "ada"], ["--authority", "x"],
+    ["--bypass", "1"], ["--num-passes=2"], ["-P", "22"], ["--pretrained", "bert"], ["--compass", "n"],
+    ["--passage-len", "128"], ["-v", "run.py"],
+])
+def test_names_that_only_look_like_secrets_are_kept(argv):
+    from trellis.capture.environment import is_secret_name, mask_secrets
+
+    assert mask_secrets(["train.py", *argv]) == ["train.py", *argv]
+    assert not is_secret_name(argv[0])
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("pass", True), ("db_pass", True), ("passphrase", True), ("pwd", True), ("auth", True),
+    ("credentials", True), ("cookie", True), ("bearer_token", True), ("passes", False), ("path", False),
+    ("author", False), ("p", False),  # trellis.arg("p", 0.5) is a dropout rate, read as --p
+])
+def test_arg_names_of_secrets(name, secret):
+    from trellis.capture.environment import is_secret_name
+
+    assert is_secret_name(name) is secret
+
+
+def test_new_secret_names_are_kept_out_of_argv_params_and_exports(project, monkeypatch):
+    project.write("train.py", """
+        import trellis
+        auth = trellis.arg("auth", "")
+        passes = trellis.arg("passes", 1)
+        path = trellis.arg("path", "")
+        trellis.log("ready", bool(auth) and passes == 3)
+    """)
+    project.run("train.py", "--auth", "leaked-auth", "--pass=leaked-pass", "-p", "leaked-p",
+                "--credentials", "leaked-credentials", "--passes", "3", "--path", "data.csv")
+    monkeypatch.chdir(project.root)
+    assert trellis.dataframe("ready")["ready"].tolist() == [True]
+    argv = json.loads(trellis.query("SELECT argv FROM runs")["argv"][0])
+    assert argv[1:] == ["--auth", "***", "--pass=***", "-p", "***", "--credentials", "***",
+                        "--passes", "3", "--path", "data.csv"]
+    params = trellis.dataframe().iloc[0]
+    assert params["auth"] == "***" and params["passes"] == 3 and params["path"] == "data.csv"
+    for kind in ("json", "turtle", "prov-json"):
+        assert "leaked-" not in trellis.export(everything=True, format=kind)

@@ -58,8 +58,15 @@ _GPU_FIELDS = {
 }
 _DRIVER_VERSION = re.compile(r"Kernel Module\b.*?\s(\d+\.\d+(?:\.\d+)?)\s")
 
-# "token" also occurs in names that hold no secret: --tokenizer, --max_tokens (a count).
-_SECRET_NAME = re.compile(r"token(?!iz|s(?![a-z]))|passw(?:or)?d|secret|key")
+# "token" also occurs in names that hold no secret: --tokenizer, --max_tokens (a count); "pass"
+# and "pwd" count as words only (--db-pass, not --passes or --bypass), "auth" not in --author.
+_SECRET_NAME = re.compile(
+    r"token(?!iz|s(?![a-z]))|passw(?:or)?d|secret|key|(?<![a-z])(?:pass(?:phrase)?|pwd)(?![a-z])"
+    r"|auth(?!or(?!i[sz]))|credential|cookie|bearer"
+)
+# A short option that is ambiguous, but holds a password often enough (mysql -p, many scripts'
+# argparse) that its value is masked: -p VALUE, -p=VALUE.
+_SECRET_SHORT_OPTIONS = ("-p",)
 _ASSIGNMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
@@ -100,8 +107,10 @@ def is_secret_name(name: str) -> bool:
     """Whether an option or variable called ``name`` probably holds a secret.
 
     True when the name (case-insensitive, leading dashes ignored) contains ``token``,
-    ``password``, ``passwd``, ``secret`` or ``key``: ``--api-key``, ``API_TOKEN``,
-    ``db_password``. ``--tokenizer`` and token counts such as ``--max_tokens`` are not secrets.
+    ``password``, ``passwd``, ``secret``, ``key``, ``auth``, ``credential``, ``cookie`` or
+    ``bearer``, or has the word ``pass``, ``passphrase`` or ``pwd``: ``--api-key``,
+    ``API_TOKEN``, ``db_password``, ``--auth``, ``--db-pass``. ``--tokenizer``, token counts
+    such as ``--max_tokens``, ``--passes`` and ``--author`` are not secrets.
     """
     return _SECRET_NAME.search(name.lstrip("-").lower()) is not None
 
@@ -109,9 +118,9 @@ def is_secret_name(name: str) -> bool:
 def mask_secrets(argv: list[str]) -> list[str]:
     """Return a copy of ``argv`` with the values of secret-named arguments replaced by ``***``.
 
-    Handles ``--api-key VALUE``, ``--api_key=VALUE``, ``NAME=VALUE`` and ``--env=NAME=VALUE``
-    arguments; everything else is kept as it is. After a secret-named option without ``=``,
-    the next argument is masked unless it is itself a long option (``--…``).
+    Handles ``--api-key VALUE``, ``--api_key=VALUE``, ``NAME=VALUE``, ``--env=NAME=VALUE`` and
+    ``-p VALUE`` arguments; everything else is kept as it is. After a secret-named option
+    without ``=``, the next argument is masked unless it is itself a long option (``--…``).
     """
     masked: list[str] = []
     hide_next = False
@@ -120,7 +129,7 @@ def mask_secrets(argv: list[str]) -> list[str]:
             masked.append(MASK)
             hide_next = False
             continue
-        hide_next = arg.startswith("-") and "=" not in arg and is_secret_name(arg)
+        hide_next = arg.startswith("-") and "=" not in arg and (is_secret_name(arg) or arg in _SECRET_SHORT_OPTIONS)
         masked.append(_mask_assignment(arg))
     return masked
 
@@ -159,7 +168,7 @@ def _mask_assignment(arg: str) -> str:
     name, has_value, value = arg.partition("=")
     if not has_value or not (name.startswith("-") or _ASSIGNMENT_NAME.fullmatch(name)):
         return arg
-    if is_secret_name(name):
+    if is_secret_name(name) or name in _SECRET_SHORT_OPTIONS:
         return f"{name}={MASK}"
     return f"{name}={_mask_assignment(value)}"
 
