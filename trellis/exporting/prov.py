@@ -29,7 +29,10 @@ SETTING_TYPES = {"language": "ProgrammingLanguage", "os": "OperatingSystem"}
 
 def document(data: dict[str, Any]) -> ProvDocument:
     """The PROV document of ``data`` (from ``trellis.queries.provenance.provenance``)."""
-    from prov.model import ProvDocument
+    try:
+        from prov.model import ProvDocument
+    except ImportError:
+        raise TrellisError("PROV export needs the prov package: pip install 'trellis[export]'") from None
 
     doc = ProvDocument()
     return _Builder(doc).build(data)
@@ -38,6 +41,11 @@ def document(data: dict[str, Any]) -> ProvDocument:
 def serialize(data: dict[str, Any], format: str) -> str:
     if format not in FORMATS:
         raise TrellisError(f"unknown PROV format {format!r}; use one of {', '.join(FORMATS)}")
+    if format == "prov-xml":
+        try:
+            import lxml.etree  # noqa: F401  (prov writes XML with it, and names only its own extra)
+        except ImportError:
+            raise TrellisError("PROV-XML export needs lxml: pip install 'trellis[export]'") from None
     doc = document(data)
     if format == "prov-n":
         return doc.get_provn() + "\n"
