@@ -8,10 +8,14 @@ run's recorded command line, leave such runs alone unless told ``--trust``.
 
 from __future__ import annotations
 
+import collections
 import json
+import pickle
 import shlex
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import trellis
 from tests.conftest import Project, git
@@ -185,3 +189,28 @@ def test_a_notebook_import_marks_its_epochs_as_received(tmp_path, monkeypatch):
     monkeypatch.chdir(reader.root)
     received = trellis.query("SELECT received_from FROM runs")["received_from"].tolist()
     assert received == [str(reader.root / "train.ipynb")]
+
+
+_PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary(),
+    lambda inner: st.lists(inner) | st.tuples(inner, inner) | st.dictionaries(st.text() | st.integers(), inner)
+    | st.frozensets(st.integers() | st.text()),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_PLAIN, protocol=st.integers(4, pickle.HIGHEST_PROTOCOL))
+def test_plain_values_load_without_trust_and_anything_naming_code_does_not(tmp_path_factory, value, protocol):
+    """Protocol 4 and later (trellis writes 5) write builtin values without naming anything."""
+    from trellis.store.formats import deserialize
+
+    folder = tmp_path_factory.mktemp("objects")
+    plain, hostile = folder / "plain", folder / "hostile"
+    plain.write_bytes(pickle.dumps(value, protocol=protocol))
+    assert deserialize("pickle", plain) == pickle.loads(plain.read_bytes())
+    # the same value with a callable inside: what a __reduce__ payload is
+    hostile.write_bytes(pickle.dumps([value, collections.OrderedDict(a=1)], protocol=protocol))
+    with pytest.raises(trellis.UntrustedObjectError, match="collections.OrderedDict"):
+        deserialize("pickle", hostile)
+    assert deserialize("pickle", hostile, trusted=True)[1] == {"a": 1}
