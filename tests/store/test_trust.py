@@ -131,6 +131,8 @@ def test_every_import_marks_where_a_run_came_from_and_own_runs_stay_trusted(thei
     uuids, source = _receive("import json", theirs, mine, tmp_path, None, marker)
     received = trellis.query("SELECT uuid, received_from FROM runs ORDER BY started")
     assert received["received_from"].fillna("recorded here").tolist() == ["recorded here", source, source]
+    assert json.loads(mine.cli("show", uuids["hostile"][:8], "--json").stdout)["received_from"] == source
+    assert f"received_from: {source}" in mine.cli("show", uuids["hostile"][:8]).stdout
     # a pickle naming a class (collections.Counter) loads from my own run as before
     assert trellis.load_checkpoint(received["uuid"][0], 1)["counts"] == {0: 1, 1: 1}
 

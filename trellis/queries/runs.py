@@ -83,6 +83,8 @@ def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
 
 def show_run(store: Store, ref: str) -> dict[str, Any]:
     """Everything captured for one run, as plain data."""
+    from trellis.queries.checkpoints import received_from  # which imports this module
+
     run = resolve(store, ref)
     environment = None
     if run["environment_id"] is not None:
@@ -113,6 +115,7 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
         "problems": json.loads(run["problems"]) if run["problems"] else [],
         "host": run["host"],
         "pid": run["pid"],
+        "received_from": received_from(store, run["id"]),
         "git": json.loads(run["git"]) if run["git"] else None,
         "build": json.loads(run["build"]) if run["build"] else None,
         "params": params_of(store, run["id"]),
