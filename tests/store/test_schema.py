@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import Project, git
 from trellis.queries.dataframe import dataframe
 from trellis.store.connection import open_store
 from trellis.store.schema import SCHEMA_VERSION
@@ -115,25 +116,29 @@ def test_a_store_from_a_newer_trellis_is_refused_unchanged(project):
 
 
 def test_a_version_3_store_gains_received_from_and_its_own_runs_stay_unmarked(project, tmp_path):
+    colleague = Project(tmp_path / "colleague")
+    colleague.root.mkdir()
+    git(colleague.root, "init", "-q")
+    colleague.write("train.py", SCRIPT)
+    colleague.run("train.py")
+    exported = tmp_path / "runs.json"
+    colleague.cli("export", "--all", "-o", str(exported))
     project.write("train.py", SCRIPT)
     project.run("train.py")
-    exported = tmp_path / "runs.json"
-    project.cli("export", "--all", "-o", str(exported))
     store = _raw(project)  # back to what version 3 wrote
     with store.transaction():
         store.execute("ALTER TABLE runs DROP COLUMN received_from")
         store.execute("UPDATE schema_version SET version = 3")
-        store.execute("DELETE FROM runs WHERE id = 1")  # so that the export brings it back, received
     store.close()
     project.run("train.py")  # recorded by this trellis into the version 3 store, which it migrates
 
     store = _raw(project)
     assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
-    assert store.execute("SELECT received_from FROM runs") == [(None,)]
+    assert store.execute("SELECT received_from FROM runs") == [(None,), (None,)]
     store.close()
     project.cli("import", str(exported))
     store = _raw(project)
     marked = store.execute("SELECT received_from FROM runs ORDER BY started")
     store.close()
-    assert marked == [(str(exported),), (None,)]
-    assert len(dataframe(project.store(), ["loss"])) == 6
+    assert marked == [(str(exported),), (None,), (None,)]
+    assert len(dataframe(project.store(), ["loss"])) == 9

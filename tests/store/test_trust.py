@@ -93,9 +93,12 @@ def _receive(how: str, theirs: Project, mine: Project, tmp_path, new_store, mark
 
 
 @pytest.mark.parametrize("how", ["import json", "import db", "pull"])
-def test_a_received_hostile_checkpoint_is_not_unpickled_unless_trusted(how, theirs, mine, tmp_path, new_store):
+def test_a_received_hostile_checkpoint_is_not_unpickled_unless_trusted(how, theirs, mine, tmp_path, new_store,
+                                                                      monkeypatch):
     marker = tmp_path / "the-payload-ran"
     uuids, source = _receive(how, theirs, mine, tmp_path, new_store, marker)
+    if how == "pull":  # pull brings runs into the project's own store, whatever store is configured
+        monkeypatch.setenv("TRELLIS_STORE", str(mine.root / ".trellis"))
     assert not marker.exists()  # saving, exporting and importing it never unpickled it
 
     with pytest.raises(trellis.UntrustedObjectError) as refused:
