@@ -74,7 +74,7 @@ PUBLIC = [
     "log", "arg", "loop", "iteration", "checkpointing", "commit", "dataframe", "query", "runs",
     "load_checkpoint", "lineage", "diff", "reproduce", "replay", "export", "import_runs", "push",
     "pull", "sparql", "widget", "TrellisError", "BadArgumentError", "UnknownRunError",
-    "UnknownNameError", "NoCheckpointError", "StoreError",
+    "UnknownNameError", "NoCheckpointError", "StoreError", "UntrustedObjectError",
 ]
 
 
