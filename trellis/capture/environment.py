@@ -129,7 +129,8 @@ def mask_secrets(argv: list[str]) -> list[str]:
             masked.append(MASK)
             hide_next = False
             continue
-        hide_next = arg.startswith("-") and "=" not in arg and (is_secret_name(arg) or arg in _SECRET_SHORT_OPTIONS)
+        hide_next = (arg.startswith("-") and "=" not in arg
+                     and (is_secret_name(arg) or arg in _SECRET_SHORT_OPTIONS))
         masked.append(_mask_assignment(arg))
     return masked
 

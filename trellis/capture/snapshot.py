@@ -96,8 +96,9 @@ def take_snapshot(
     ``root`` is the top of the working tree, as ``find_git_root`` returns it.
 
     Returns ``{"commit", "ref", "head", "branch", "dirty"}`` and, when untracked files were too
-    large to include, ``"skipped"`` (their paths); when some looked like secrets, ``"withheld"``. ``head`` is None before the first commit,
-    ``branch`` (the short name, also before the first commit) None on a detached HEAD.
+    large to include, ``"skipped"`` (their paths); when some looked like secrets, ``"withheld"``
+    (theirs). ``head`` is None before the first commit, ``branch`` (the short name, also before
+    the first commit) None on a detached HEAD.
     ``dirty`` is True when the snapshot's tree differs from HEAD's (in a repository without
     commits: when it is not empty). On failure, an ``"error"`` key says why and the keys that
     could not be filled are None.
