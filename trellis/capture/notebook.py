@@ -5,8 +5,11 @@ kernel (``trellis kernel install``) makes each start or restart a new epoch by c
 For each execution the ``pre_run_cell``/``post_run_cell`` events give the cell id, source and
 result; stdout/stderr come from the run's tee, outputs from the display publisher, files from
 the audit hook. Static analysis says which names the cell defined, used and mutated, which gives
-the dependencies on earlier executions (across epochs of the same notebook) and the variable
-versions whose summaries are recorded.
+the dependencies on earlier executions and the variable versions whose summaries are recorded.
+
+A variable dependency links executions of one epoch only: a new kernel starts with an empty
+namespace, so nothing a cell reads can come from an earlier kernel. Files outlive kernels, so a
+file read links to its last writer in any run.
 """
 
 from __future__ import annotations
@@ -82,9 +85,10 @@ class NotebookCapture:
         self.notebook = notebook_path(shell)
         self.current: dict[str, Any] | None = None
         self.outputs: list[dict[str, Any]] = []
-        self.modules_seen = set(sys.modules)
+        self.modules_recorded: set[str] = set()  # top-level modules the user's code imported
         self.distributions: dict[str, list[str]] | None = None
-        self.definers: dict[str, int] | None = None  # name -> step that made its latest version
+        self.definers: dict[str, int] = {}  # name -> step of this epoch that made its latest version
+        self.namespace_before: dict[str, int] = {}  # name -> id() of its value when the cell began
         self.writers: dict[str, int] = {}  # path -> step that last wrote it
         # Mapping modules to distributions reads every installed distribution's file list (140 ms
         # and more) and importing the cell analysis takes 20-40 ms: done here, while the kernel
@@ -145,6 +149,7 @@ class NotebookCapture:
             "analysis": None,
         }
         self.outputs = []
+        self.namespace_before = {name: id(value) for name, value in self.shell.user_ns.items()}
         self.run.steps.append(self.current)
         _runs.set_step(number)
         if self.run.out is not None:
@@ -172,11 +177,14 @@ class NotebookCapture:
         ended["outputs"] = json.dumps(self.outputs)
         ended["stdout"] = self.run.out.end_cell() if self.run.out is not None else None
         ended["stderr"] = self.run.err.end_cell() if self.run.err is not None else None
+        from trellis.analysis.cells import analyze_cell
+
+        analysis = analyze_cell(step["source"])
         try:
-            self._record_modules(step["number"])
+            self._record_modules(step["number"], analysis)
         except Exception as error:
             self.run.problem("imported modules", error)
-        ended["analysis"] = self._analyze(step, status)
+        ended["analysis"] = self._analyze(step, analysis, status)
         ended["status"] = status
         step.update(ended)
 
@@ -210,18 +218,14 @@ class NotebookCapture:
             except Exception as error:
                 self.run.problem("a cell's display output", error)
 
-    def _analyze(self, step: dict[str, Any], status: str) -> str:
-        from trellis.analysis.cells import analyze_cell
-
-        analysis = analyze_cell(step["source"])
+    def _analyze(self, step: dict[str, Any], analysis: Any, status: str) -> str:
         found = analysis.to_dict()
         number = step["number"]
         me = self.run.global_step(number)  # definers and writers hold store-wide step ids
-        if self.definers is None:
-            self.definers = self.run.earlier_definers(self.notebook)
         dependencies = []
-        uses = [*found.get("used", []), *found.get("mutated", []), *found.get("builtins_used", [])]
-        for name in dict.fromkeys(uses):
+        # A mutation of a name the cell did not bind first is in "used" already; one of a name it
+        # bound (`m = Model(); m.fit(X)`) reads only the cell's own new value.
+        for name in dict.fromkeys([*analysis.used, *analysis.builtins_used]):
             earlier = self.definers.get(name)
             if earlier is not None and earlier != me:
                 dependencies.append((earlier, name, "variable"))
@@ -231,10 +235,12 @@ class NotebookCapture:
                 writer = self.run.earlier_writer(path)
             if writer is not None and writer != me:
                 dependencies.append((writer, path, "file"))
-        changed = list(dict.fromkeys([*found.get("defined", []), *found.get("mutated", [])]))
+        changed = list(dict.fromkeys([*analysis.defined, *analysis.mutated]))
+        if status != "ok":
+            changed = self._rebound_before_failing(analysis.defined)
+        for name in changed:
+            self.definers[name] = me
         if status == "ok":
-            for name in changed:
-                self.definers[name] = me
             variables = []
             for name in changed:
                 if name in self.shell.user_ns:
@@ -247,6 +253,13 @@ class NotebookCapture:
         self.run.dependencies.extend((number, *d) for d in dependencies)
         return json.dumps(found)
 
+    def _rebound_before_failing(self, defined: tuple[str, ...]) -> list[str]:
+        """The names a failed execution did bind before its error: those whose value is another
+        object than when it began (a name it rebound to the very same object is missed)."""
+        namespace = self.shell.user_ns
+        return [name for name in defined
+                if name in namespace and id(namespace[name]) != self.namespace_before.get(name)]
+
     def _find_notebook(self) -> None:
         """VS Code names the notebook only after the kernel (and this extension) started, in a
         silent execution of its own before the first cell."""
@@ -255,9 +268,6 @@ class NotebookCapture:
             return
         self.run.filename = self.notebook
         self.background.submit("the notebook's path", self._record_notebook)
-        if self.definers is not None:  # cells ran before: this epoch's versions are the latest
-            for name, step in self.run.earlier_definers(self.notebook).items():
-                self.definers.setdefault(name, step)
 
     def _record_notebook(self) -> None:
         run = self.run
@@ -268,12 +278,16 @@ class NotebookCapture:
             store.execute("UPDATE runs SET filename = ? WHERE id = ?",
                           (_runs._relative(self.notebook, store.project), run.run_id))
 
-    def _record_modules(self, number: int) -> None:
-        """Modules first imported by this execution; their versions are looked up off the
-        kernel's thread, and written with the run's next flush."""
-        new = [m for m in list(sys.modules) if m not in self.modules_seen]
+    def _record_modules(self, number: int, analysis: Any) -> None:
+        """The modules this execution's own import statements loaded, the first time in the epoch;
+        their versions are looked up off the kernel's thread, and written with the run's next
+        flush. Modules loaded on the way (IPython's traceback formatting, a library's own
+        imports, trellis's) are not the user's libraries."""
+        imported = {record.module.split(".")[0] for record in analysis.imports
+                    if record.module and not record.module.startswith(".")}
+        new = sorted(m for m in imported - self.modules_recorded if m in sys.modules)
         if new:
-            self.modules_seen.update(new)
+            self.modules_recorded.update(new)
             self.background.submit("imported modules", functools.partial(self._versions, number, new))
 
     def _load_distributions(self) -> None:

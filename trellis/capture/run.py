@@ -531,27 +531,6 @@ class Run:
         self.registered.wait(60)
         return None if self.run_id is None else (self.run_id << RUN_SHIFT) + number
 
-    def earlier_definers(self, notebook: str | None) -> dict[str, int]:
-        """Name -> the step of an earlier epoch of this notebook that last defined or changed it."""
-        self.registered.wait(60)
-        if self.store is None or notebook is None:
-            return {}
-        definers: dict[str, int] = {}
-        try:
-            rows = self.store.execute(
-                "SELECT s.id, s.analysis FROM steps s JOIN runs r ON r.id = s.run"
-                " WHERE r.filename = ? AND s.run <> ? AND s.status = 'ok' ORDER BY s.started",
-                (_relative(notebook, self.store.project), self.run_id),
-            )
-        except Exception as error:
-            self.problem("reading earlier epochs", error)
-            return {}
-        for step, analysis in rows:
-            found = json.loads(analysis or "{}")
-            for name in [*found.get("defined", []), *found.get("mutated", [])]:
-                definers[name] = step
-        return definers
-
     def earlier_writer(self, path: str) -> int | None:
         """The step of an earlier run that last wrote ``path``."""
         if self.store is None:
