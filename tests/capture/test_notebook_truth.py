@@ -22,6 +22,7 @@ SETUP = ("import pandas as pd\nimport joblib\nfrom sklearn.linear_model import L
          "from sklearn.preprocessing import StandardScaler")
 FIT = "m = LinearRegression(); m.fit(df[['x']], df['y'])"
 SCALE = "scaler = StandardScaler(); scaler.fit_transform(df[['x']])"
+LOOP = "kept = [d for d in (1, 2, 3) if d > 1]\nfor d in kept:\n    if d == 2:\n        last = d"
 CHURN = ["customers = pd.read_csv('data/customers.csv')", *[
     f"joblib.dump({{'depth': {depth}, 'rows': len(customers)}}, 'models/churn_model.joblib')"
     for depth in (1, 2, 3)]]
@@ -39,7 +40,7 @@ def recorded(tmp_path_factory):
     project.write("data/customers.csv", "id,churn\n1,0\n2,1\n")
     (root / "models").mkdir()
     first = [SETUP, "df = pd.read_csv('data/old.csv')", FIT, "joblib.dump(m, 'model.joblib')",
-             SCALE, SCALE, "forest = 1", *CHURN]
+             SCALE, SCALE, "forest = 1", *CHURN, LOOP]
     notebook(project, "models.ipynb", first)
     trellis_run(project, "models.ipynb")
     second = [SETUP, "df = pd.read_csv('data/new.csv')", FIT, "joblib.dump(m, 'model.joblib')",
@@ -166,3 +167,24 @@ def test_embed_then_import_gives_the_same_history_and_diff(here, tmp_path):
     assert other.cli("diff", first[:8], second[:8]).stdout == diff
     assert other.cli("notebook", "show", "models.ipynb").stdout == \
         here.cli("notebook", "show", "models.ipynb").stdout
+
+
+def test_show_names_each_changed_name_once_and_the_control_flow(here):
+    shown = here.cli("notebook", "show", "models.ipynb").stdout.splitlines()
+    fit = next(line for line in shown if " cell cell-2 " in line)
+    assert " defines m uses " in fit  # bound and fitted: named once
+    (loop,) = [line for line in shown if " cell cell-11 " in line]
+    assert " defines kept,d,last uses " in loop and "| 1 loop, 1 condition" in loop
+    described = json.loads(here.cli("notebook", "show", "models.ipynb", "--json").stdout)
+    executions = {e["cell_id"]: e for e in described["epochs"][0]["executions"]}
+    assert (executions["cell-11"]["loops"], executions["cell-11"]["conditions"]) == (1, 1)
+    assert (executions["cell-2"]["loops"], executions["cell-2"]["conditions"]) == (0, 0)
+
+
+def test_a_class_held_in_a_variable_has_a_summary(here):
+    variables = trellis.query("SELECT name, type, summary FROM variables WHERE name = 'LinearRegression'")
+    assert len(variables) == 2
+    for summary in variables["summary"]:
+        found = json.loads(summary)
+        assert "summary_error" not in found
+        assert found["class"] == "sklearn.linear_model._base.LinearRegression"

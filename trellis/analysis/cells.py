@@ -10,6 +10,8 @@ How names are counted (Python's scoping rules, plus these choices):
   statements, a walrus in a top-level comprehension, a function that declares ``global x`` and
   assigns it. Every branch is assumed to run; ``del x`` removes ``x``; the name of
   ``except ... as e`` is not kept, because Python deletes it when the handler ends.
+  ``maybe_defined``: those of them the cell does not bind on every path (inside one branch, a
+  loop or ``try`` body, a function's ``global``), which a kernel can check by looking.
 - ``used``: names the cell reads from the namespace as it was before the cell ran. A top-level
   read counts unless the name is certainly bound at that point in the cell: a binding inside one
   branch of an ``if``, a loop body, a ``try`` body or the later operands of ``and``/``or`` does
@@ -127,6 +129,7 @@ class CellAnalysis:
     """What a cell binds, reads, changes, imports and mentions; see the module doc for the rules."""
 
     defined: tuple[str, ...] = ()
+    maybe_defined: tuple[str, ...] = ()
     used: tuple[str, ...] = ()
     mutated: tuple[str, ...] = ()
     fit_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
@@ -144,6 +147,7 @@ class CellAnalysis:
         """Plain lists and dicts, ready for JSON."""
         return {
             "defined": list(self.defined),
+            "maybe_defined": list(self.maybe_defined),
             "used": list(self.used),
             "mutated": list(self.mutated),
             "fit_inputs": {model: list(data) for model, data in self.fit_inputs.items()},
@@ -463,6 +467,7 @@ class _CellVisitor(ast.NodeVisitor):
             (builtins_used if name in _BUILTINS else used)[name] = None
         return CellAnalysis(
             defined=tuple(self.defined),
+            maybe_defined=tuple(n for n in self.defined if n not in self.module_flow.bound),
             used=tuple(used),
             mutated=tuple(self.mutated),
             fit_inputs={model: tuple(data) for model, data in self.fit_inputs.items() if data},

@@ -235,11 +235,19 @@ class NotebookCapture:
                 writer = self.run.earlier_writer(path)
             if writer is not None and writer != me:
                 dependencies.append((writer, path, "file"))
-        changed = list(dict.fromkeys([*analysis.defined, *analysis.mutated]))
-        if status != "ok":
-            changed = self._rebound_before_failing(analysis.defined)
+        rebound = self._rebound()
+        if status == "ok":
+            # what the source binds for certain, what it may bind and did, what it changed, and
+            # what code it called rebound (a function's `global`, a star import)
+            maybe = set(analysis.maybe_defined)
+            certain = [name for name in analysis.defined if name not in maybe or name in rebound]
+            changed = list(dict.fromkeys([*certain, *analysis.mutated, *rebound]))
+        else:  # what a failed execution bound before its error
+            changed = list(rebound)
         for name in changed:
             self.definers[name] = me
+        for name in self._deleted():
+            self.definers.pop(name, None)
         if status == "ok":
             variables = []
             for name in changed:
@@ -253,12 +261,17 @@ class NotebookCapture:
         self.run.dependencies.extend((number, *d) for d in dependencies)
         return json.dumps(found)
 
-    def _rebound_before_failing(self, defined: tuple[str, ...]) -> list[str]:
-        """The names a failed execution did bind before its error: those whose value is another
-        object than when it began (a name it rebound to the very same object is missed)."""
+    def _rebound(self) -> dict[str, None]:
+        """Names whose value is another object than when the execution began (a name rebound
+        to the very same object is not seen); IPython's own `_`-names left out."""
+        before = self.namespace_before
+        return {name: None for name, value in list(self.shell.user_ns.items())
+                if not name.startswith("_") and before.get(name) != id(value)}
+
+    def _deleted(self) -> list[str]:
+        """Names the execution unbound (`del`, an `except ... as` name that shadowed one)."""
         namespace = self.shell.user_ns
-        return [name for name in defined
-                if name in namespace and id(namespace[name]) != self.namespace_before.get(name)]
+        return [name for name in self.namespace_before if name not in namespace]
 
     def _find_notebook(self) -> None:
         """VS Code names the notebook only after the kernel (and this extension) started, in a
@@ -325,7 +338,10 @@ def install(shell: Any) -> NotebookCapture | None:
     existing = getattr(shell, "_trellis_capture", None)
     if existing is not None:
         return existing
-    run = _runs.begin(kind="notebook", filename=notebook_path(shell))
+    # `trellis reproduce` runs an epoch again: a run of its own kind, linked to the original
+    # (its parent), never another epoch of the notebook
+    kind = "reproduction" if os.environ.get("TRELLIS_PARENT_RUN") else "notebook"
+    run = _runs.begin(kind=kind, filename=notebook_path(shell))
     if run is None:
         return None
     capture = NotebookCapture(shell, run)

@@ -532,13 +532,15 @@ class Run:
         return None if self.run_id is None else (self.run_id << RUN_SHIFT) + number
 
     def earlier_writer(self, path: str) -> int | None:
-        """The step of an earlier run that last wrote ``path``."""
+        """The step of an earlier run that last wrote ``path``; a reproduction wrote into a
+        worktree of its own, not the file this run read."""
         if self.store is None:
             return None
         try:
             rows = self.store.execute(
-                "SELECT step FROM files WHERE path = ? AND mode = 'write' AND step IS NOT NULL"
-                " ORDER BY at DESC LIMIT 1",
+                "SELECT f.step FROM files f JOIN runs r ON r.id = f.run WHERE f.path = ?"
+                " AND f.mode = 'write' AND f.step IS NOT NULL AND r.parent_run IS NULL"
+                " ORDER BY f.at DESC LIMIT 1",
                 (path,),
             )
         except Exception:

@@ -284,7 +284,7 @@ def _variable_step(store: Store, notebook: str, name: str) -> int:
     path = _relative_path(store, notebook)
     rows = store.execute(
         "SELECT v.step FROM variables v JOIN steps s ON s.id = v.step JOIN runs r ON r.id = s.run"
-        " WHERE r.filename = ? AND v.name = ? ORDER BY s.started DESC LIMIT 1",
+        " WHERE r.filename = ? AND r.kind = 'notebook' AND v.name = ? ORDER BY s.started DESC LIMIT 1",
         (path, name),
     )
     if not rows:
