@@ -188,3 +188,52 @@ def test_a_class_held_in_a_variable_has_a_summary(here):
         found = json.loads(summary)
         assert "summary_error" not in found
         assert found["class"] == "sklearn.linear_model._base.LinearRegression"
+
+
+def test_a_notebook_run_by_nbconvert_is_found(project, tmp_path, monkeypatch):
+    """nbconvert starts the kernel in the notebook's folder and names the file to nobody."""
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(project.root)
+    env = project.env(JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
+    installed = subprocess.run([sys.executable, "-m", "trellis.cli", "kernel", "install"],
+                               capture_output=True, text=True, env=env, timeout=60)
+    assert installed.returncode == 0, installed.stderr
+    (project.root / "lab").mkdir()
+    notebook(project, "lab/report.ipynb", ["total = 40 + 2", "print(total)"])
+    notebook(project, "lab/other.ipynb", ["something = 'else'"])
+    done = subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute",
+         "--ExecutePreprocessor.kernel_name=trellis", "--output", str(tmp_path / "out.ipynb"),
+         "lab/report.ipynb"], cwd=project.root, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr
+    epoch = trellis.query("SELECT kind, filename FROM runs").iloc[0]
+    assert (epoch["kind"], epoch["filename"]) == ("notebook", "lab/report.ipynb")
+    assert trellis.query("SELECT notebook FROM steps")["notebook"].tolist() == ["lab/report.ipynb"] * 2
+
+
+def test_a_notebook_that_cannot_be_known_is_named_by_its_folder(project, monkeypatch):
+    from jupyter_client.manager import start_new_kernel
+
+    monkeypatch.chdir(project.root)
+    folder = project.root / "scratch"
+    folder.mkdir()
+    env = project.env()
+    env.pop("JPY_SESSION_NAME", None)
+    manager, client = start_new_kernel(kernel_name="python3", extra_arguments=["--ext=trellis"],
+                                       cwd=str(folder), env=env)
+    try:
+        reply = client.execute_interactive("open('out.txt', 'w').write('x')", timeout=60)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        manager.shutdown_kernel()
+        client.stop_channels()
+    assert trellis.query("SELECT filename FROM runs")["filename"].isna().all()
+    text = project.cli("lineage", "scratch/out.txt").stdout
+    assert "of unnamed notebook in scratch/" in text and "None" not in text
+    graph = json.loads(project.cli("lineage", "scratch/out.txt", "--json").stdout)
+    names = [n.get("notebook") or n.get("filename") for n in graph["nodes"] if n["kind"] != "file"]
+    assert names and all(name == "unnamed notebook in scratch/" for name in names)
+    listed = json.loads(project.cli("runs", "--json").stdout)
+    assert [run["filename"] for run in listed] == ["unnamed notebook in scratch/"]

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 from trellis.capture import run as _runs
@@ -46,6 +47,54 @@ def notebook_path(shell: Any) -> str | None:
         if candidate:
             return str(candidate)
     return None
+
+
+_MAX_NOTEBOOKS_LOOKED_AT = 200
+
+
+def notebook_running(source: str, cwd: str | None = None) -> str | None:
+    """The notebook file that holds the cell ``source``, for a frontend that names none to the
+    kernel (``jupyter nbconvert --execute``, nbclient): among the notebooks the parent process
+    was given and those in the kernel's folder (where nbclient starts it), the only one with a
+    code cell of exactly this source; None when there is no such single one."""
+    folder = Path(cwd or os.getcwd())
+    named = _notebooks_named_by_parent()
+    candidates = list(dict.fromkeys([*named, *sorted(folder.glob("*.ipynb"))[:_MAX_NOTEBOOKS_LOOKED_AT]]))
+    holding = [path for path in candidates if source in _code_cells(path)]
+    given = [path for path in holding if path in named]
+    found = given if given else holding
+    return str(found[0]) if len(found) == 1 else None
+
+
+def _notebooks_named_by_parent() -> list[Path]:
+    """The .ipynb arguments of the process that started this kernel (Linux's /proc only)."""
+    parent = Path("/proc") / str(os.getppid())
+    try:
+        arguments = (parent / "cmdline").read_bytes().split(b"\0")
+        where = Path(os.readlink(parent / "cwd"))
+    except OSError:
+        return []
+    found = []
+    for argument in arguments:
+        text = argument.decode("utf-8", "replace")
+        if text.endswith(".ipynb"):
+            path = (where / text).resolve()
+            if path.is_file():
+                found.append(path)
+    return found
+
+
+def _code_cells(path: Path) -> list[str]:
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    sources = []
+    for cell in cells:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            source = cell.get("source", "")
+            sources.append("".join(source) if isinstance(source, list) else str(source))
+    return sources
 
 
 class _Background:
@@ -83,6 +132,7 @@ class NotebookCapture:
         self.shell = shell
         self.run = run
         self.notebook = notebook_path(shell)
+        self.looked_for_the_file = False  # in the notebooks near the kernel, once
         self.current: dict[str, Any] | None = None
         self.outputs: list[dict[str, Any]] = []
         self.modules_recorded: set[str] = set()  # top-level modules the user's code imported
@@ -128,9 +178,9 @@ class NotebookCapture:
     # -- recording --------------------------------------------------------------------------
 
     def _begin(self, info: Any) -> None:
-        if self.notebook is None:
-            self._find_notebook()
         source = info.raw_cell or ""
+        if self.notebook is None:
+            self._find_notebook(source)
         digest = hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
         number = self.run.next_step()
         self.current = {
@@ -273,10 +323,17 @@ class NotebookCapture:
         namespace = self.shell.user_ns
         return [name for name in self.namespace_before if name not in namespace]
 
-    def _find_notebook(self) -> None:
+    def _find_notebook(self, source: str) -> None:
         """VS Code names the notebook only after the kernel (and this extension) started, in a
-        silent execution of its own before the first cell."""
+        silent execution of its own before the first cell; nbconvert and nbclient name it not
+        at all, and the file that holds the first cell is looked for."""
         self.notebook = notebook_path(self.shell)
+        if self.notebook is None and not self.looked_for_the_file and source.strip():
+            self.looked_for_the_file = True
+            try:
+                self.notebook = notebook_running(source)
+            except Exception as error:
+                self.run.problem("looking for the notebook file", error)
         if self.notebook is None:
             return
         self.run.filename = self.notebook

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trellis._errors import TrellisError
-from trellis.queries.runs import params_of, resolve, timestamp
+from trellis.queries.runs import params_of, program_name, resolve, timestamp
 from trellis.store.connection import Store
 
 
@@ -70,13 +70,14 @@ class _Walker:
     def run_node(self, run_id: int) -> str:
         if run_id not in self.runs_by_id:
             row = self.store.execute(
-                "SELECT uuid, filename, status, started, git_commit, build_target, kind"
+                "SELECT uuid, filename, status, started, git_commit, build_target, kind, cwd"
                 " FROM runs WHERE id = ?",
                 (run_id,),
             )[0]
-            uuid, filename, status, started, commit, target, kind = row
+            uuid, filename, status, started, commit, target, kind, cwd = row
             self.runs_by_id[run_id] = {
-                "id": f"run:{uuid}", "kind": "run", "run_id": uuid, "filename": filename,
+                "id": f"run:{uuid}", "kind": "run", "run_id": uuid,
+                "filename": program_name(filename, kind, cwd),
                 "status": status, "started": timestamp(started), "git_commit": commit,
                 "build_target": target, "run_kind": kind, "params": params_of(self.store, run_id),
             }
@@ -93,7 +94,8 @@ class _Walker:
             )[0]
             epoch = self.runs_by_id.get(run) or self.graph.nodes[self.run_node(run)]
             self.graph.nodes[node] = {
-                "id": node, "kind": "execution", "run_id": epoch["run_id"], "notebook": notebook,
+                "id": node, "kind": "execution", "run_id": epoch["run_id"],
+                "notebook": notebook or epoch["filename"],
                 "cell_id": cell, "execution_count": count, "status": status,
                 "started": timestamp(started),
             }
