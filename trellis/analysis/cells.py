@@ -18,6 +18,8 @@ How names are counted (Python's scoping rules, plus these choices):
   not make it certain. A read inside a function or lambda body happens when the function is
   called, at a time the source does not tell: it counts only if the cell binds the name nowhere
   (so ``def f(): return df`` uses ``df`` unless the cell also assigns ``df``, before or after).
+  ``deferred_used`` says which of them are read only inside such bodies, when the cell does not
+  itself call a function or lambda it made: the definition reads nothing, a call will.
   Builtins go to ``builtins_used`` instead, so that a later analysis can still link a cell to an
   earlier one that shadowed a builtin (``input = load()``).
 - ``mutated``: top-level names whose object gets a new version without being rebound: stores
@@ -131,6 +133,7 @@ class CellAnalysis:
     defined: tuple[str, ...] = ()
     maybe_defined: tuple[str, ...] = ()
     used: tuple[str, ...] = ()
+    deferred_used: tuple[str, ...] = ()
     mutated: tuple[str, ...] = ()
     fit_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     builtins_used: tuple[str, ...] = ()
@@ -149,6 +152,7 @@ class CellAnalysis:
             "defined": list(self.defined),
             "maybe_defined": list(self.maybe_defined),
             "used": list(self.used),
+            "deferred_used": list(self.deferred_used),
             "mutated": list(self.mutated),
             "fit_inputs": {model: list(data) for model, data in self.fit_inputs.items()},
             "builtins_used": list(self.builtins_used),
@@ -454,6 +458,8 @@ class _CellVisitor(ast.NodeVisitor):
         self.loops = 0
         self.conditions = 0
         self.literals: dict[str, None] = {}
+        self.own_code: set[str] = set()  # functions and lambdas the cell binds
+        self.calls_own_code = False  # ...and refers to outside their bodies
 
     def visit_cell(self, tree: ast.Module) -> None:
         self._run_block(tree.body)
@@ -461,14 +467,19 @@ class _CellVisitor(ast.NodeVisitor):
     def result(self, magics: tuple[str, ...]) -> CellAnalysis:
         used: dict[str, None] = {}
         builtins_used: dict[str, None] = {}
+        read_now: set[str] = set()
         for name, in_function in self.reads:
             if name in _KERNEL_NAMES or (in_function and name in self.ever_defined):
                 continue
             (builtins_used if name in _BUILTINS else used)[name] = None
+            if not in_function:
+                read_now.add(name)
+        deferred = () if self.calls_own_code else tuple(n for n in used if n not in read_now)
         return CellAnalysis(
             defined=tuple(self.defined),
             maybe_defined=tuple(n for n in self.defined if n not in self.module_flow.bound),
             used=tuple(used),
+            deferred_used=deferred,
             mutated=tuple(self.mutated),
             fit_inputs={model: tuple(data) for model, data in self.fit_inputs.items() if data},
             builtins_used=tuple(builtins_used),
@@ -504,6 +515,8 @@ class _CellVisitor(ast.NodeVisitor):
         return scope
 
     def _read(self, name: str) -> None:
+        if name in self.own_code and not self.scope.deferred:
+            self.calls_own_code = True
         if self._owner(name) is not self.module:
             return
         if self.scope.deferred:
@@ -735,6 +748,8 @@ class _CellVisitor(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)  # the value is computed before any target is bound
+        if isinstance(node.value, ast.Lambda):
+            self.own_code.update(t.id for t in node.targets if isinstance(t, ast.Name))
         for target in node.targets:
             self.visit(target)
 
@@ -817,6 +832,7 @@ class _CellVisitor(ast.NodeVisitor):
         self._visit_signature(node.args, node.returns)
         if self.scope is self.module:
             self.functions[node.name] = None
+        self.own_code.add(node.name)
         self._bind(node.name)
         with self._entered(self._function_scope(node.args, node.body)):
             self._run_block(node.body)

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from pathlib import Path
 from typing import Any, Callable
 
@@ -274,8 +275,16 @@ class NotebookCapture:
         me = self.run.global_step(number)  # definers and writers hold store-wide step ids
         dependencies = []
         # A mutation of a name the cell did not bind first is in "used" already; one of a name it
-        # bound (`m = Model(); m.fit(X)`) reads only the cell's own new value.
-        for name in dict.fromkeys([*analysis.used, *analysis.builtins_used]):
+        # bound (`m = Model(); m.fit(X)`) reads only the cell's own new value. A function body
+        # reads its globals when called: not where it is defined, but in the cell calling it.
+        deferred = set(analysis.deferred_used)
+        read_now = [name for name in analysis.used if name not in deferred]
+        try:
+            called_reads, called_changes = self._called_code(read_now)
+        except Exception as error:
+            self.run.problem("the code a cell called", error)
+            called_reads, called_changes = [], []
+        for name in dict.fromkeys([*read_now, *analysis.builtins_used, *called_reads]):
             earlier = self.definers.get(name)
             if earlier is not None and earlier != me:
                 dependencies.append((earlier, name, "variable"))
@@ -291,7 +300,7 @@ class NotebookCapture:
             # what code it called rebound (a function's `global`, a star import)
             maybe = set(analysis.maybe_defined)
             certain = [name for name in analysis.defined if name not in maybe or name in rebound]
-            changed = list(dict.fromkeys([*certain, *analysis.mutated, *rebound]))
+            changed = list(dict.fromkeys([*certain, *analysis.mutated, *called_changes, *rebound]))
         else:  # what a failed execution bound before its error
             changed = list(rebound)
         for name in changed:
@@ -310,6 +319,70 @@ class NotebookCapture:
             self.writers[path] = me
         self.run.dependencies.extend((number, *d) for d in dependencies)
         return json.dumps(found)
+
+    def _called_code(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """(globals read, globals changed) by the notebook's own functions, classes and their
+        instances among ``names``, and by the notebook's functions those call in turn."""
+        namespace = self.shell.user_ns
+        reads: dict[str, None] = {}
+        changes: dict[str, None] = {}
+        seen: set[int] = set()
+        pending = list(names)
+        while pending:
+            value = namespace.get(pending.pop())
+            for function in self._own_functions(value):
+                if id(function.__code__) in seen:
+                    continue
+                seen.add(id(function.__code__))
+                global_names, mutated = self._function_globals(function)
+                for name in global_names:
+                    if name in namespace and name not in reads:
+                        reads[name] = None
+                        pending.append(name)
+                changes.update(dict.fromkeys(mutated))
+        return list(reads), list(changes)
+
+    def _own_functions(self, value: Any) -> list[Any]:
+        namespace = self.shell.user_ns
+        if isinstance(value, types.FunctionType):
+            return [value] if value.__globals__ is namespace else []
+        # calling a class runs its constructor; an instance may run any of its methods
+        cls, wanted = (value, ("__new__", "__init__")) if isinstance(value, type) else (type(value), None)
+        if cls.__module__ != "__main__":
+            return []
+        return [v for k, v in vars(cls).items() if (wanted is None or k in wanted)
+                and isinstance(v, types.FunctionType) and v.__globals__ is namespace]
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - one capture per kernel
+    def _function_globals(self, function: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The global names a function (nested code included) refers to, and those its body
+        changes (`log.append(m)`), from its source as the cell analysis reads a cell."""
+        names: dict[str, None] = {}
+        codes = [function.__code__]
+        while codes:
+            code = codes.pop()
+            names.update(dict.fromkeys(code.co_names))
+            codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        global_names = tuple(n for n in names if n not in function.__code__.co_varnames)
+        mutated: tuple[str, ...] = ()
+        try:
+            import ast
+            import inspect
+            import textwrap
+
+            from trellis.analysis.cells import analyze_cell
+
+            tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+            definition = tree.body[0]
+            if isinstance(definition, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = analyze_cell("\n".join(ast.unparse(statement) for statement in definition.body))
+                if body.error is None:  # what it reads, not what it only assigns (`global x`)
+                    mutated = tuple(n for n in body.mutated if n in global_names)
+                    read = {*body.used, *body.builtins_used}
+                    global_names = tuple(n for n in global_names if n in read)
+        except (OSError, TypeError, SyntaxError, IndexError):
+            pass  # no source (a lambda on a shared line, code made by exec): every name it names
+        return global_names, mutated
 
     def _rebound(self) -> dict[str, None]:
         """Names whose value is another object than when the execution began (a name rebound
