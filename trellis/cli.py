@@ -478,6 +478,45 @@ def notebook_import(path: str) -> None:
     click.echo(f"imported {counts['imported']} epochs ({counts['skipped']} already here)")
 
 
+@cli.command("forget")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--export", "export_to", type=click.Path(path_type=__import__("pathlib").Path),
+              help="Write the runs as a JSON export (for `trellis import`) here first.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask: forget (exporting only with --export).")
+@_one_line_errors
+def forget_command(targets: tuple[str, ...], export_to: Any, yes: bool) -> None:
+    """Remove a notebook's history (NB.ipynb) or runs (id prefixes) from the store, after
+    offering to export them."""
+    from datetime import datetime
+
+    from trellis.forgetting import describe, forget
+    from trellis.queries.runs import select_runs
+    from trellis.store.connection import open_store
+
+    store = open_store()
+    try:
+        run_ids = list(dict.fromkeys(run for target in targets for run in select_runs(store, target, False)))
+        counts = describe(store, run_ids)
+        click.echo(f"this forgets {counts['runs']} runs and their {counts['executions']} executions"
+                   f" ({', '.join(targets)})")
+        if export_to is None and not yes and click.confirm("Export them first?", default=True):
+            export_to = __import__("pathlib").Path(click.prompt(
+                "Export to", default=f"trellis-forgotten-{datetime.now():%Y%m%d-%H%M%S}.json"))
+        if export_to is not None:
+            if export_to.exists():
+                raise TrellisError(f"{export_to} exists; nothing was forgotten: give another file")
+            from trellis.exporting.store_json import export as to_json
+
+            export_to.write_text(json.dumps(to_json(store, run_ids)))
+            click.echo(f"exported to {export_to} (bring them back with `trellis import {export_to}`)")
+        if not yes and not click.confirm(f"Forget {counts['runs']} runs?", default=False):
+            raise TrellisError("nothing was forgotten")
+        forget(store, run_ids)
+    finally:
+        store.close()
+    click.echo(f"forgot {counts['runs']} runs, {counts['executions']} executions")
+
+
 @cli.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; any other than loopback needs the printed token.")

@@ -1,10 +1,12 @@
 """``trellis reproduce RUN``: run a recorded script or notebook epoch again, and compare.
 
 The code comes from the run's snapshot, checked out in a fresh ``git worktree`` with the data
-files it read (``trellis.worktrees``). The new run is
-recorded in the same store with the original as its parent, then values, written files and
-outputs are compared; environment differences and unseeded randomness that may explain a
-mismatch are reported alongside.
+files it read (``trellis.worktrees``) and the folders it read from and wrote into (an empty
+output folder is in no git snapshot). The new run is recorded in the same store with the
+original as its parent; a notebook's is a run of kind ``reproduction``, not another epoch of the
+notebook. Then values, written files, outputs and, for a notebook, each cell's status are
+compared; environment differences and unseeded randomness that may explain a mismatch are
+reported alongside.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def reproduce(store: Store, ref: str, tolerance: float = 0.0, trusted: bool = Fa
     worktrees.check_out(store.project, original["git_commit"], worktree)
     try:
         copied, missing = worktrees.bring_inputs(store, original, worktree)
+        _recreate_folders(store, original["id"], worktree)
         completed = _run_again(store, original, worktree)
         again = store.execute("SELECT uuid FROM runs WHERE parent_run = ? ORDER BY started DESC LIMIT 1",
                               (original["id"],))
@@ -61,16 +64,31 @@ def reproduce(store: Store, ref: str, tolerance: float = 0.0, trusted: bool = Fa
             "values": _compare_values(store, original["id"], copy["id"], tolerance),
             "files": _compare_files(store, original["id"], copy["id"]),
             "outputs": _compare_outputs(store, original["id"], copy["id"]),
+            "cells": _compare_cells(store, original["id"], copy["id"]),
             "explanations": _explanations(store, original, copy),
         }
+        report["failed_cells"] = _failed_cells(store, copy["id"])
         report["matched"] = (
             copy["status"] == original["status"] and not missing
-            and all(not part["differences"] for part in (report["values"], report["files"], report["outputs"]))
+            and all(not report[part]["differences"] for part in _COMPARED)
         )
         return report
     finally:
         worktrees.remove(store.project, worktree)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_COMPARED = ("values", "files", "outputs", "cells")
+
+
+def _recreate_folders(store: Store, run: int, worktree: Path) -> None:
+    """The folders inside the project that the run read from or wrote into, as they were there."""
+    for (path,) in store.execute("SELECT DISTINCT path FROM files WHERE run = ?", (run,)):
+        if os.path.isabs(path) or "://" in path:
+            continue
+        folder = (worktree / path).parent
+        if worktree.resolve() in folder.resolve().parents and (store.project / path).parent.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
 
 
 def _run_again(store: Store, run: dict[str, Any], worktree: Path) -> str:
@@ -171,6 +189,26 @@ def _compare_outputs(store: Store, a: int, b: int) -> dict[str, Any]:
     return {"compared": min(len(old), len(new)), "differences": differences}
 
 
+def _cell_statuses(store: Store, run: int) -> list[tuple[str, str, str | None]]:
+    rows = store.execute("SELECT cell_id, status, error FROM steps WHERE run = ? ORDER BY started, id", (run,))
+    return [(cell, status, error.strip().splitlines()[-1] if error else None) for cell, status, error in rows]
+
+
+def _compare_cells(store: Store, a: int, b: int) -> dict[str, Any]:
+    """Each execution's status there and here: a cell that failed only here did not reproduce."""
+    old, new = _cell_statuses(store, a), _cell_statuses(store, b)
+    differences = [
+        {"execution": position + 1, "cell_id": left[0], "a": left[1], "b": right[1], "error": right[2]}
+        for position, (left, right) in enumerate(zip(old, new)) if left[1] != right[1]
+    ]
+    return {"compared": min(len(old), len(new)), "differences": differences}
+
+
+def _failed_cells(store: Store, run: int) -> dict[str, int]:
+    statuses = [status for _, status, _ in _cell_statuses(store, run)]
+    return {"failed": sum(status != "ok" for status in statuses), "of": len(statuses)}
+
+
 def _explanations(store: Store, original: dict[str, Any], copy: dict[str, Any]) -> list[str]:
     from trellis.queries.diff import _environment
 
@@ -200,13 +238,19 @@ def _snapshot_source(store: Store, run: dict[str, Any]) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"original {report['original'][:8]}, reproduction {report['reproduction'][:8]} ({report['status']})"]
+    failed = report.get("failed_cells") or {"failed": 0, "of": 0}
+    state = report["status"]
+    if failed["failed"]:
+        state = f"{failed['failed']} of {failed['of']} cells failed"
+    lines = [f"original {report['original'][:8]}, reproduction {report['reproduction'][:8]} ({state})"]
     if report["inputs_copied"]:
         lines.append(f"inputs brought from the project (same hash): {', '.join(report['inputs_copied'])}")
     if report["inputs_missing"]:
         lines.append(f"inputs missing or changed since: {', '.join(report['inputs_missing'])}")
-    for part in ("values", "files", "outputs"):
+    for part in _COMPARED:
         found = report[part]
+        if part == "cells" and not found["compared"] and not found["differences"]:
+            continue  # a script has no cells
         if found["differences"]:
             lines.append(f"{part}: {len(found['differences'])} differ")
             lines += [f"  {json.dumps(d, default=str)}" for d in found["differences"][:20]]

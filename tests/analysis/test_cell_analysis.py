@@ -483,6 +483,6 @@ def test_to_dict_is_plain_json() -> None:
     found = analyse("import numpy as np\nmodel.fit(X, y)\n").to_dict()
     assert json.loads(json.dumps(found)) == found
     assert set(found) == {
-        "defined", "used", "mutated", "fit_inputs", "builtins_used", "imports", "functions",
+        "defined", "maybe_defined", "used", "deferred_used", "mutated", "fit_inputs", "builtins_used", "imports", "functions",
         "classes", "loops", "conditions", "literals", "magics", "error",
     }

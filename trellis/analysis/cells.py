@@ -10,12 +10,16 @@ How names are counted (Python's scoping rules, plus these choices):
   statements, a walrus in a top-level comprehension, a function that declares ``global x`` and
   assigns it. Every branch is assumed to run; ``del x`` removes ``x``; the name of
   ``except ... as e`` is not kept, because Python deletes it when the handler ends.
+  ``maybe_defined``: those of them the cell does not bind on every path (inside one branch, a
+  loop or ``try`` body, a function's ``global``), which a kernel can check by looking.
 - ``used``: names the cell reads from the namespace as it was before the cell ran. A top-level
   read counts unless the name is certainly bound at that point in the cell: a binding inside one
   branch of an ``if``, a loop body, a ``try`` body or the later operands of ``and``/``or`` does
   not make it certain. A read inside a function or lambda body happens when the function is
   called, at a time the source does not tell: it counts only if the cell binds the name nowhere
   (so ``def f(): return df`` uses ``df`` unless the cell also assigns ``df``, before or after).
+  ``deferred_used`` says which of them are read only inside such bodies, when the cell does not
+  itself call a function or lambda it made: the definition reads nothing, a call will.
   Builtins go to ``builtins_used`` instead, so that a later analysis can still link a cell to an
   earlier one that shadowed a builtin (``input = load()``).
 - ``mutated``: top-level names whose object gets a new version without being rebound: stores
@@ -127,7 +131,9 @@ class CellAnalysis:
     """What a cell binds, reads, changes, imports and mentions; see the module doc for the rules."""
 
     defined: tuple[str, ...] = ()
+    maybe_defined: tuple[str, ...] = ()
     used: tuple[str, ...] = ()
+    deferred_used: tuple[str, ...] = ()
     mutated: tuple[str, ...] = ()
     fit_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     builtins_used: tuple[str, ...] = ()
@@ -144,7 +150,9 @@ class CellAnalysis:
         """Plain lists and dicts, ready for JSON."""
         return {
             "defined": list(self.defined),
+            "maybe_defined": list(self.maybe_defined),
             "used": list(self.used),
+            "deferred_used": list(self.deferred_used),
             "mutated": list(self.mutated),
             "fit_inputs": {model: list(data) for model, data in self.fit_inputs.items()},
             "builtins_used": list(self.builtins_used),
@@ -450,6 +458,8 @@ class _CellVisitor(ast.NodeVisitor):
         self.loops = 0
         self.conditions = 0
         self.literals: dict[str, None] = {}
+        self.own_code: set[str] = set()  # functions and lambdas the cell binds
+        self.calls_own_code = False  # ...and refers to outside their bodies
 
     def visit_cell(self, tree: ast.Module) -> None:
         self._run_block(tree.body)
@@ -457,13 +467,19 @@ class _CellVisitor(ast.NodeVisitor):
     def result(self, magics: tuple[str, ...]) -> CellAnalysis:
         used: dict[str, None] = {}
         builtins_used: dict[str, None] = {}
+        read_now: set[str] = set()
         for name, in_function in self.reads:
             if name in _KERNEL_NAMES or (in_function and name in self.ever_defined):
                 continue
             (builtins_used if name in _BUILTINS else used)[name] = None
+            if not in_function:
+                read_now.add(name)
+        deferred = () if self.calls_own_code else tuple(n for n in used if n not in read_now)
         return CellAnalysis(
             defined=tuple(self.defined),
+            maybe_defined=tuple(n for n in self.defined if n not in self.module_flow.bound),
             used=tuple(used),
+            deferred_used=deferred,
             mutated=tuple(self.mutated),
             fit_inputs={model: tuple(data) for model, data in self.fit_inputs.items() if data},
             builtins_used=tuple(builtins_used),
@@ -499,6 +515,8 @@ class _CellVisitor(ast.NodeVisitor):
         return scope
 
     def _read(self, name: str) -> None:
+        if name in self.own_code and not self.scope.deferred:
+            self.calls_own_code = True
         if self._owner(name) is not self.module:
             return
         if self.scope.deferred:
@@ -730,6 +748,8 @@ class _CellVisitor(ast.NodeVisitor):
 
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)  # the value is computed before any target is bound
+        if isinstance(node.value, ast.Lambda):
+            self.own_code.update(t.id for t in node.targets if isinstance(t, ast.Name))
         for target in node.targets:
             self.visit(target)
 
@@ -812,6 +832,7 @@ class _CellVisitor(ast.NodeVisitor):
         self._visit_signature(node.args, node.returns)
         if self.scope is self.module:
             self.functions[node.name] = None
+        self.own_code.add(node.name)
         self._bind(node.name)
         with self._entered(self._function_scope(node.args, node.body)):
             self._run_block(node.body)

@@ -5,8 +5,11 @@ kernel (``trellis kernel install``) makes each start or restart a new epoch by c
 For each execution the ``pre_run_cell``/``post_run_cell`` events give the cell id, source and
 result; stdout/stderr come from the run's tee, outputs from the display publisher, files from
 the audit hook. Static analysis says which names the cell defined, used and mutated, which gives
-the dependencies on earlier executions (across epochs of the same notebook) and the variable
-versions whose summaries are recorded.
+the dependencies on earlier executions and the variable versions whose summaries are recorded.
+
+A variable dependency links executions of one epoch only: a new kernel starts with an empty
+namespace, so nothing a cell reads can come from an earlier kernel. Files outlive kernels, so a
+file read links to its last writer in any run.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import sys
 import threading
 import time
 import traceback
+import types
+from pathlib import Path
 from typing import Any, Callable
 
 from trellis import _config
@@ -44,6 +49,54 @@ def notebook_path(shell: Any) -> str | None:
         if candidate:
             return str(candidate)
     return None
+
+
+_MAX_NOTEBOOKS_LOOKED_AT = 200
+
+
+def notebook_running(source: str, cwd: str | None = None) -> str | None:
+    """The notebook file that holds the cell ``source``, for a frontend that names none to the
+    kernel (``jupyter nbconvert --execute``, nbclient): among the notebooks the parent process
+    was given and those in the kernel's folder (where nbclient starts it), the only one with a
+    code cell of exactly this source; None when there is no such single one."""
+    folder = Path(cwd or os.getcwd())
+    named = _notebooks_named_by_parent()
+    candidates = list(dict.fromkeys([*named, *sorted(folder.glob("*.ipynb"))[:_MAX_NOTEBOOKS_LOOKED_AT]]))
+    holding = [path for path in candidates if source in _code_cells(path)]
+    given = [path for path in holding if path in named]
+    found = given if given else holding
+    return str(found[0]) if len(found) == 1 else None
+
+
+def _notebooks_named_by_parent() -> list[Path]:
+    """The .ipynb arguments of the process that started this kernel (Linux's /proc only)."""
+    parent = Path("/proc") / str(os.getppid())
+    try:
+        arguments = (parent / "cmdline").read_bytes().split(b"\0")
+        where = Path(os.readlink(parent / "cwd"))
+    except OSError:
+        return []
+    found = []
+    for argument in arguments:
+        text = argument.decode("utf-8", "replace")
+        if text.endswith(".ipynb"):
+            path = (where / text).resolve()
+            if path.is_file():
+                found.append(path)
+    return found
+
+
+def _code_cells(path: Path) -> list[str]:
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    sources = []
+    for cell in cells:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            source = cell.get("source", "")
+            sources.append("".join(source) if isinstance(source, list) else str(source))
+    return sources
 
 
 class _Background:
@@ -81,11 +134,13 @@ class NotebookCapture:
         self.shell = shell
         self.run = run
         self.notebook = notebook_path(shell)
+        self.looked_for_the_file = False  # in the notebooks near the kernel, once
         self.current: dict[str, Any] | None = None
         self.outputs: list[dict[str, Any]] = []
-        self.modules_seen = set(sys.modules)
+        self.modules_recorded: set[str] = set()  # top-level modules the user's code imported
         self.distributions: dict[str, list[str]] | None = None
-        self.definers: dict[str, int] | None = None  # name -> step that made its latest version
+        self.definers: dict[str, int] = {}  # name -> step of this epoch that made its latest version
+        self.namespace_before: dict[str, int] = {}  # name -> id() of its value when the cell began
         self.writers: dict[str, int] = {}  # path -> step that last wrote it
         # Mapping modules to distributions reads every installed distribution's file list (140 ms
         # and more) and importing the cell analysis takes 20-40 ms: done here, while the kernel
@@ -125,9 +180,9 @@ class NotebookCapture:
     # -- recording --------------------------------------------------------------------------
 
     def _begin(self, info: Any) -> None:
-        if self.notebook is None:
-            self._find_notebook()
         source = info.raw_cell or ""
+        if self.notebook is None:
+            self._find_notebook(source)
         digest = hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
         number = self.run.next_step()
         self.current = {
@@ -146,6 +201,7 @@ class NotebookCapture:
             "analysis": None,
         }
         self.outputs = []
+        self.namespace_before = {name: id(value) for name, value in self.shell.user_ns.items()}
         self.run.steps.append(self.current)
         _runs.set_step(number)
         if self.run.out is not None:
@@ -173,11 +229,14 @@ class NotebookCapture:
         ended["outputs"] = json.dumps(self.outputs)
         ended["stdout"] = self.run.out.end_cell() if self.run.out is not None else None
         ended["stderr"] = self.run.err.end_cell() if self.run.err is not None else None
+        from trellis.analysis.cells import analyze_cell
+
+        analysis = analyze_cell(step["source"])
         try:
-            self._record_modules(step["number"])
+            self._record_modules(step["number"], analysis)
         except Exception as error:
             self.run.problem("imported modules", error)
-        ended["analysis"] = self._analyze(step, status)
+        ended["analysis"] = self._analyze(step, analysis, status)
         ended["status"] = status
         step.update(ended)
 
@@ -211,18 +270,22 @@ class NotebookCapture:
             except Exception as error:
                 self.run.problem("a cell's display output", error)
 
-    def _analyze(self, step: dict[str, Any], status: str) -> str:
-        from trellis.analysis.cells import analyze_cell
-
-        analysis = analyze_cell(step["source"])
+    def _analyze(self, step: dict[str, Any], analysis: Any, status: str) -> str:
         found = analysis.to_dict()
         number = step["number"]
         me = self.run.global_step(number)  # definers and writers hold store-wide step ids
-        if self.definers is None:
-            self.definers = self.run.earlier_definers(self.notebook)
         dependencies = []
-        uses = [*found.get("used", []), *found.get("mutated", []), *found.get("builtins_used", [])]
-        for name in dict.fromkeys(uses):
+        # A mutation of a name the cell did not bind first is in "used" already; one of a name it
+        # bound (`m = Model(); m.fit(X)`) reads only the cell's own new value. A function body
+        # reads its globals when called: not where it is defined, but in the cell calling it.
+        deferred = set(analysis.deferred_used)
+        read_now = [name for name in analysis.used if name not in deferred]
+        try:
+            called_reads, called_changes = self._called_code(read_now)
+        except Exception as error:
+            self.run.problem("the code a cell called", error)
+            called_reads, called_changes = [], []
+        for name in dict.fromkeys([*read_now, *analysis.builtins_used, *called_reads]):
             earlier = self.definers.get(name)
             if earlier is not None and earlier != me:
                 dependencies.append((earlier, name, "variable"))
@@ -232,10 +295,20 @@ class NotebookCapture:
                 writer = self.run.earlier_writer(path)
             if writer is not None and writer != me:
                 dependencies.append((writer, path, "file"))
-        changed = list(dict.fromkeys([*found.get("defined", []), *found.get("mutated", [])]))
+        rebound = self._rebound()
         if status == "ok":
-            for name in changed:
-                self.definers[name] = me
+            # what the source binds for certain, what it may bind and did, what it changed, and
+            # what code it called rebound (a function's `global`, a star import)
+            maybe = set(analysis.maybe_defined)
+            certain = [name for name in analysis.defined if name not in maybe or name in rebound]
+            changed = list(dict.fromkeys([*certain, *analysis.mutated, *called_changes, *rebound]))
+        else:  # what a failed execution bound before its error
+            changed = list(rebound)
+        for name in changed:
+            self.definers[name] = me
+        for name in self._deleted():
+            self.definers.pop(name, None)
+        if status == "ok":
             variables = []
             for name in changed:
                 if name in self.shell.user_ns:
@@ -248,17 +321,97 @@ class NotebookCapture:
         self.run.dependencies.extend((number, *d) for d in dependencies)
         return json.dumps(found)
 
-    def _find_notebook(self) -> None:
+    def _called_code(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """(globals read, globals changed) by the notebook's own functions, classes and their
+        instances among ``names``, and by the notebook's functions those call in turn."""
+        namespace = self.shell.user_ns
+        reads: dict[str, None] = {}
+        changes: dict[str, None] = {}
+        seen: set[int] = set()
+        pending = list(names)
+        while pending:
+            value = namespace.get(pending.pop())
+            for function in self._own_functions(value):
+                if id(function.__code__) in seen:
+                    continue
+                seen.add(id(function.__code__))
+                global_names, mutated = self._function_globals(function)
+                for name in global_names:
+                    if name in namespace and name not in reads:
+                        reads[name] = None
+                        pending.append(name)
+                changes.update(dict.fromkeys(mutated))
+        return list(reads), list(changes)
+
+    def _own_functions(self, value: Any) -> list[Any]:
+        namespace = self.shell.user_ns
+        if isinstance(value, types.FunctionType):
+            return [value] if value.__globals__ is namespace else []
+        # calling a class runs its constructor; an instance may run any of its methods
+        cls, wanted = (value, ("__new__", "__init__")) if isinstance(value, type) else (type(value), None)
+        if cls.__module__ != "__main__":
+            return []
+        return [v for k, v in vars(cls).items() if (wanted is None or k in wanted)
+                and isinstance(v, types.FunctionType) and v.__globals__ is namespace]
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - one capture per kernel
+    def _function_globals(self, function: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The global names a function (nested code included) refers to, and those its body
+        changes (`log.append(m)`), from its source as the cell analysis reads a cell."""
+        names: dict[str, None] = {}
+        codes = [function.__code__]
+        while codes:
+            code = codes.pop()
+            names.update(dict.fromkeys(code.co_names))
+            codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        global_names = tuple(n for n in names if n not in function.__code__.co_varnames)
+        mutated: tuple[str, ...] = ()
+        try:
+            import ast
+            import inspect
+            import textwrap
+
+            from trellis.analysis.cells import analyze_cell
+
+            tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+            definition = tree.body[0]
+            if isinstance(definition, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = analyze_cell("\n".join(ast.unparse(statement) for statement in definition.body))
+                if body.error is None:  # what it reads, not what it only assigns (`global x`)
+                    mutated = tuple(n for n in body.mutated if n in global_names)
+                    read = {*body.used, *body.builtins_used}
+                    global_names = tuple(n for n in global_names if n in read)
+        except (OSError, TypeError, SyntaxError, IndexError):
+            pass  # no source (a lambda on a shared line, code made by exec): every name it names
+        return global_names, mutated
+
+    def _rebound(self) -> dict[str, None]:
+        """Names whose value is another object than when the execution began (a name rebound
+        to the very same object is not seen); IPython's own `_`-names left out."""
+        before = self.namespace_before
+        return {name: None for name, value in list(self.shell.user_ns.items())
+                if not name.startswith("_") and before.get(name) != id(value)}
+
+    def _deleted(self) -> list[str]:
+        """Names the execution unbound (`del`, an `except ... as` name that shadowed one)."""
+        namespace = self.shell.user_ns
+        return [name for name in self.namespace_before if name not in namespace]
+
+    def _find_notebook(self, source: str) -> None:
         """VS Code names the notebook only after the kernel (and this extension) started, in a
-        silent execution of its own before the first cell."""
+        silent execution of its own before the first cell; nbconvert and nbclient name it not
+        at all, and the file that holds the first cell is looked for."""
         self.notebook = notebook_path(self.shell)
+        if self.notebook is None and not self.looked_for_the_file and source.strip():
+            self.looked_for_the_file = True
+            try:
+                self.notebook = notebook_running(source)
+            except Exception as error:
+                self.run.problem("looking for the notebook file", error)
         if self.notebook is None:
             return
         self.run.filename = self.notebook
         self.background.submit("the notebook's path", self._record_notebook)
-        if self.definers is not None:  # cells ran before: this epoch's versions are the latest
-            for name, step in self.run.earlier_definers(self.notebook).items():
-                self.definers.setdefault(name, step)
 
     def _record_notebook(self) -> None:
         run = self.run
@@ -269,12 +422,16 @@ class NotebookCapture:
             store.execute("UPDATE runs SET filename = ? WHERE id = ?",
                           (_runs._relative(self.notebook, store.project), run.run_id))
 
-    def _record_modules(self, number: int) -> None:
-        """Modules first imported by this execution; their versions are looked up off the
-        kernel's thread, and written with the run's next flush."""
-        new = [m for m in list(sys.modules) if m not in self.modules_seen]
+    def _record_modules(self, number: int, analysis: Any) -> None:
+        """The modules this execution's own import statements loaded, the first time in the epoch;
+        their versions are looked up off the kernel's thread, and written with the run's next
+        flush. Modules loaded on the way (IPython's traceback formatting, a library's own
+        imports, trellis's) are not the user's libraries."""
+        imported = {record.module.split(".")[0] for record in analysis.imports
+                    if record.module and not record.module.startswith(".")}
+        new = sorted(m for m in imported - self.modules_recorded if m in sys.modules)
         if new:
-            self.modules_seen.update(new)
+            self.modules_recorded.update(new)
             self.background.submit("imported modules", functools.partial(self._versions, number, new))
 
     def _load_distributions(self) -> None:
@@ -312,7 +469,10 @@ def install(shell: Any) -> NotebookCapture | None:
     existing = getattr(shell, "_trellis_capture", None)
     if existing is not None:
         return existing
-    run = _runs.begin(kind="notebook", filename=notebook_path(shell))
+    # `trellis reproduce` runs an epoch again: a run of its own kind, linked to the original
+    # (its parent), never another epoch of the notebook
+    kind = "reproduction" if os.environ.get("TRELLIS_PARENT_RUN") else "notebook"
+    run = _runs.begin(kind=kind, filename=notebook_path(shell))
     if run is None:
         return None
     capture = NotebookCapture(shell, run)

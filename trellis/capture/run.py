@@ -531,35 +531,16 @@ class Run:
         self.registered.wait(60)
         return None if self.run_id is None else (self.run_id << RUN_SHIFT) + number
 
-    def earlier_definers(self, notebook: str | None) -> dict[str, int]:
-        """Name -> the step of an earlier epoch of this notebook that last defined or changed it."""
-        self.registered.wait(60)
-        if self.store is None or notebook is None:
-            return {}
-        definers: dict[str, int] = {}
-        try:
-            rows = self.store.execute(
-                "SELECT s.id, s.analysis FROM steps s JOIN runs r ON r.id = s.run"
-                " WHERE r.filename = ? AND s.run <> ? AND s.status = 'ok' ORDER BY s.started",
-                (_relative(notebook, self.store.project), self.run_id),
-            )
-        except Exception as error:
-            self.problem("reading earlier epochs", error)
-            return {}
-        for step, analysis in rows:
-            found = json.loads(analysis or "{}")
-            for name in [*found.get("defined", []), *found.get("mutated", [])]:
-                definers[name] = step
-        return definers
-
     def earlier_writer(self, path: str) -> int | None:
-        """The step of an earlier run that last wrote ``path``."""
+        """The step of an earlier run that last wrote ``path``; a reproduction wrote into a
+        worktree of its own, not the file this run read."""
         if self.store is None:
             return None
         try:
             rows = self.store.execute(
-                "SELECT step FROM files WHERE path = ? AND mode = 'write' AND step IS NOT NULL"
-                " ORDER BY at DESC LIMIT 1",
+                "SELECT f.step FROM files f JOIN runs r ON r.id = f.run WHERE f.path = ?"
+                " AND f.mode = 'write' AND f.step IS NOT NULL AND r.parent_run IS NULL"
+                " ORDER BY f.at DESC LIMIT 1",
                 (path,),
             )
         except Exception:

@@ -26,6 +26,9 @@ def summarize(value: Any) -> dict[str, Any]:
 
 
 def _describe(value: Any, summary: dict[str, Any]) -> None:
+    if isinstance(value, type):  # a class: its attributes are descriptors, not data
+        summary["class"] = f"{value.__module__}.{value.__qualname__}"
+        return
     shape = getattr(value, "shape", None)
     if isinstance(shape, tuple):
         summary["shape"] = list(shape)

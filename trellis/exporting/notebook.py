@@ -55,12 +55,20 @@ def embed(path: Path, described: dict[str, Any]) -> dict[str, int]:
 
 
 def _compact(described: dict[str, Any]) -> dict[str, Any]:
-    """Sources are in the cells already; the history keeps their hashes, not their text."""
+    """Each execution names its source by hash; every version of every cell that ran is kept once,
+    in ``sources``, so that a colleague who imports the history sees the code each execution ran,
+    also where the cells were edited since."""
     compact = {k: v for k, v in described.items() if k != "epochs"}
+    sources: dict[str, str] = {}
+    for epoch in described["epochs"]:
+        for execution in epoch["executions"]:
+            if execution.get("source") is not None:
+                sources.setdefault(execution["source_hash"], execution["source"])
     compact["epochs"] = [
         {**epoch, "executions": [{k: v for k, v in e.items() if k != "source"} for e in epoch["executions"]]}
         for epoch in described["epochs"]
     ]
+    compact["sources"] = sources
     return compact
 
 

@@ -3,7 +3,8 @@
 Upstream of a file is the run that wrote that version of it; upstream of a run are the files
 it read (each back to the run that wrote the version read, unless it is a source), the runs
 whose values or checkpoints it read, and its own params and code snapshot. Downstream follows
-the same edges the other way.
+the same edges the other way. A file is a node per version (per content hash): a reader is linked
+to the version it read, known by its hash or, unhashed, as the last one written before the read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from trellis._errors import TrellisError
-from trellis.queries.runs import params_of, resolve, timestamp
+from trellis.queries.runs import params_of, program_name, resolve, timestamp
 from trellis.store.connection import Store
 
 
@@ -23,6 +24,8 @@ class Graph:
     target: str
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     edges: list[dict[str, str]] = field(default_factory=list)
+    # the other versions of a target file, each followed downstream from a root of its own
+    versions: list[str] = field(default_factory=list)
 
     def edge(self, source: str, target: str, relation: str) -> None:
         entry = {"from": source, "to": target, "relation": relation}
@@ -30,7 +33,10 @@ class Graph:
             self.edges.append(entry)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "nodes": list(self.nodes.values()), "edges": self.edges}
+        found = {"target": self.target, "nodes": list(self.nodes.values()), "edges": self.edges}
+        if self.versions:
+            found["versions"] = self.versions
+        return found
 
 
 def _file_id(path: str, digest: str | None) -> str:
@@ -57,19 +63,21 @@ class _Walker:
         self.store = store
         self.graph = Graph(target)
         self.runs_by_id: dict[int, dict[str, Any]] = {}
+        self.readers: dict[str, dict[str | None, list[Activity]]] = {}
 
     # -- nodes ------------------------------------------------------------------------------
 
     def run_node(self, run_id: int) -> str:
         if run_id not in self.runs_by_id:
             row = self.store.execute(
-                "SELECT uuid, filename, status, started, git_commit, build_target, kind"
+                "SELECT uuid, filename, status, started, git_commit, build_target, kind, cwd"
                 " FROM runs WHERE id = ?",
                 (run_id,),
             )[0]
-            uuid, filename, status, started, commit, target, kind = row
+            uuid, filename, status, started, commit, target, kind, cwd = row
             self.runs_by_id[run_id] = {
-                "id": f"run:{uuid}", "kind": "run", "run_id": uuid, "filename": filename,
+                "id": f"run:{uuid}", "kind": "run", "run_id": uuid,
+                "filename": program_name(filename, kind, cwd),
                 "status": status, "started": timestamp(started), "git_commit": commit,
                 "build_target": target, "run_kind": kind, "params": params_of(self.store, run_id),
             }
@@ -86,7 +94,8 @@ class _Walker:
             )[0]
             epoch = self.runs_by_id.get(run) or self.graph.nodes[self.run_node(run)]
             self.graph.nodes[node] = {
-                "id": node, "kind": "execution", "run_id": epoch["run_id"], "notebook": notebook,
+                "id": node, "kind": "execution", "run_id": epoch["run_id"],
+                "notebook": notebook or epoch["filename"],
                 "cell_id": cell, "execution_count": count, "status": status,
                 "started": timestamp(started),
             }
@@ -171,27 +180,62 @@ class _Walker:
 
     # -- downstream -------------------------------------------------------------------------
 
-    def downstream_of_file(self, path: str, seen: set) -> str:
-        versions = self.store.execute(
-            "SELECT hash, size FROM files WHERE path = ? ORDER BY at DESC LIMIT 1", (path,)
+    def readers_by_version(self, path: str) -> dict[str | None, list[Activity]]:
+        """Who read each version of ``path``: a read with no hash read the last version written
+        before it (None when nothing was written before)."""
+        rows = self.store.execute(
+            "SELECT run, step, mode, hash, at FROM files WHERE path = ? ORDER BY at, mode", (path,)
         )
-        node = self.file_node(path, *(versions[0] if versions else (None, None)))
-        for run, step in self.store.execute(
-            "SELECT DISTINCT run, step FROM files WHERE path = ? AND mode = 'read'", (path,)
-        ):
+        found: dict[str | None, list[Activity]] = {}
+        last_written = None
+        for run, step, mode, digest, _ in rows:
+            if mode == "write":
+                last_written = digest
+                continue
             reader: Activity = ("step", step) if step is not None else ("run", run)
+            readers = found.setdefault(digest or last_written, [])
+            if reader not in readers:
+                readers.append(reader)
+        return found
+
+    def downstream_of_version(self, path: str, digest: str | None, size: int | None,
+                              seen: set) -> str:
+        node = self.file_node(path, digest, size)
+        if path not in self.readers:
+            self.readers[path] = self.readers_by_version(path)
+        for reader in self.readers[path].get(digest, []):
             self.graph.edge(self.node(reader), node, "used")
             self.downstream(reader, seen)
         return node
+
+    def downstream_of_file(self, path: str, seen: set) -> str:
+        """Every version of ``path`` followed downstream; the newest is the graph's target."""
+        rows = self.store.execute(
+            "SELECT hash, size, mode FROM files WHERE path = ? ORDER BY at", (path,)
+        )
+        versions: dict[str | None, tuple[int | None, bool]] = {}
+        for digest, size, mode in rows:
+            _, written = versions.get(digest, (None, False))
+            versions[digest] = (size, written or mode == "write")
+        if len(versions) > 1:
+            versions.pop(None, None)  # an unhashed row is one of the hashed versions
+        nodes = []
+        for digest, (size, written) in versions.items():
+            node = self.downstream_of_version(path, digest, size, seen)
+            self.graph.nodes[node]["source"] = not written
+            nodes.append(node)
+        self.graph.versions = nodes[:-1]
+        return nodes[-1]
 
     def downstream(self, activity: Activity, seen: set) -> None:
         if (visit := self.first_visit(activity, seen)) is None:
             return
         kind, number, me, column = visit
-        for (path,) in self.store.execute(
-            f"SELECT DISTINCT path FROM files WHERE {column} = ? AND mode = 'write'", (number,)
+        for path, digest, size in self.store.execute(
+            f"SELECT path, hash, MAX(size) FROM files WHERE {column} = ? AND mode = 'write'"
+            " GROUP BY path, hash ORDER BY MIN(at)", (number,)
         ):
-            file_node = self.downstream_of_file(path, seen)
+            file_node = self.downstream_of_version(path, digest, size, seen)
             self.graph.nodes[file_node]["source"] = False
             self.graph.edge(file_node, me, "wasGeneratedBy")
         if kind == "run":
@@ -242,7 +286,7 @@ def _variable_step(store: Store, notebook: str, name: str) -> int:
     path = _relative_path(store, notebook)
     rows = store.execute(
         "SELECT v.step FROM variables v JOIN steps s ON s.id = v.step JOIN runs r ON r.id = s.run"
-        " WHERE r.filename = ? AND v.name = ? ORDER BY s.started DESC LIMIT 1",
+        " WHERE r.filename = ? AND r.kind = 'notebook' AND v.name = ? ORDER BY s.started DESC LIMIT 1",
         (path, name),
     )
     if not rows:
@@ -256,7 +300,8 @@ def render(graph: dict[str, Any], downstream: bool = False) -> str:
     children: dict[str, list[tuple[str, str]]] = {}
     for edge in graph["edges"]:
         parent, child = (edge["to"], edge["from"]) if downstream else (edge["from"], edge["to"])
-        children.setdefault(parent, []).append((edge["relation"], child))
+        relation = _downstream_relation(edge["relation"]) if downstream else edge["relation"]
+        children.setdefault(parent, []).append((relation, child))
     lines: list[str] = []
     expanded: set[str] = set()
 
@@ -288,8 +333,19 @@ def render(graph: dict[str, Any], downstream: bool = False) -> str:
             lines.append(f"{prefix}  {edge_relation}: {len(paths)} source files in {folder}/"
                          f" ({paths[0].rsplit('/', 1)[-1]} ... {paths[-1].rsplit('/', 1)[-1]})")
 
-    walk(graph["target"], "", None)
+    for root in [graph["target"], *graph.get("versions", [])]:
+        walk(root, "", None)
     return "\n".join(lines)
+
+
+def _downstream_relation(relation: str) -> str:
+    """An edge read from its far end: the file a run used was "read by" it, and so on."""
+    if relation == "wasGeneratedBy":
+        return "generated"
+    if relation.startswith("used"):
+        named = relation[4:].strip()
+        return f"{named} read by" if named else "read by"
+    return relation
 
 
 _GROUP_FROM = 6

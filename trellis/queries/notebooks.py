@@ -44,6 +44,7 @@ def history(store: Store, notebook: str) -> dict[str, Any]:
     for run_id, uuid, started, ended, status, environment_id in epochs:
         result["epochs"].append({
             "run_id": uuid, "started": timestamp(started), "ended": timestamp(ended),
+            "started_unix": started, "ended_unix": ended,
             "status": status, "environment": _environment(store, environment_id),
             "modules": _modules(store, run_id),
             "executions": _executions(store, run_id, keys),
@@ -103,6 +104,7 @@ def _executions(store: Store, run_id: int, keys: dict[int, str]) -> list[dict[st
             "status": status,
             "started": timestamp(started),
             "duration": None if ended is None else round(ended - started, 4),
+            "started_unix": started, "ended_unix": ended,
             "source": source,
             "source_hash": digest,
             "error": error.strip().splitlines()[-1] if error else None,
@@ -110,6 +112,8 @@ def _executions(store: Store, run_id: int, keys: dict[int, str]) -> list[dict[st
             "used": found.get("used", []),
             "mutated": found.get("mutated", []),
             "imports": found.get("imports", []),
+            "loops": found.get("loops", 0),
+            "conditions": found.get("conditions", 0),
             "reads": [{"path": p, "hash": h, "size": s} for m, p, h, s in files.get(step, []) if m == "read"],
             "writes": [{"path": p, "hash": h, "size": s} for m, p, h, s in files.get(step, []) if m == "write"],
             "depends_on": [
@@ -179,9 +183,11 @@ def render(described: dict[str, Any]) -> str:
         for e in executions:
             links = ", ".join(f"{d['name']}<-{d['execution'].split('/')[-1]}" for d in e["depends_on"])
             files = [f"read {r['path']}" for r in e["reads"]] + [f"wrote {w['path']}" for w in e["writes"]]
+            changed = dict.fromkeys(e["defined"] + e["mutated"])
             lines.append(
                 f"  [{e['execution_count']}] {e['id'].split('/')[-1]:>3} cell {e['cell_id']} {e['status']}"
-                f" defines {','.join(e['defined'] + e['mutated']) or '-'} uses {','.join(e['used']) or '-'}"
+                f" defines {','.join(changed) or '-'} uses {','.join(e['used']) or '-'}"
+                + (f" | {_control_flow(e)}" if e.get("loops") or e.get("conditions") else "")
                 + (f" | depends {links}" if links else "")
                 + (f" | {'; '.join(files)}" if files else "")
                 + (f" | {e['error']}" if e["error"] else "")
@@ -189,6 +195,13 @@ def render(described: dict[str, Any]) -> str:
     if described["unused_imports"]:
         lines.append(f"imported but never used: {', '.join(described['unused_imports'])}")
     return "\n".join(lines)
+
+
+def _control_flow(execution: dict[str, Any]) -> str:
+    loops, conditions = execution.get("loops") or 0, execution.get("conditions") or 0
+    parts = [f"{loops} loop{'s' if loops != 1 else ''}" if loops else "",
+             f"{conditions} condition{'s' if conditions != 1 else ''}" if conditions else ""]
+    return ", ".join(part for part in parts if part)
 
 
 def notebook_file(path: str) -> Path:

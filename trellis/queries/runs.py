@@ -54,9 +54,19 @@ def params_of(store: Store, run_id: int) -> dict[str, Any]:
     return {name: decode_row(kind, i, f, t) for name, kind, i, f, t in rows}
 
 
+def program_name(filename: str | None, kind: str, cwd: str | None) -> str | None:
+    """What ran: its file, or for a kernel whose notebook could not be known, where it ran."""
+    if filename is None and kind in ("notebook", "reproduction"):
+        if cwd in (None, "", "."):
+            return "unnamed notebook in the project folder"
+        return f"unnamed notebook in {cwd.rstrip('/')}/"
+    return filename
+
+
 def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
     """Newest first: id, file, status, start, duration and params of each run."""
-    sql = "SELECT id, uuid, filename, kind, status, started, ended, build_target FROM runs ORDER BY started DESC, id DESC"
+    sql = ("SELECT id, uuid, filename, kind, status, started, ended, build_target, cwd FROM runs"
+           " ORDER BY started DESC, id DESC")
     if limit:
         sql += f" LIMIT {int(limit)}"
     rows = store.execute(sql)
@@ -69,7 +79,7 @@ def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
     return [
         {
             "run_id": uuid,
-            "filename": filename,
+            "filename": program_name(filename, kind, cwd),
             "kind": kind,
             "status": status,
             "started": timestamp(started),
@@ -77,7 +87,7 @@ def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
             "target": target,
             "params": params.get(run, {}),
         }
-        for run, uuid, filename, kind, status, started, ended, target in rows
+        for run, uuid, filename, kind, status, started, ended, target, cwd in rows
     ]
 
 

@@ -30,6 +30,7 @@ def import_notebook(store: Store, embedded: dict[str, Any], projid: str,
         raise TrellisError("this is not trellis notebook provenance (unknown schema)")
     imported = skipped = 0
     pending_links: list[tuple[int, str, str, str]] = []
+    sources = embedded.get("sources") or {}
     with store.transaction():
         for epoch in embedded["epochs"]:
             if store.execute("SELECT 1 FROM runs WHERE uuid = ?", (epoch["run_id"],)):
@@ -38,10 +39,12 @@ def import_notebook(store: Store, embedded: dict[str, Any], projid: str,
             (run_id,) = store.execute(
                 "INSERT INTO runs (uuid, projid, kind, filename, started, ended, status, problems, received_from)"
                 " VALUES (?, ?, 'notebook', ?, ?, ?, ?, ?, ?) RETURNING id",
-                (epoch["run_id"], projid, embedded["notebook"], _seconds(epoch["started"]) or time.time(),
-                 _seconds(epoch["ended"]), epoch["status"], json.dumps(["imported from notebook metadata"]),
-                 received_from),
+                (epoch["run_id"], projid, embedded["notebook"],
+                 epoch.get("started_unix") or _seconds(epoch["started"]) or time.time(),
+                 epoch["ended_unix"] if "ended_unix" in epoch else _seconds(epoch["ended"]),
+                 epoch["status"], json.dumps(["imported from notebook metadata"]), received_from),
             )[0]
+            _add_environment(store, run_id, epoch.get("environment"))
             base = run_id << RUN_SHIFT
             for module in epoch.get("modules", []):
                 store.execute(
@@ -50,17 +53,21 @@ def import_notebook(store: Store, embedded: dict[str, Any], projid: str,
                 )
             for execution in epoch["executions"]:
                 step = base + int(execution["id"].rsplit("/", 1)[1])
-                started = _seconds(execution["started"])
+                started = execution.get("started_unix") or _seconds(execution["started"])
+                if "ended_unix" in execution:
+                    ended = execution["ended_unix"]
+                else:
+                    ended = None if execution["duration"] is None else started + execution["duration"]
+                source = execution.get("source", sources.get(execution["source_hash"]))
                 analysis = {k: execution[k] for k in ("defined", "used", "mutated", "imports")}
+                analysis.update({k: execution[k] for k in ("loops", "conditions") if k in execution})
                 store.execute(
                     "INSERT INTO steps (id, run, kind, notebook, cell_id, execution_count, source,"
                     " source_hash, started, ended, status, error, outputs, analysis)"
                     " VALUES (?, ?, 'cell', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (step, run_id, embedded["notebook"], execution["cell_id"], execution["execution_count"],
-                     execution.get("source"), execution["source_hash"], started,
-                     None if execution["duration"] is None else started + execution["duration"],
-                     execution["status"], execution["error"], json.dumps(execution["outputs"]),
-                     json.dumps(analysis)),
+                     source, execution["source_hash"], started, ended, execution["status"],
+                     execution["error"], json.dumps(execution["outputs"]), json.dumps(analysis)),
                 )
                 for mode, entries in (("read", execution["reads"]), ("write", execution["writes"])):
                     store.executemany(
@@ -83,6 +90,20 @@ def import_notebook(store: Store, embedded: dict[str, Any], projid: str,
                     (step, (found[0][0] << RUN_SHIFT) + int(number), name, via),
                 )
     return {"imported": imported, "skipped": skipped}
+
+
+def _add_environment(store: Store, run_id: int, environment: dict[str, Any] | None) -> None:
+    """The part of the epoch's environment the notebook carries, as the epoch's environment."""
+    if not isinstance(environment, dict):
+        return
+    import hashlib
+
+    described = json.dumps(environment, sort_keys=True)
+    digest = hashlib.sha256(described.encode()).hexdigest()
+    store.execute("INSERT INTO environments (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+                  (digest, described))
+    (environment_id,) = store.execute("SELECT id FROM environments WHERE hash = ?", (digest,))[0]
+    store.execute("UPDATE runs SET environment_id = ? WHERE id = ?", (environment_id, run_id))
 
 
 # What a run's last write sets: what its rest brings to the part already in a store.
