@@ -355,8 +355,8 @@ class Run:
         loops, self.pending_loops = self.pending_loops, {}
         new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
         param_rows = [
-            (run, storable(n), *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v)),
-             origin)
+            (run, storable(n),
+             *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v, "trellis.arg")), origin)
             for n, (v, origin) in new_params
         ]
         run_updates = {"committed": time.time()}
