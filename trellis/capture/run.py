@@ -104,6 +104,7 @@ class Run:
         self.out: streams.Tee | None = None
         self.err: streams.Tee | None = None
         self.recorder = threading.Thread(target=self._record, name="trellis-recorder", daemon=True)
+        self.context: threading.Thread | None = None
 
     # -- problems ---------------------------------------------------------------------------
 
@@ -128,23 +129,36 @@ class Run:
                 with self.flush_lock:
                     if self.run_id is None:
                         self._register()
-        self._capture_context()
+        # The code snapshot and the environment can take seconds: they are taken beside the
+        # flushes, so that what is logged meanwhile is written on time all the same.
+        self.context = threading.Thread(target=self._capture_context_quietly, name="trellis-context",
+                                        daemon=True)
+        self.context.start()
         interval = _config.flush_seconds()
         batch = _config.flush_values()
         # Wake often enough to notice a full buffer: flushing large batches while the program
         # runs keeps each transaction, and the wait at commit or exit, short.
         tick = min(interval, 0.2)
-        last = time.monotonic()
+        due = time.monotonic()  # the values logged before the run was registered: now
+        took: deque = deque(maxlen=5)  # how long the last flushes took
         while not self.stopping.is_set():
-            woken = self.wake.wait(tick)
+            woken = self.wake.wait(max(0.0, min(tick, due - time.monotonic())))
             if self.stopping.is_set():
                 break
-            if not woken and time.monotonic() - last < interval and len(_values) < batch:
+            if not woken and time.monotonic() < due and len(_values) < batch:
                 continue
             self.wake.clear()
             consistent, self.consistent_soon = self.consistent_soon, False
+            began = time.monotonic()
             self.flush(consistent=consistent)
-            last = time.monotonic()
+            took.append(time.monotonic() - began)
+            # By deadline, not a sleep after each flush (``next_flush``).
+            due = next_flush(began, max(took), interval)
+
+    def _capture_context_quietly(self) -> None:
+        if self.files is not None:
+            self.files.quiet(threading.current_thread())
+        self._capture_context()
 
     def _register(self, store: Any = None) -> bool:
         """Insert this run into ``store`` (by default: open the configured one)."""
@@ -611,6 +625,8 @@ class Run:
         self.wake.set()
         if self.recorder.is_alive():
             self.recorder.join(120)
+        if self.context is not None:
+            self.context.join(120)
         self.flush(final=True)
         if self.out is not None and self.err is not None:
             streams.uninstall(self.out, self.err)
@@ -649,6 +665,20 @@ class _Escaping:
 
 def _escaped(row: Any) -> tuple:
     return tuple(storable(value) if type(value) is str else value for value in row)
+
+
+def next_flush(began: float, took: float, interval: float) -> float:
+    """When the flush after one that began at ``began`` begins, when recent flushes took up to
+    ``took`` seconds.
+
+    A value logged just after a flush took its values waits for the next flush to commit it: a
+    ``kill -9`` loses what was logged since the start of the last flush that was committed.
+    Begun ``took`` before an interval is up, the next flush is committed within the interval
+    unless it takes longer than the recent ones. A flush as long as the interval (a program
+    that logs faster than the store takes values while it keeps the interpreter busy) is
+    followed by the next at once: then a kill loses up to two flushes' time.
+    """
+    return began + max(interval - took, 0.0)
 
 
 def _drain(buffer: deque) -> list:
