@@ -52,12 +52,16 @@ def git_repository(root: Path) -> None:
 
 
 def newest_value(store: sqlite3.Connection) -> float | None:
-    found = store.execute("SELECT float_value FROM logs WHERE name = 't' ORDER BY id DESC LIMIT 1").fetchone()
-    return found[0] if found else None
+    try:  # fetchall: no read left open to hold up the writer
+        found = store.execute("SELECT float_value FROM logs WHERE name = 't' ORDER BY id DESC LIMIT 1").fetchall()
+    except sqlite3.OperationalError:  # no tables yet
+        return None
+    return found[0][0] if found else None
 
 
-def trial(python: str, work: int, seconds: float, flush_seconds: float | None) -> tuple[float, float]:
-    """(the most a kill at any moment of the run would have lost, what the kill at its end lost).
+def trial(python: str, work: int, seconds: float, flush_seconds: float | None) -> tuple[float, float, float]:
+    """(the most a kill at any moment of the run would have lost, that moment (seconds after the
+    first value), what the kill at its end lost).
 
     While the script runs, the store is read every 10 ms: the time since the newest value it
     holds was logged is what a kill at that moment would lose.
@@ -71,26 +75,33 @@ def trial(python: str, work: int, seconds: float, flush_seconds: float | None) -
             env["TRELLIS_FLUSH_SECONDS"] = str(flush_seconds)
         child = subprocess.Popen([python, "logging_script.py", str(work)], cwd=root, env=env,
                                  stdout=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "logging"
-        started = time.time()
-        worst = 0.0
-        path = root / ".trellis" / "trellis.db"
-        store = None
-        end = started + random.uniform(0.7, 1.0) * seconds
-        while (now := time.time()) < end:
-            if store is None and path.exists():
-                store = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-            newest = newest_value(store) if store is not None else None
-            worst = max(worst, time.time() - (newest if newest is not None else started))
-            time.sleep(0.01)
-        killed = time.time()
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        try:
+            assert child.stdout.readline().strip() == "logging"
+            started = time.time()
+            worst, worst_at = 0.0, 0.0
+            path = root / ".trellis" / "trellis.db"
+            store = None
+            end = started + random.uniform(0.7, 1.0) * seconds
+            while time.time() < end:
+                # read only once the store is in WAL mode, where a reader never holds up its writer
+                if store is None and path.with_name(path.name + "-wal").exists():
+                    store = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+                newest = newest_value(store) if store is not None else None
+                now = time.time()
+                if now - (newest if newest is not None else started) > worst:
+                    worst, worst_at = now - (newest if newest is not None else started), now - started
+                time.sleep(0.01)
+            killed = time.time()
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        finally:
+            child.kill()
+            child.wait()
         if store is None:
             store = sqlite3.connect(path)
         newest = newest_value(store)
         store.close()
-        return worst, killed - (newest if newest is not None else started)
+        return worst, worst_at, killed - (newest if newest is not None else started)
 
 
 def main() -> int:
@@ -107,11 +118,13 @@ def main() -> int:
     worst, lost = [], []
     try:
         for number in range(options.trials):
-            at_worst, at_kill = trial(options.python, options.work, options.seconds, options.flush_seconds)
+            at_worst, moment, at_kill = trial(options.python, options.work, options.seconds,
+                                              options.flush_seconds)
             worst.append(at_worst)
             lost.append(at_kill)
-            print(f"trial {number + 1}: a kill would have lost up to {at_worst:.3f} s; the kill lost"
-                  f" {at_kill:.3f} s", flush=True)
+            print(f"trial {number + 1}: a kill {moment:.2f} s after the first value would have lost"
+                  f" {at_worst:.3f} s, the most in this run; the kill at its end lost {at_kill:.3f} s",
+                  flush=True)
     finally:
         for hog in hogs:
             hog.kill()

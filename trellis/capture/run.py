@@ -140,7 +140,8 @@ class Run:
         # runs keeps each transaction, and the wait at commit or exit, short.
         tick = min(interval, 0.2)
         due = time.monotonic()  # the values logged before the run was registered: now
-        took: deque = deque(maxlen=5)  # how long the last flushes took
+        # How long the last flushes took; until some are timed, a quarter of the interval.
+        took: deque = deque([interval / 4], maxlen=5)
         while not self.stopping.is_set():
             woken = self.wake.wait(max(0.0, min(tick, due - time.monotonic())))
             if self.stopping.is_set():
