@@ -127,6 +127,18 @@ def test_text_with_nul_or_lone_surrogates_comes_back_exactly_as_logged(project, 
     stdout = trellis.query("SELECT stdout FROM runs")["stdout"][0]
     assert f"wrote {weird}\n" in readable(stdout)
 
+    # a run that reads it records the name it asked for in its inputs, a text no step of the
+    # write handles apart: the rows are written again with such text escaped
+    project.write("reads.py", f"""
+        import os, trellis
+        trellis.log("rows", len(trellis.dataframe(os.fsdecode({os.fsencode(weird)!r}))))
+    """)
+    done = project.run("reads.py")
+    assert "trellis could not" not in done.stderr, done.stderr
+    assert trellis.dataframe("rows")["rows"].dropna().tolist() == [1]
+    assert [readable(d) for d in trellis.query("SELECT detail FROM run_inputs")["detail"]] == [weird]
+    assert [r["status"] for r in trellis.runs()] == ["ok", "ok"]
+
 
 def test_a_recovery_store_holds_what_its_warning_says(project, monkeypatch):
     """The store is locked for the whole run: the run goes to a recovery store, and the warning

@@ -74,7 +74,6 @@ class Run:
         self.params_written: set[str] = set()
         self.names_noted: set[str] = set()
         self.stored_names: dict[str, str] = {}  # names that are stored escaped (cells.storable)
-        self.noted: set[str] = set()
         self.checkpoints: deque = deque()
         self.inputs: deque = deque()
         self.files: Any = None
@@ -306,21 +305,26 @@ class Run:
             files, self.pending_files = self.pending_files + files, []
             try:
                 self._write(values, iterations, checkpoints, final, files, inputs)
-                recovery.confirm(self)
             except Exception as error:
                 self.problem("writing to the store", error)
-                if self._must_move(final) and recovery.move(self):
-                    try:
-                        self._write(values, iterations, checkpoints, final, files, inputs)
-                        recovery.confirm(self)
-                        return
-                    except Exception as again:
-                        self.problem("writing to the recovery store", again)
-                _values.extendleft(reversed(values))
-                self.iterations.extendleft(reversed(iterations))
-                self.checkpoints.extendleft(reversed(checkpoints))
-                self.inputs.extendleft(reversed(inputs))
-                self.pending_files = files
+                if not (self._must_move(final) and recovery.move(self)):
+                    self._keep(values, iterations, checkpoints, inputs, files)
+                    return
+                try:
+                    self._write(values, iterations, checkpoints, final, files, inputs)
+                except Exception as again:
+                    self.problem("writing to the recovery store", again)
+                    self._keep(values, iterations, checkpoints, inputs, files)
+                    return
+            recovery.confirm(self)
+
+    def _keep(self, values: list, iterations: list, checkpoints: list, inputs: list, files: list) -> None:
+        """What a flush could not write waits for the next."""
+        _values.extendleft(reversed(values))
+        self.iterations.extendleft(reversed(iterations))
+        self.checkpoints.extendleft(reversed(checkpoints))
+        self.inputs.extendleft(reversed(inputs))
+        self.pending_files = files
 
     def _register_late(self, final: bool) -> bool:
         """A store that could not be opened: at the end, one more try, then a recovery store."""
@@ -438,14 +442,10 @@ class Run:
         try:
             with self.store.transaction() as store:
                 written = write(store)
-        except UnicodeEncodeError as error:
-            # Text no store can hold (a NUL or lone surrogate in output, a path, a traceback):
-            # write the same rows again with every such text escaped (``storable``) rather
-            # than lose the rest of the run with it.
-            if "escaping text" not in self.noted:
-                self.noted.add("escaping text")
-                self.problems.append(f"escaping text: {error}")
-                run_updates["problems"] = json.dumps(self.problems)
+        except UnicodeEncodeError:
+            # Text no store can hold (a NUL or lone surrogate in a step's source, a variable's
+            # summary, a ref): write the same rows again with every such text escaped
+            # (``storable``), rather than lose the rest of the run with it.
             with self.store.transaction() as store:
                 written = write(_Escaping(store))
         for live, state in written:
