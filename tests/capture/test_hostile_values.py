@@ -4,6 +4,12 @@ memory, and the store gets what can be kept of it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import trellis
 
@@ -68,3 +74,115 @@ def test_huge_recursive_and_misbehaving_values_cost_little_and_are_kept(project,
     assert frame["huge_int"].dropna().tolist() == [7 ** 20000]
     assert frame["fine"].dropna().tolist() == [{"a": [1, 2.5, None]}]
     assert trellis.runs()[0]["status"] == "ok"
+
+
+# -- text no store can hold as it is -----------------------------------------------------------
+
+HOSTILE_TEXT = """
+    import os, sys, trellis
+    weird = os.fsdecode(b"data_\\xff.csv")  # a file name that is not UTF-8: a lone surrogate
+    given = trellis.arg("path", "default.csv")
+    trellis.log("path", weird)
+    trellis.log("nul", "a\\x00b")
+    trellis.log("both", ["x\\x00", weird, {weird: "\\ud800"}])
+    trellis.log("backslashes", "\\ufffd\\\\u0000")
+    trellis.log(weird, 1)
+    for i in trellis.loop("files " + weird, range(3)):
+        trellis.log("i", i)
+    with open(weird, "w") as handle:
+        handle.write("x")
+    print("wrote", weird)
+    print("finished")
+"""
+
+
+def test_text_with_nul_or_lone_surrogates_comes_back_exactly_as_logged(project, monkeypatch):
+    project.write("hostile_text.py", HOSTILE_TEXT)
+    given = os.fsdecode(b"in_\xfe.csv")
+    done = subprocess.run(  # what it prints is not UTF-8 either
+        [sys.executable, "hostile_text.py", "--path", given], cwd=project.root, env=project.env(),
+        capture_output=True, timeout=240,
+    )
+    stdout, stderr = (os.fsdecode(out) for out in (done.stdout, done.stderr))
+    assert done.returncode == 0 and stdout.splitlines()[-1] == "finished", stderr
+    assert "trellis could not" not in stderr, stderr
+    weird = os.fsdecode(b"data_\xff.csv")
+
+    monkeypatch.chdir(project.root)
+    assert trellis.runs()[0]["status"] == "ok"
+    from trellis.store.cells import readable, storable
+
+    frame = trellis.dataframe("path", "nul", "both", "backslashes", weird, "i")
+    assert frame["path"].dropna().tolist() == [weird]
+    assert frame["nul"].dropna().tolist() == ["a\x00b"]
+    assert frame["both"].dropna().tolist() == [["x\x00", weird, {weird: "\ud800"}]]
+    assert frame["backslashes"].dropna().tolist() == ["\ufffd\\u0000"]
+    # a name pandas cannot hold as a label either is asked as logged and labelled as stored
+    assert frame[storable(weird)].dropna().tolist() == [1]
+    assert frame["i"].dropna().tolist() == [0, 1, 2]
+    assert frame[storable("files " + weird)].dropna().tolist() == [0, 1, 2]
+    assert trellis.dataframe()["path"].tolist() == [given]  # the param, from non-UTF-8 argv
+    paths = [readable(p) for p in trellis.query("SELECT path FROM files WHERE mode = 'write'")["path"]]
+    assert any(p.endswith(weird) for p in paths), paths
+    stdout = trellis.query("SELECT stdout FROM runs")["stdout"][0]
+    assert f"wrote {weird}\n" in readable(stdout)
+
+    # a run that reads it records the name it asked for in its inputs, a text no step of the
+    # write handles apart: the rows are written again with such text escaped
+    project.write("reads.py", f"""
+        import os, trellis
+        trellis.log("rows", len(trellis.dataframe(os.fsdecode({os.fsencode(weird)!r}))))
+    """)
+    done = project.run("reads.py")
+    assert "trellis could not" not in done.stderr, done.stderr
+    assert trellis.dataframe("rows")["rows"].dropna().tolist() == [1]
+    assert [readable(d) for d in trellis.query("SELECT detail FROM run_inputs")["detail"]] == [weird]
+    assert [r["status"] for r in trellis.runs()] == ["ok", "ok"]
+
+
+def test_a_recovery_store_holds_what_its_warning_says(project, monkeypatch):
+    """The store is locked for the whole run: the run goes to a recovery store, and the warning
+    that says so counts the values there, all of them, hostile text included."""
+    from tests.capture.test_faults import Lock, _shared
+
+    project.write("first.py", "import trellis\ntrellis.log('first', 1)\n")
+    project.run("first.py")
+    project.write("locked.py", """
+        import os, trellis
+        weird = os.fsdecode(b"data_\\xff.csv")
+        for i in trellis.loop("i", range(20)):
+            trellis.log("v", i)
+            trellis.log("name", weird + str(i))
+        print("finished")
+    """)
+    lock = Lock(project)
+    try:
+        done = project.run("locked.py", TRELLIS_LOCK_TIMEOUT="1")
+    finally:
+        lock.release()
+    assert done.stdout.strip() == "finished"
+    assert "(40 values there)" in done.stderr, done.stderr
+    monkeypatch.chdir(project.root)
+    if _shared(project):
+        assert "pushed 1 runs" in project.cli("push").stdout
+    else:
+        (saved,) = (project.root / ".trellis" / "recovery").glob("*.db")
+        assert f"saved to {saved} (40 values there)" in done.stderr
+        assert "imported 1 runs" in project.cli("import", str(saved)).stdout
+    weird = os.fsdecode(b"data_\xff.csv")
+    frame = trellis.dataframe("v", "name")
+    assert frame["v"].dropna().tolist() == list(range(20))
+    assert frame["name"].dropna().tolist() == [weird + str(i) for i in range(20)]
+
+
+@given(st.text(alphabet=st.characters(codec=None), max_size=40)
+       | st.text(alphabet="\\\x00\udcff\ud800\ufffdu0a", max_size=16))
+@settings(max_examples=2000, deadline=None)
+def test_stored_text_reads_back_exactly_and_fits_every_store(text):
+    from trellis.store.cells import fits, readable, storable
+
+    stored = storable(text)
+    stored.encode("utf-8")  # both stores take it
+    assert "\x00" not in stored
+    assert readable(stored) == text
+    assert (stored is text) == fits(text)

@@ -6,17 +6,26 @@ import json
 import sys
 from typing import Any
 
-from trellis._errors import BadArgumentError
+from trellis._errors import BadArgumentError, TrellisError
 from trellis.capture import run as _runs
+from trellis.capture.values import encode
+from trellis.store.cells import PLAIN
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f"}
 
 
+class _Bare(str):
+    """A ``--name`` given without a value: a bool argument's "true", no other argument's value."""
+
+
+BARE = _Bare("true")
+
+
 def from_command_line(name: str, argv: list[str]) -> str | None:
     """The raw value given for ``name`` as ``--name value``, ``--name=value`` or ``name=value``.
 
-    Dashes and underscores are interchangeable in the name; a bare ``--name`` reads as "true".
+    Dashes and underscores are interchangeable in the name; a bare ``--name`` is ``BARE``.
     """
     wanted = {name, name.replace("_", "-"), name.replace("-", "_")}
     found: str | None = None
@@ -32,7 +41,7 @@ def from_command_line(name: str, argv: list[str]) -> str | None:
                     found = argv[position + 1]
                     position += 1
                 else:
-                    found = "true"
+                    found = BARE
         else:
             key, equals, raw = token.partition("=")
             if equals and key in wanted:
@@ -43,6 +52,12 @@ def from_command_line(name: str, argv: list[str]) -> str | None:
 
 def cast(name: str, raw: str, default: Any) -> Any:
     kind = type(default)
+    if raw is BARE and kind is not bool:
+        flag = name.replace("_", "-")
+        raise BadArgumentError(
+            f"argument {name}: --{flag} needs a value (--{flag} VALUE or --{flag}=VALUE); only an"
+            f" argument whose default is True or False may be given alone"
+        )
     try:
         if default is None or kind is str:
             return raw
@@ -72,6 +87,10 @@ def cast(name: str, raw: str, default: Any) -> Any:
 
 def arg(name: str, default: Any = None) -> Any:
     """A parameter: from the command line if given there, else ``default``; recorded as such."""
+    if type(name) is not str:
+        raise TrellisError(
+            f"trellis.arg: the name must be a str, like trellis.arg(\"lr\", 0.1), not {type(name).__name__}"
+        )
     run = _runs.current() or _runs.begin()
     raw = from_command_line(name, sys.argv[1:])
     value = default if raw is None else cast(name, raw, default)
@@ -81,5 +100,11 @@ def arg(name: str, default: Any = None) -> Any:
         from trellis.capture.environment import is_secret_name
 
         recorded = "***" if is_secret_name(name) else value
+        if type(recorded) not in PLAIN:
+            try:  # now, so that a later change to the value cannot change what is recorded
+                recorded = encode(name, recorded, "trellis.arg")
+            except Exception as error:
+                run.problem(f"the value of argument {name!r}", error)
+                return value
         run.params[name] = (recorded, "default" if raw is None else "command line")
     return value

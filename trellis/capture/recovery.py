@@ -2,7 +2,8 @@
 
 A store can fail part way (disk full, made read-only, locked by another process for longer than
 ``TRELLIS_LOCK_TIMEOUT``, a server gone): the script goes on, one warning says so, the values
-wait in memory and every flush tries again. If the store is still failing at the end of the run
+wait in memory and every flush tries again. Text that no store can hold (NUL, lone surrogates)
+is not such a failure: it is stored escaped (``trellis.store.cells.storable``). If the store is still failing at the end of the run
 (or once more than ``KEEP_IN_MEMORY`` values wait), the run moves, under the same uuid, to
 another store and its rest is written there: the project's own ``.trellis/`` store when the
 failing one was elsewhere (a shared store: ``trellis push`` uploads it later), else a recovery
@@ -61,9 +62,26 @@ def move(run: Any) -> bool:
     for step in run.steps:  # written (if at all) to the failing store: write them whole here
         step.pop("written", None)
     where = failing.location if failing is not None else "the store"
-    run.problems.append(f"moving: {where} failed; the rest of the run was written to {path}")
-    warnings.warn(f"trellis: {where} could not take this run; it was saved to {path}: {hint}",
-                  stacklevel=2)
+    run.problems.append(f"moving: {where} failed; the rest of the run is written to {path}")
+    run.moved = (where, path, hint)
     if not was_registered:
         run._capture_context()
     return True
+
+
+def confirm(run: Any) -> None:
+    """Once a moved run's values are written where it moved, say where, with what is there: a
+    warning that a run was saved somewhere is true only once they are."""
+    if run.moved is None:
+        return
+    from trellis.store.schema import run_keys
+
+    where, path, hint = run.moved
+    try:
+        ((count,),) = run.store.execute(
+            "SELECT COUNT(*) FROM logs WHERE id >= ? AND id < ?", run_keys(run.run_id))
+    except Exception:
+        return  # not readable yet: the next successful write says it
+    run.moved = None
+    warnings.warn(f"trellis: {where} could not take this run; it was saved to {path}"
+                  f" ({count} values there): {hint}", stacklevel=3)

@@ -28,7 +28,7 @@ from trellis import _config
 from trellis._errors import TrellisError
 from trellis.capture import recovery, streams
 from trellis.capture.values import describe_item, echo, encode
-from trellis.store.cells import PLAIN, Encoded, cell
+from trellis.store.cells import PLAIN, Encoded, cell, fits, storable
 from trellis.store.schema import FLOAT, NOTE_LOG_NAME, RUN_SHIFT
 from trellis.store.spans import pack_starts
 
@@ -73,6 +73,7 @@ class Run:
         self.params: dict[str, tuple[Any, str]] = {}
         self.params_written: set[str] = set()
         self.names_noted: set[str] = set()
+        self.stored_names: dict[str, str] = {}  # names that are stored escaped (cells.storable)
         self.checkpoints: deque = deque()
         self.inputs: deque = deque()
         self.files: Any = None
@@ -93,6 +94,7 @@ class Run:
         self.error: str | None = None
         self.problems: list[str] = []
         self.store: Any = None
+        self.moved: tuple[str, Any, str] | None = None  # (from, to, hint) until confirmed there
         self.run_id: int | None = None
         self.registered = threading.Event()
         self.stopping = threading.Event()
@@ -101,6 +103,7 @@ class Run:
         self.out: streams.Tee | None = None
         self.err: streams.Tee | None = None
         self.recorder = threading.Thread(target=self._record, name="trellis-recorder", daemon=True)
+        self.context: threading.Thread | None = None
 
     # -- problems ---------------------------------------------------------------------------
 
@@ -125,23 +128,37 @@ class Run:
                 with self.flush_lock:
                     if self.run_id is None:
                         self._register()
-        self._capture_context()
+        # The code snapshot and the environment can take seconds: they are taken beside the
+        # flushes, so that what is logged meanwhile is written on time all the same.
+        self.context = threading.Thread(target=self._capture_context_quietly, name="trellis-context",
+                                        daemon=True)
+        self.context.start()
         interval = _config.flush_seconds()
         batch = _config.flush_values()
         # Wake often enough to notice a full buffer: flushing large batches while the program
         # runs keeps each transaction, and the wait at commit or exit, short.
         tick = min(interval, 0.2)
-        last = time.monotonic()
+        due = time.monotonic()  # the values logged before the run was registered: now
+        # How long the last flushes took; until some are timed, a quarter of the interval.
+        took: deque = deque([interval / 4], maxlen=5)
         while not self.stopping.is_set():
-            woken = self.wake.wait(tick)
+            woken = self.wake.wait(max(0.0, min(tick, due - time.monotonic())))
             if self.stopping.is_set():
                 break
-            if not woken and time.monotonic() - last < interval and len(_values) < batch:
+            if not woken and time.monotonic() < due and len(_values) < batch:
                 continue
             self.wake.clear()
             consistent, self.consistent_soon = self.consistent_soon, False
+            began = time.monotonic()
             self.flush(consistent=consistent)
-            last = time.monotonic()
+            took.append(time.monotonic() - began)
+            # By deadline, not a sleep after each flush (``next_flush``).
+            due = next_flush(began, max(took), interval)
+
+    def _capture_context_quietly(self) -> None:
+        if self.files is not None:
+            self.files.quiet(threading.current_thread())
+        self._capture_context()
 
     def _register(self, store: Any = None) -> bool:
         """Insert this run into ``store`` (by default: open the configured one)."""
@@ -169,8 +186,8 @@ class Run:
                     self.uuid,
                     found[0][1] if found else root.name,  # a reproduction belongs to its original's project
                     self.kind,
-                    filename,
-                    _relative(str(self.cwd), root),
+                    None if filename is None else storable(filename),
+                    storable(_relative(str(self.cwd), root)),
                     json.dumps(mask_secrets(self.argv)),
                     self.started,
                     "running",
@@ -290,17 +307,24 @@ class Run:
                 self._write(values, iterations, checkpoints, final, files, inputs)
             except Exception as error:
                 self.problem("writing to the store", error)
-                if self._must_move(final) and recovery.move(self):
-                    try:
-                        self._write(values, iterations, checkpoints, final, files, inputs)
-                        return
-                    except Exception as again:
-                        self.problem("writing to the recovery store", again)
-                _values.extendleft(reversed(values))
-                self.iterations.extendleft(reversed(iterations))
-                self.checkpoints.extendleft(reversed(checkpoints))
-                self.inputs.extendleft(reversed(inputs))
-                self.pending_files = files
+                if not (self._must_move(final) and recovery.move(self)):
+                    self._keep(values, iterations, checkpoints, inputs, files)
+                    return
+                try:
+                    self._write(values, iterations, checkpoints, final, files, inputs)
+                except Exception as again:
+                    self.problem("writing to the recovery store", again)
+                    self._keep(values, iterations, checkpoints, inputs, files)
+                    return
+            recovery.confirm(self)
+
+    def _keep(self, values: list, iterations: list, checkpoints: list, inputs: list, files: list) -> None:
+        """What a flush could not write waits for the next."""
+        _values.extendleft(reversed(values))
+        self.iterations.extendleft(reversed(iterations))
+        self.checkpoints.extendleft(reversed(checkpoints))
+        self.inputs.extendleft(reversed(inputs))
+        self.pending_files = files
 
     def _register_late(self, final: bool) -> bool:
         """A store that could not be opened: at the end, one more try, then a recovery store."""
@@ -322,6 +346,14 @@ class Run:
         base = run << RUN_SHIFT
         seq = self.seq
         step = self.log_step
+        names = {name for name, _, _ in values if name is not None}
+        for name in names - self.names_noted:
+            if name not in self.stored_names and not fits(name):
+                self.stored_names[name] = storable(name)
+        if self.stored_names and not names.isdisjoint(self.stored_names):
+            stored = self.stored_names
+            values = [(stored.get(name, name), iteration, value) for name, iteration, value in values]
+            names = {stored.get(name, name) for name in names}
         log_rows = []
         add = log_rows.append
         float_rows = []
@@ -337,26 +369,30 @@ class Run:
                 add_float((base + seq, run, step, base + iteration, name, FLOAT, value))
             else:
                 add((base + seq, run, step, base + iteration, name, *cell(value)))
-        new_names = {name for name, _, _ in values if name is not None} - self.names_noted
+        new_names = names - self.names_noted
         single, valued, spans, ended_before = self._iteration_rows(iterations, base)
         loops, self.pending_loops = self.pending_loops, {}
         new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
         param_rows = [
-            (run, n, *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v)), origin)
+            (run, storable(n),
+             *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v, "trellis.arg")), origin)
             for n, (v, origin) in new_params
         ]
         run_updates = {"committed": time.time()}
         for tee, column in ((self.out, "stdout"), (self.err, "stderr")):
             if tee is not None and (tee.changed or final):
                 tee.changed = False
-                run_updates[column] = tee.text()
+                run_updates[column] = storable(tee.text())
         if final:
             run_updates["status"] = self.status or "ok"
             run_updates["ended"] = time.time()
-            run_updates["error"] = self.error
+            run_updates["error"] = None if self.error is None else storable(self.error)
         if self.problems:
             run_updates["problems"] = json.dumps(self.problems)
-        with self.store.transaction() as store:
+        steps = [(live, dict(live)) for live in self.steps]  # the kernel's thread may change them
+        variables, dependencies, modules = _drain(self.variables), _drain(self.dependencies), _drain(self.modules)
+
+        def write(store: Any) -> list:
             store.insert_rows("iterations", _ITERATION_COLUMNS, single)
             store.insert_rows("iterations", (*_ITERATION_COLUMNS, "value"), valued)
             store.insert_rows("iterations", (*_ITERATION_COLUMNS, "count", "starts_us", "value"), spans)
@@ -374,7 +410,7 @@ class Run:
             store.insert_rows("logs", _FLOAT_LOG_COLUMNS, float_rows)
             store.insert_rows("logs", _LOG_COLUMNS, log_rows)
             store.executemany(NOTE_LOG_NAME, [(run, name) for name in new_names])
-            self._write_steps(store, base)
+            written = self._write_steps(store, base, steps, variables, dependencies, modules)
             store.executemany(
                 "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, name) DO NOTHING",
@@ -389,7 +425,8 @@ class Run:
             store.executemany(
                 "INSERT INTO files (run, step, path, mode, hash, size, at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run, base + step if step else None, *event) for step, *event in files],
+                [(run, base + step if step else None, storable(path), *event)
+                 for step, path, *event in files],
             )
             store.executemany(
                 "INSERT INTO run_inputs (run, step, source, via, detail, at)"
@@ -400,6 +437,21 @@ class Run:
             store.execute(
                 f"UPDATE runs SET {assignments} WHERE id = ?", (*run_updates.values(), run)
             )
+            return written
+
+        try:
+            with self.store.transaction() as store:
+                written = write(store)
+        except UnicodeEncodeError:
+            # Text no store can hold (a NUL or lone surrogate in a step's source, a variable's
+            # summary, a ref): write the same rows again with every such text escaped
+            # (``storable``), rather than lose the rest of the run with it.
+            with self.store.transaction() as store:
+                written = write(_Escaping(store))
+        for live, state in written:
+            live["written"] = state
+            if state != "running":
+                self.steps.remove(live)  # in place: the kernel's thread may be appending a step
         self.seq = seq
         self.log_step = step
         self.params_written.update(n for n, _ in new_params)
@@ -476,13 +528,16 @@ class Run:
                 valued.append([*row[:_STARTS], value])
         return single, valued, spans, closed
 
-    def _write_steps(self, store: Any, base: int) -> None:
-        """Steps are written when they start and updated once when they end."""
+    def _write_steps(
+        self, store: Any, base: int, steps: list, variables: list, dependencies: list, modules: list,
+    ) -> list[tuple[dict, str]]:
+        """Steps are written when they start and updated once when they end. ``steps`` pairs
+        each live step with one consistent view of it; returns (step, what is now written of
+        it), for the caller to note once the transaction is committed."""
         columns = ("kind", "notebook", "cell_id", "execution_count", "source", "source_hash",
                    "started", "ended", "status", "error", "stdout", "stderr", "outputs", "analysis")
-        finished = []
-        for live in list(self.steps):
-            step = dict(live)  # one consistent view: the kernel's thread may update the step now
+        written = []
+        for live, step in steps:
             if not step.get("written"):
                 notebook = _relative(step["notebook"], store.project) if step["notebook"] else None
                 store.execute(
@@ -491,33 +546,29 @@ class Run:
                     (base + step["number"], self.run_id, step["kind"], notebook,
                      *(step.get(c) for c in columns[2:])),
                 )
-                live["written"] = step["status"]
+                written.append((live, step["status"]))
             elif step["written"] == "running" and step["status"] != "running":
                 updated = columns[3:]
                 store.execute(
                     f"UPDATE steps SET {', '.join(f'{c} = ?' for c in updated)} WHERE id = ?",
                     (*(step.get(c) for c in updated), base + step["number"]),
                 )
-                live["written"] = step["status"]
-            if live["written"] != "running":
-                finished.append(live)
-        for live in finished:  # in place: the kernel's thread may be appending a new step
-            self.steps.remove(live)
-        variables = _drain(self.variables)
+                written.append((live, step["status"]))
+            elif step["written"] != "running":
+                written.append((live, step["written"]))
         store.executemany(
             "INSERT INTO variables (step, name, type, summary, fingerprint) VALUES (?, ?, ?, ?, ?)",
             [(base + number, *rest) for number, *rest in variables],
         )
-        dependencies = _drain(self.dependencies)
         store.executemany(
             "INSERT INTO dependencies (step, depends_on, name, via) VALUES (?, ?, ?, ?)",
             [(base + number, on, name, via) for number, on, name, via in dependencies],
         )
-        modules = _drain(self.modules)
         store.executemany(
             "INSERT INTO modules (run, step, module, distribution, version) VALUES (?, ?, ?, ?, ?)",
             [(self.run_id, base + number if number else None, *rest) for number, *rest in modules],
         )
+        return written
 
     def flush_soon(self, consistent: bool = True) -> None:
         """Ask the recorder to flush now, without making the caller wait for it."""
@@ -556,6 +607,8 @@ class Run:
         self.wake.set()
         if self.recorder.is_alive():
             self.recorder.join(120)
+        if self.context is not None:
+            self.context.join(120)
         self.flush(final=True)
         if self.out is not None and self.err is not None:
             streams.uninstall(self.out, self.err)
@@ -571,6 +624,43 @@ class Run:
         if self.status is None:
             self.status = status
             self.error = error
+
+
+class _Escaping:
+    """A store whose writes store every text as ``cells.storable`` makes it."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def execute(self, sql: str, params: Any = ()) -> list[tuple]:
+        return self._store.execute(sql, _escaped(params))
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        self._store.executemany(sql, [_escaped(row) for row in rows])
+
+    def insert_rows(self, table: str, columns: Any, rows: Any) -> None:
+        self._store.insert_rows(table, columns, [_escaped(row) for row in rows])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _escaped(row: Any) -> tuple:
+    return tuple(storable(value) if type(value) is str else value for value in row)
+
+
+def next_flush(began: float, took: float, interval: float) -> float:
+    """When the flush after one that began at ``began`` begins, when recent flushes took up to
+    ``took`` seconds.
+
+    A value logged just after a flush took its values waits for the next flush to commit it: a
+    ``kill -9`` loses what was logged since the start of the last flush that was committed.
+    Begun ``took`` before an interval is up, the next flush is committed within the interval
+    unless it takes longer than the recent ones. A flush as long as the interval (a program
+    that logs faster than the store takes values while it keeps the interpreter busy) is
+    followed by the next at once: then a kill loses up to two flushes' time.
+    """
+    return began + max(interval - took, 0.0)
 
 
 def _drain(buffer: deque) -> list:
@@ -727,7 +817,7 @@ class loop:
             return iter(self.iterable)
         if run.replaying is not None:
             return run.replaying.iterate(self.name, self.iterable)
-        iterator = _iterate(run, self.name, self.iterable)
+        iterator = _iterate(run, storable(self.name), self.iterable)
         if _depth == 0 and _config.progress() and _stderr_is_terminal():
             from tqdm import tqdm
 
@@ -803,7 +893,8 @@ _hand_counts: dict[tuple[int, str], int] = {}
 
 class _Iteration:
     def __init__(self, name: str, index: int | None, value: Any) -> None:
-        self.name, self.index, self.value = name, index, value
+        self.name = storable(name) if type(name) is str else name
+        self.index, self.value = index, value
         self.run: Run | None = None
 
     def __enter__(self) -> "_Iteration":

@@ -40,8 +40,9 @@ def _json_default(value: Any) -> Any:
     return item
 
 
-def encode(name: str, value: Any) -> Any:
-    """A plain value, or an Encoded one; anything unknown becomes its type and a bounded repr."""
+def encode(name: str, value: Any, caller: str = "trellis.log") -> Any:
+    """A plain value, or an Encoded one; anything unknown becomes its type and a bounded repr,
+    with one warning per name that says what ``caller`` could keep instead."""
     value = _plain_scalar(value)
     if type(value) in PLAIN:
         return value
@@ -56,8 +57,8 @@ def encode(name: str, value: Any) -> Any:
     if name not in _warned:
         _warned.add(name)
         warnings.warn(
-            f"trellis.log({name!r}, ...): a {type(value).__name__} is recorded as its type and a"
-            " short repr; log numbers, strings, or lists/dicts of them to keep the value",
+            f"{caller}({name!r}, ...): a {type(value).__name__} is recorded as its type and a"
+            " short repr; use numbers, strings, or lists/dicts of them to keep the value",
             stacklevel=3,
         )
     return Encoded(OBJECT, json.dumps({"type": type(value).__qualname__, "repr": bounded_repr(value)}))

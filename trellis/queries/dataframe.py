@@ -16,7 +16,7 @@ import pandas as pd
 from trellis._errors import UnknownNameError
 from trellis.queries.frames import read_frame
 from trellis.queries.runs import resolve
-from trellis.store.cells import decode
+from trellis.store.cells import decode, storable
 from trellis.store.connection import Store
 from trellis.store.schema import BOOL, FLOAT, INT, INT_KINDS, NONE, RUN_SHIFT, TEXT, TEXT_KINDS
 
@@ -81,7 +81,9 @@ def dataframe(
     run_ids = _run_ids(store, runs)
     if not names:
         return runs_frame(store, run_ids)
-    names = list(dict.fromkeys(names))
+    # A name that no store holds as it is (a NUL, a lone surrogate) was stored escaped, and is
+    # asked and labelled so: pandas cannot hold it as a column label either.
+    names = [storable(name) for name in dict.fromkeys(names)]
     unknown = [
         name for name in names
         if not store.execute("SELECT 1 FROM log_names WHERE name = ? LIMIT 1", (name,))
