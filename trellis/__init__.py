@@ -182,6 +182,8 @@ def replay(
     dry_run: bool = False,
     progress: bool = False,
     env: dict[str, str] | None = None,
+    include_failed: bool = False,
+    tolerance: float = 0.0,
 ) -> dict[str, Any]:
     """Hindsight logging: replay the new ``log`` statements of ``names`` (added to today's script)
     into past runs of it, also of older code versions, from their checkpoints, in parallel.
@@ -190,6 +192,8 @@ def replay(
     ``"process"`` (default, ``workers`` processes), ``"dask://host:port"`` or any
     ``concurrent.futures.Executor``; ``env`` sets variables for every segment (on a cluster,
     segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned.
+    Every segment verifies itself against the values the run logged (floats bit for bit, or
+    within ``tolerance``); runs that failed are skipped unless ``include_failed``.
     """
     from trellis.hindsight.executing import execute
     from trellis.hindsight.planning import plan_replay
@@ -197,10 +201,12 @@ def replay(
 
     store = open_store()
     try:
-        plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force)
+        plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force,
+                           include_failed=include_failed)
         if dry_run:
             return {"plan": plan.to_dict(), "description": plan.describe()}
-        return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress, env=env)}
+        return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress, env=env,
+                                                  tolerance=tolerance)}
     finally:
         store.close()
 

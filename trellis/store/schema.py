@@ -19,7 +19,7 @@ scans only the runs it needs.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RUN_SHIFT = 32
 
 # Value kinds. Ints and bools read from int_value, floats from float_value, the rest from
@@ -48,6 +48,10 @@ MIGRATIONS = {
     3: [
         "ALTER TABLE iterations ADD COLUMN count {int} NOT NULL DEFAULT 1",
         "ALTER TABLE iterations ADD COLUMN starts_us TEXT",
+    ],
+    4: [
+        # How a replayed value was verified (hindsight/verifying.py); NULL for logged values.
+        "ALTER TABLE logs ADD COLUMN verified TEXT",
     ],
 }
 
@@ -126,7 +130,8 @@ CREATE TABLE IF NOT EXISTS logs (
     int_value {int},
     float_value {float},
     text_value TEXT,
-    source TEXT NOT NULL DEFAULT 'forward'
+    source TEXT NOT NULL DEFAULT 'forward',
+    verified TEXT
 );
 CREATE TABLE IF NOT EXISTS log_names (
     run {int} NOT NULL,
