@@ -130,7 +130,7 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
 STATUS_TEXT = {
     "exact": "exact from checkpoints",
     "rerun": "exact after re-running from an earlier point",
-    "unchecked": "from checkpoints, not verified",
+    "unchecked": "not verified",
     "inexact": "could not be made exact",
 }
 
@@ -144,7 +144,8 @@ def describe_outcome(run: dict[str, Any]) -> str:
         return head + f"{run['mismatch']}, even from the start of the run; {run['not_stored']} values of {names} not stored{kept}"
     line = head + f"{run['values']} values of {names}"
     if run["status"] == "unchecked":
-        line += " (the iterations replayed recompute no value the run logged, so nothing was compared)"
+        line += (" (resumed from checkpoints, but the iterations replayed recompute no value the run"
+                 " logged, so nothing could be compared)")
     elif run["compared"]:
         line += f" ({run['compared']} values the run logged recomputed, all equal)"
     for rerun in run["reruns"][:3]:
@@ -203,7 +204,16 @@ def _judge(attempt: _Attempt, outcome: dict[str, Any], recorded: dict, tolerance
     outcome["compared"] = verdict.compared
     outcome["resumed"] = attempt.resumed
     if verdict.exact:
-        outcome["verified"] = "rerun" if attempt.tries else ("exact" if verdict.compared else "unchecked")
+        if attempt.tries:
+            outcome["verified"] = "rerun"
+        elif verdict.compared:
+            outcome["verified"] = "exact"
+        else:
+            # Nothing the run logged was recomputed: values taken from their own iterations'
+            # checkpoints are as the run saved them; anything that resumed from an earlier one
+            # could not be checked.
+            light = bool(attempt.segment.modes) and not attempt.full()
+            outcome["verified"] = "checkpoint" if light else "unchecked"
         outcome["mismatches"] = attempt.mismatches
         return False
     attempt.mismatches.append(f"resuming {_after(attempt.run, attempt.resumed)}: {verdict.mismatch}")
@@ -257,8 +267,10 @@ def _finish_run(store: Store, run: RunPlan, outcomes: dict[int, dict[str, Any]],
         report["values"], report["unmatched"] = _store_values(store, run, values)
 
 
-# Worst first: a run's status is that of its least verified segment.
+# Worst first: a run's status is that of its least verified segment; values taken from their
+# own iterations' checkpoints count as exact from checkpoints.
 VERIFICATION_ORDER = ("inexact", "unchecked", "rerun", "exact")
+RUN_STATUS = {"checkpoint": "exact"}
 
 
 def _report(run: RunPlan) -> dict[str, Any]:
@@ -386,7 +398,7 @@ def _status(report: dict[str, Any]) -> str:
     """``failed`` (every segment failed), ``partial`` (some did), or how the values verified:
     ``inexact`` (some segment never verified: its values are not stored), ``unchecked``,
     ``rerun`` (exact after re-running from an earlier point), ``exact``."""
-    verified = report["segments_by_verification"]
+    verified = {RUN_STATUS.get(status, status) for status in report["segments_by_verification"]}
     if report["failed"]:
         return "failed" if not report["values"] else "partial"
-    return next((status for status in VERIFICATION_ORDER if verified.get(status)), "exact")
+    return next((status for status in VERIFICATION_ORDER if status in verified), "exact")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,18 @@ def restore(target: Any, state: Any) -> None:
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(target, numpy.ndarray):
         target[...] = state
+        return
+    if numpy is not None and isinstance(target, numpy.random.Generator) and isinstance(state, numpy.random.Generator):
+        target.bit_generator.state = state.bit_generator.state
+        return
+    if numpy is not None and isinstance(target, numpy.random.RandomState) and isinstance(state, numpy.random.RandomState):
+        target.set_state(state.get_state())
+        return
+    if numpy is not None and isinstance(target, numpy.random.BitGenerator) and isinstance(state, numpy.random.BitGenerator):
+        target.state = state.state
+        return
+    if isinstance(target, random.Random) and isinstance(state, random.Random):
+        target.setstate(state.getstate())
         return
     if isinstance(target, dict) and isinstance(state, dict):
         target.clear()

@@ -4,7 +4,9 @@ They are keyed from the middle of the run's key range up, apart from the values 
 itself, and there is at most one per (name, iteration): replaying a name again replaces it.
 Each says how its replay verified it (``verified``): ``exact`` (the segment that computed it
 recomputed the run's own values equal), ``rerun`` (equal after re-running from an earlier point
-than planned), ``unchecked`` (the segment recomputed none of the run's values to compare).
+than planned), ``checkpoint`` (computed from its own iteration's checkpoint, with none of the
+run's values to compare), ``unchecked`` (resumed from an earlier checkpoint with nothing to
+compare).
 """
 
 from __future__ import annotations
