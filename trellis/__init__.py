@@ -68,18 +68,19 @@ def _read_store() -> Any:
 
 
 def dataframe(
-    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False
+    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False, verified: bool = False
 ) -> "pandas.DataFrame":
     """Logged values, a row per loop coordinate and a typed column per name.
 
     With no names, a row per run with its params. ``runs`` limits to run ids (or prefixes);
-    ``latest`` keeps the newest run of each script.
+    ``latest`` keeps the newest run of each script; ``verified`` adds a ``NAME_verified``
+    column per name: ``logged``, or how a replay verified the value.
     """
     from trellis.queries.dataframe import dataframe as build
 
     store = _read_store()
     try:
-        frame = build(store, list(names), runs=runs, latest=latest)
+        frame = build(store, list(names), runs=runs, latest=latest, verified=verified)
     finally:
         store.close()
     _note_input(frame["run_id"].unique().tolist() if len(frame) else [], "dataframe",

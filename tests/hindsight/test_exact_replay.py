@@ -355,3 +355,24 @@ def test_generated_training_scripts_replay_exactly(case, tmp_path_factory, dask_
 @given(case=cases)
 def test_generated_training_scripts_replay_exactly_at_length(case, tmp_path_factory, dask_address):
     check_case(case, tmp_path_factory.mktemp("case") / "proj", dask_address)
+
+
+def test_the_dataframe_shows_how_each_value_was_verified(project):
+    source = ISSUE_SCRIPT.format(checkpointed="w=w")
+    project.write("train.py", source)
+    commit(project, "train")
+    project.run("train.py", TRELLIS_CHECKPOINT_SHARE="1")
+    (run,) = [uuid for (uuid,) in _Database(project).execute("SELECT uuid FROM runs")]
+    keep_checkpoints(project, run, {0, 1, 2, 3, 5})
+    project.write("train.py", source + W_NORM)
+    project.cli("replay", "w_norm", "--yes")
+    done = project.python("""
+        import json, trellis
+        frame = trellis.dataframe("loss", "w_norm", verified=True)
+        epochs = frame.dropna(subset=["w_norm"])
+        print(json.dumps([sorted(set(frame["loss_verified"].dropna())), epochs["w_norm_verified"].tolist()]))
+    """)
+    loss, w_norm = json.loads(done.stdout)
+    assert loss == ["logged"]
+    # One segment re-ran epoch 4 from the checkpoint after epoch 3, so it recomputed losses to compare.
+    assert w_norm == ["exact"] * 6
