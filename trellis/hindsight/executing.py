@@ -69,7 +69,9 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
     try:
         for run in active:
             reports[run.uuid]["code"] = objects.put(store.objects, [run.patched.encode()])[0]  # type: ignore[union-attr]
+        checking = time.perf_counter()
         recorded = {run.uuid: _recorded(store, run) for run in active}
+        verification = time.perf_counter() - checking
         # Longest first, and each segment starts as soon as its worktree exists, so the git work
         # of the next segments overlaps the running ones.
         order = sorted(((run, number, segment) for run in active for number, segment in enumerate(run.segments)),
@@ -103,7 +105,10 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
                     except Exception as error:  # the worker itself failed
                         outcome = {"ok": False, "error": f"{type(error).__name__}: {error}", "seconds": 0.0}
                     run = attempt.run
-                    if outcome["ok"] and _judge(attempt, outcome, recorded[run.uuid], tolerance):
+                    checking = time.perf_counter()
+                    again = outcome["ok"] and _judge(attempt, outcome, recorded[run.uuid], tolerance)
+                    verification += time.perf_counter() - checking
+                    if again:
                         submit(attempt.earlier())
                         continue
                     outcomes[run.uuid][attempt.number] = outcome
@@ -124,7 +129,9 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
     for run in active:
         _record(store, run, reports[run.uuid], seconds)
     skipped = [{"run": run.uuid, "reason": run.reason} for run in plan.runs if run.reason]
-    return {"seconds": seconds, "estimate": plan.estimate, "runs": list(reports.values()), "skipped": skipped}
+    # Time spent comparing in this process; re-runs a mismatch caused are in each run's reruns.
+    return {"seconds": seconds, "estimate": plan.estimate, "runs": list(reports.values()), "skipped": skipped,
+            "verification_seconds": verification}
 
 
 STATUS_TEXT = {
