@@ -142,19 +142,24 @@ STATUS_TEXT = {
 }
 
 
+def _values(count: int) -> str:
+    return f"{count} value" + ("" if count == 1 else "s")
+
+
 def describe_outcome(run: dict[str, Any]) -> str:
     """One run's line of the replay report."""
     names = ", ".join(run["names"])
     head = f"{run['run'][:8]}  {STATUS_TEXT.get(run['status'], run['status'])}: "
     if run["status"] == "inexact":
-        kept = f"; {run['values']} values from segments that verified stored" if run["values"] else ""
-        return head + f"{run['mismatch']}, even from the start of the run; {run['not_stored']} values of {names} not stored{kept}"
-    line = head + f"{run['values']} values of {names}"
+        kept = f"; {_values(run['values'])} from segments that verified stored" if run["values"] else ""
+        return head + (f"{run['mismatch']}, even from the start of the run;"
+                       f" {_values(run['not_stored'])} of {names} not stored{kept}")
+    line = head + f"{_values(run['values'])} of {names}"
     if run["status"] == "unchecked":
         line += (" (resumed from checkpoints, but the iterations replayed recompute no value the run"
                  " logged, so nothing could be compared)")
     elif run["compared"]:
-        line += f" ({run['compared']} values the run logged recomputed, all equal)"
+        line += f" ({_values(run['compared'])} the run logged recomputed, all equal)"
     for rerun in run["reruns"][:3]:
         line += f"\n      {rerun}"
     if run["failed"]:
