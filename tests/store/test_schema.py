@@ -28,8 +28,15 @@ def _has_index(store, name: str) -> bool:
     return bool(store.execute(catalog, (name,)))
 
 
+def _as_version_3(store) -> None:
+    """Logs without their verification column, as version 3 wrote them."""
+    store.execute("ALTER TABLE logs DROP COLUMN verified")
+    store.execute("UPDATE schema_version SET version = 3")
+
+
 def _as_version_2(store) -> None:
     """Iterations one row each, as version 2 wrote them."""
+    _as_version_3(store)
     rows = store.execute("SELECT id, run, parent, loop, depth, idx, started, ended, value, count,"
                          " starts_us FROM iterations")
     store.execute("DELETE FROM iterations")
@@ -94,6 +101,20 @@ for epoch in trellis.loop("epoch", range(2)):
     assert frame["step"].tolist() == list(range(50)) * 4
     assert frame["epoch"].tolist() == ([0] * 50 + [1] * 50) * 2
     assert frame["loss"].tolist() == [e * 100 + s for e in range(2) for s in range(50)] * 2
+
+
+def test_a_version_3_store_gains_the_verification_of_replayed_values(project):
+    project.write("train.py", SCRIPT)
+    project.run("train.py")
+    store = _raw(project)
+    with store.transaction():
+        _as_version_3(store)
+    store.close()
+    store = _raw(project)
+    assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert store.execute("SELECT COUNT(*), COUNT(verified) FROM logs") == [(6, 0)]
+    store.close()
+    assert dataframe(project.store(), ["loss"], verified=True)["loss_verified"].tolist() == ["logged"] * 3
 
 
 def test_a_store_from_a_newer_trellis_is_refused_unchanged(project):

@@ -17,17 +17,21 @@ import sys
 from types import FrameType, ModuleType
 from typing import Any, Iterator
 
-# The checkpoint entry that holds the states; not an identifier, so no checkpointed name clashes.
-ENTRY = "random-state"
+from trellis.store.schema import GENERATOR_STATES as ENTRY  # the checkpoint entry that holds them
 
 Key = tuple[str, ...]
 
 
+def _numpy_random() -> ModuleType | None:
+    """numpy.random if the script imported it: numpy imports it lazily (40 ms), and a script
+    that never touched it has no numpy generator to save."""
+    return sys.modules.get("numpy.random")
+
+
 def _numpy_kinds() -> tuple[type, ...]:
-    numpy = sys.modules.get("numpy")
-    if numpy is None:
+    generators = _numpy_random()
+    if generators is None:
         return ()
-    generators = numpy.random
     return (generators.Generator, generators.RandomState, generators.BitGenerator)
 
 
@@ -75,13 +79,13 @@ def _reachable(frame: FrameType | None, named: dict[str, Any]) -> Iterator[tuple
 
 
 def _state(generator: Any) -> Any:
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        if isinstance(generator, numpy.random.Generator):
+    generators = _numpy_random()
+    if generators is not None:
+        if isinstance(generator, generators.Generator):
             return generator.bit_generator.state
-        if isinstance(generator, numpy.random.RandomState):
+        if isinstance(generator, generators.RandomState):
             return generator.get_state(legacy=False)
-        if isinstance(generator, numpy.random.BitGenerator):
+        if isinstance(generator, generators.BitGenerator):
             return generator.state
     if isinstance(generator, random.Random):
         return generator.getstate()
@@ -89,15 +93,15 @@ def _state(generator: Any) -> Any:
 
 
 def _set_state(generator: Any, state: Any) -> None:
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        if isinstance(generator, numpy.random.Generator):
+    generators = _numpy_random()
+    if generators is not None:
+        if isinstance(generator, generators.Generator):
             generator.bit_generator.state = state
             return
-        if isinstance(generator, numpy.random.RandomState):
+        if isinstance(generator, generators.RandomState):
             generator.set_state(state)
             return
-        if isinstance(generator, numpy.random.BitGenerator):
+        if isinstance(generator, generators.BitGenerator):
             generator.state = state
             return
     if isinstance(generator, random.Random):
@@ -109,9 +113,9 @@ def _set_state(generator: Any, state: Any) -> None:
 def capture(frame: FrameType | None, named: dict[str, Any]) -> dict[Key, Any]:
     """The states of the process-wide generators and of every reachable generator object."""
     states: dict[Key, Any] = {("random",): random.getstate()}
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        states[("numpy",)] = numpy.random.get_state(legacy=False)
+    generators = _numpy_random()
+    if generators is not None:
+        states[("numpy",)] = generators.get_state(legacy=False)
     torch = sys.modules.get("torch")
     if torch is not None:
         states[("torch",)] = torch.get_rng_state()
@@ -130,13 +134,17 @@ def restore(frame: FrameType | None, named: dict[str, Any], states: dict[Key, An
         if key not in states:
             continue
         state = states[key]
-        module = sys.modules.get(key[0].split(".")[0])
+        module = sys.modules.get({"numpy": "numpy.random", "torch.cuda": "torch"}.get(key[0], key[0]))
         if module is None:
-            missing.append(key[0])
-        elif key == ("random",):
+            if key == ("numpy",):  # the replay has not touched numpy's generators yet
+                module = sys.modules["numpy"].random if "numpy" in sys.modules else None
+            if module is None:
+                missing.append(key[0])
+                continue
+        if key == ("random",):
             random.setstate(state)
         elif key == ("numpy",):
-            module.random.set_state(state)
+            module.set_state(state)
         elif key == ("torch",):
             module.set_rng_state(state)
         else:

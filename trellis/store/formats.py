@@ -73,15 +73,17 @@ def restore(target: Any, state: Any) -> None:
     if numpy is not None and isinstance(target, numpy.ndarray):
         target[...] = state
         return
-    if numpy is not None and isinstance(target, numpy.random.Generator) and isinstance(state, numpy.random.Generator):
-        target.bit_generator.state = state.bit_generator.state
-        return
-    if numpy is not None and isinstance(target, numpy.random.RandomState) and isinstance(state, numpy.random.RandomState):
-        target.set_state(state.get_state())
-        return
-    if numpy is not None and isinstance(target, numpy.random.BitGenerator) and isinstance(state, numpy.random.BitGenerator):
-        target.state = state.state
-        return
+    generators = sys.modules.get("numpy.random")  # loaded if a generator exists: numpy imports it lazily
+    if generators is not None:
+        if isinstance(target, generators.Generator) and isinstance(state, generators.Generator):
+            target.bit_generator.state = state.bit_generator.state
+            return
+        if isinstance(target, generators.RandomState) and isinstance(state, generators.RandomState):
+            target.set_state(state.get_state())
+            return
+        if isinstance(target, generators.BitGenerator) and isinstance(state, generators.BitGenerator):
+            target.state = state.state
+            return
     if isinstance(target, random.Random) and isinstance(state, random.Random):
         target.setstate(state.getstate())
         return

@@ -35,6 +35,10 @@ def run_keys(run: int) -> tuple[int, int]:
     return run << RUN_SHIFT, (run + 1) << RUN_SHIFT
 
 
+# The checkpoint entry that holds the random generators' states (capture/randomness.py): not an
+# identifier, so no checkpointed name clashes; for replay only, not listed or loaded as a state.
+GENERATOR_STATES = "random-state"
+
 NOTE_LOG_NAME = "INSERT INTO log_names (run, name) VALUES (?, ?) ON CONFLICT (run, name) DO NOTHING"
 
 # Statements that bring a store of the version before each key up to that version (with the
