@@ -70,18 +70,19 @@ def _read_store() -> Any:
 
 
 def dataframe(
-    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False
+    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False, verified: bool = False
 ) -> "pandas.DataFrame":
     """Logged values, a row per loop coordinate and a typed column per name.
 
     With no names, a row per run with its params. ``runs`` limits to run ids (or prefixes);
-    ``latest`` keeps the newest run of each script.
+    ``latest`` keeps the newest run of each script; ``verified`` adds a ``NAME_verified``
+    column per name: ``logged``, or how a replay verified the value.
     """
     from trellis.queries.dataframe import dataframe as build
 
     store = _read_store()
     try:
-        frame = build(store, list(names), runs=runs, latest=latest)
+        frame = build(store, list(names), runs=runs, latest=latest, verified=verified)
     finally:
         store.close()
     _note_input(frame["run_id"].unique().tolist() if len(frame) else [], "dataframe",
@@ -186,6 +187,8 @@ def replay(
     progress: bool = False,
     env: dict[str, str] | None = None,
     trusted: bool = False,
+    include_failed: bool = False,
+    tolerance: float = 0.0,
 ) -> dict[str, Any]:
     """Hindsight logging: replay the new ``log`` statements of ``names`` (added to today's script)
     into past runs of it, also of older code versions, from their checkpoints, in parallel.
@@ -196,6 +199,8 @@ def replay(
     segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned.
     Runs received from someone else's store are left out unless ``trusted``: replaying runs their
     recorded command line and loads their checkpoints.
+    Every segment verifies itself against the values the run logged (floats bit for bit, or
+    within ``tolerance``); runs that failed are skipped unless ``include_failed``.
     """
     from trellis.hindsight.executing import execute
     from trellis.hindsight.planning import plan_replay
@@ -204,10 +209,11 @@ def replay(
     store = open_store()
     try:
         plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force,
-                           trusted=trusted)
+                           trusted=trusted, include_failed=include_failed)
         if dry_run:
             return {"plan": plan.to_dict(), "description": plan.describe()}
-        return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress, env=env)}
+        return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress, env=env,
+                                                  tolerance=tolerance)}
     finally:
         store.close()
 

@@ -29,7 +29,7 @@ VARIABLES = (
     Variable("TRELLIS_ECHO", "0", "`1` prints every logged value to stderr"),
     Variable("TRELLIS_FLUSH_SECONDS", "2", "how often a running script's buffer is written"),
     Variable("TRELLIS_FLUSH_VALUES", "50000", "... or as soon as this many values are waiting"),
-    Variable("TRELLIS_CHECKPOINT_SHARE", "0.05", "the largest share of loop time checkpoints may take"),
+    Variable("TRELLIS_CHECKPOINT_SHARE", "0.05", "the largest share of loop time checkpoints may take; 1 keeps one at every boundary"),
     Variable("TRELLIS_STREAM_LIMIT", "262144", "characters of stdout/stderr kept per run"),
     Variable("TRELLIS_HASH_LIMIT", "536870912 (512 MiB)", "files larger than this (bytes) are recorded unhashed"),
     Variable("TRELLIS_NOTEBOOK", "", "the notebook a kernel started by `trellis run` executes", public=False),

@@ -241,6 +241,9 @@ def reproduce_command(run: str, tolerance: float, as_json: bool, trust: bool) ->
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes in parallel.")
 @click.option("--executor", help="'process' (default) or dask://host:port for a Dask cluster.")
 @click.option("--force", is_flag=True, help="Replay again names replayed before.")
+@click.option("--include-failed", is_flag=True, help="Also replay into runs that failed or were interrupted.")
+@click.option("--tolerance", type=click.FloatRange(0), default=0.0,
+              help="Verify floats within this share of the larger magnitude instead of bit for bit.")
 @click.option("--env", "variables", multiple=True, metavar="NAME[=VALUE]",
               help="Set NAME for every segment, to VALUE or to its value here (repeatable): a cluster's"
                    " workers otherwise run segments in their own environment.")
@@ -253,10 +256,11 @@ def reproduce_command(run: str, tolerance: float, as_json: bool, trust: bool) ->
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (exit 1 when a segment failed).")
 @_one_line_errors
 def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ...], where: str | None,
-                   workers: int, executor: str | None, force: bool, variables: tuple[str, ...],
-                   show_code: str | None, dry_run: bool, yes: bool, trust: bool, as_json: bool) -> None:
+                   workers: int, executor: str | None, force: bool, include_failed: bool, tolerance: float,
+                   variables: tuple[str, ...], show_code: str | None, dry_run: bool, yes: bool, trust: bool,
+                   as_json: bool) -> None:
     """Hindsight logging: replay NAMES, newly logged in today's script, into its past runs."""
-    from trellis.hindsight.executing import execute
+    from trellis.hindsight.executing import describe_outcome, execute
     from trellis.hindsight.planning import plan_replay
     from trellis.queries.runs import resolve
     from trellis.store.connection import open_store
@@ -265,7 +269,7 @@ def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ..
     store = open_store()
     try:
         plan = plan_replay(store, names, file=file, runs=runs or None, where=where, workers=workers, force=force,
-                           trusted=trust)
+                           include_failed=include_failed, trusted=trust)
         if show_code:
             wanted = resolve(store, show_code)["uuid"]
             chosen = next((r for r in plan.runs if r.uuid == wanted), None)
@@ -281,18 +285,18 @@ def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ..
             click.echo(plan.describe())
         if not yes and not click.confirm("Replay?", default=True):
             raise SystemExit(1)
-        report = execute(store, plan, executor=executor, progress=not as_json, env=env)
+        report = execute(store, plan, executor=executor, progress=not as_json, env=env, tolerance=tolerance)
     finally:
         store.close()
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         for run in report["runs"]:
-            failed = f", {len(run['failed'])} segment(s) failed: {run['failed'][0]}" if run["failed"] else ""
-            click.echo(f"{run['run'][:8]}  {run['status']}: {run['values']} values of"
-                       f" {', '.join(run['names'])}{failed}")
+            click.echo(describe_outcome(run))
+        for skipped in report["skipped"]:
+            click.echo(f"{skipped['run'][:8]}  skipped: {skipped['reason']}")
         click.echo(f"replayed in {report['seconds']:.1f} s (planned {report['estimate']:.1f} s)")
-    if any(run["failed"] for run in report["runs"]):
+    if any(run["failed"] or run["status"] == "inexact" for run in report["runs"]):
         raise SystemExit(1)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -24,14 +23,13 @@ from typing import Any
 
 from trellis import worktrees
 from trellis._errors import TrellisError, UntrustedObjectError
+from trellis.analysis.seeding import draws_unseeded
 from trellis.queries.checkpoints import received_from
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.schema import run_keys
 
-_RANDOM = re.compile(r"\b(np\.random\.(?!seed|default_rng\(\s*\d)|random\.(?!seed)\w+\(|torch\.rand|default_rng\(\s*\))")
-_SEEDED = re.compile(r"\b(seed\(|default_rng\(\s*\d|random_state\s*=\s*\d|manual_seed\()")
 
 
 def reproduce(store: Store, ref: str, tolerance: float = 0.0, trusted: bool = False) -> dict[str, Any]:
@@ -225,8 +223,7 @@ def _explanations(store: Store, original: dict[str, Any], copy: dict[str, Any]) 
         sources = [s for (s,) in store.execute("SELECT source FROM steps WHERE run = ?", (original["id"],))]
     else:
         sources = [_snapshot_source(store, original)]
-    code = "\n".join(s or "" for s in sources)
-    if _RANDOM.search(code) and not _SEEDED.search(code):
+    if draws_unseeded(sources):
         found.append("the code draws random numbers without setting a seed")
     return found
 

@@ -29,9 +29,16 @@ def _has_index(store, name: str) -> bool:
     return bool(store.execute(catalog, (name,)))
 
 
-def _as_version_2(store) -> None:
-    """Iterations one row each, as version 2 wrote them (and no column of version 4)."""
+def _as_version_3(store) -> None:
+    """Without the columns of version 4 (how a replayed value was verified, where a run came from)."""
+    store.execute("ALTER TABLE logs DROP COLUMN verified")
     store.execute("ALTER TABLE runs DROP COLUMN received_from")
+    store.execute("UPDATE schema_version SET version = 3")
+
+
+def _as_version_2(store) -> None:
+    """Iterations one row each, as version 2 wrote them."""
+    _as_version_3(store)
     rows = store.execute("SELECT id, run, parent, loop, depth, idx, started, ended, value, count,"
                          " starts_us FROM iterations")
     store.execute("DELETE FROM iterations")
@@ -98,6 +105,20 @@ for epoch in trellis.loop("epoch", range(2)):
     assert frame["loss"].tolist() == [e * 100 + s for e in range(2) for s in range(50)] * 2
 
 
+def test_a_version_3_store_gains_the_verification_of_replayed_values(project):
+    project.write("train.py", SCRIPT)
+    project.run("train.py")
+    store = _raw(project)
+    with store.transaction():
+        _as_version_3(store)
+    store.close()
+    store = _raw(project)
+    assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert store.execute("SELECT COUNT(*), COUNT(verified) FROM logs") == [(6, 0)]
+    store.close()
+    assert dataframe(project.store(), ["loss"], verified=True)["loss_verified"].tolist() == ["logged"] * 3
+
+
 def test_a_store_from_a_newer_trellis_is_refused_unchanged(project):
     project.write("train.py", SCRIPT)
     project.run("train.py")
@@ -127,8 +148,7 @@ def test_a_version_3_store_gains_received_from_and_its_own_runs_stay_unmarked(pr
     project.run("train.py")
     store = _raw(project)  # back to what version 3 wrote
     with store.transaction():
-        store.execute("ALTER TABLE runs DROP COLUMN received_from")
-        store.execute("UPDATE schema_version SET version = 3")
+        _as_version_3(store)
     store.close()
     project.run("train.py")  # recorded by this trellis into the version 3 store, which it migrates
 

@@ -57,21 +57,41 @@ class Placement:
 # -- reading a script ---------------------------------------------------------------------------
 
 
+# The modules that offer log/loop/checkpointing: trellis itself and its FlorDB names.
+_API_MODULES = ("trellis", "trellis.flor")
+
+
 def _trellis_aliases(tree: ast.Module) -> tuple[set[str], set[str], set[str]]:
-    """Names bound to the trellis module, to its ``log`` and to its ``loop``."""
-    modules, logs, loops = {"trellis"}, set(), set()
+    """Names bound to the trellis module (or ``trellis.flor``), to its ``log`` and to its
+    ``loop``: ``import trellis [as t]``, ``import trellis.flor as flor``, ``from trellis import
+    flor, log, loop``, ``from trellis.flor import log``. A dotted name such as ``trellis.flor``
+    stands for ``trellis.flor.log(...)`` after a plain ``import trellis.flor``."""
+    modules, logs, loops = {"trellis", "trellis.flor"}, set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name == "trellis":
-                    modules.add(alias.asname or "trellis")
-        elif isinstance(node, ast.ImportFrom) and node.module == "trellis":
+                if alias.name in _API_MODULES:
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.module in _API_MODULES and not node.level:
             for alias in node.names:
                 if alias.name == "log":
                     logs.add(alias.asname or "log")
                 elif alias.name == "loop":
                     loops.add(alias.asname or "loop")
+                elif alias.name == "flor" and node.module == "trellis":
+                    modules.add(alias.asname or "flor")
     return modules, logs, loops
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
 
 
 class _Script:
@@ -89,7 +109,7 @@ class _Script:
             return False
         func = node.func
         if isinstance(func, ast.Attribute) and func.attr == attribute:
-            return isinstance(func.value, ast.Name) and func.value.id in self.modules
+            return _dotted(func.value) in self.modules
         return isinstance(func, ast.Name) and func.id in bare
 
     def logged_names(self, node: ast.AST) -> list[str]:

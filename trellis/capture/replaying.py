@@ -3,8 +3,10 @@
 Started instead of a normal run when ``TRELLIS_REPLAY`` names a segment file written by the
 planner. No run is registered and nothing is written to the store: the segment drives the
 checkpointed loop (skipping iterations it need not execute, restoring checkpointed objects
-instead), answers ``arg`` with the run's historical values, and at exit writes the values of the
-replayed names, with their loop coordinates, to a result file the planner stores.
+instead, with the random number generators as they were), answers ``arg`` with the run's
+historical values, and at exit writes the values of the replayed names, with their loop
+coordinates, to a result file the planner stores. The values of every other name go there too:
+the original run logged them, so the planner compares them to verify the segment.
 
 Coordinates are paths of ``(loop, instance, index)`` from the top level, where ``instance``
 counts earlier loops of the same name under the same parent; the planner maps them to the
@@ -17,11 +19,13 @@ import atexit
 import itertools
 import json
 import os
+import pickle
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from trellis import _config
+from trellis.capture import randomness
 from trellis.capture import run as _runs
 from trellis.store import formats
 from trellis.store.connection import objects_location
@@ -29,6 +33,8 @@ from trellis.store.objects import object_path
 from trellis.store.cells import cell
 
 Path_ = tuple[tuple[str, int, int], ...]
+# The state after a light iteration: its checkpoint's, changed by the rest of its body.
+DIRTY = -2
 
 
 class SegmentStop(SystemExit):
@@ -45,6 +51,9 @@ class ReplayRun:
         self.loop: str | None = spec["loop"]
         self.modes = {int(k): v for k, v in spec["modes"].items()}
         self.keep = set(spec["keep"])
+        # Without a checkpointed loop, --where selects iterations of the loop it names.
+        select = spec.get("select")
+        self.select = None if select is None else {"loop": select["loop"], "indexes": set(select["indexes"])}
         self.checkpoints = {int(k): v for k, v in spec["checkpoints"].items()}  # index -> name -> [format, digest]
         # where the store keeps them: a folder or an object store, as the replay passed it on
         self.object_folder = objects_location(_config.objects_url(), Path.cwd())
@@ -65,6 +74,7 @@ class ReplayRun:
         self.restores = 0
         self.restore_seconds = 0.0
         self.problems: list[str] = []
+        self.missing_generators: set[str] = set()
         self.stopped = False
         self.finished = False
         self.status = None
@@ -156,8 +166,8 @@ class ReplayRun:
                     _runs._current = parent
                 if self.light is not None and not self.light_restored:
                     self._restore(index)
+                self.state = index if self.light is None else DIRTY
                 self.light = None
-                self.state = index
                 self.executed.append(index)
                 if index == last_needed and not self.spec["tail"]:
                     self._stop()
@@ -174,10 +184,19 @@ class ReplayRun:
         if saved is None:
             raise RuntimeError(f"trellis replay: no checkpoint after iteration {index} to restore")
         started = time.perf_counter()
+        states = None
         for name, (format, digest) in saved.items():
+            path = object_path(self.object_folder, digest)
+            if name == randomness.ENTRY:
+                with path.open("rb") as handle:
+                    states = pickle.load(handle)
+                continue
             # the planner replays only this store's own runs and those the user trusts (--trust)
-            state = formats.deserialize(format, object_path(self.object_folder, digest), trusted=True)
-            formats.restore(self.objects[name], state)
+            formats.restore(self.objects[name], formats.deserialize(format, path, trusted=True))
+        if states is not None:  # after the objects: a checkpointed generator gets its own state back
+            checkpointer = _runs._checkpointer
+            frame = checkpointer.frame if checkpointer is not None else None
+            self.missing_generators.update(randomness.restore(frame, self.objects, states))
         self.restore_seconds += time.perf_counter() - started
         self.restores += 1
         self.state = index
@@ -192,19 +211,27 @@ class ReplayRun:
         if self.finished:
             return
         self.finished = True
-        values = []
+        values, checks = [], []
         for position, (name, iteration, value) in enumerate(list(_runs._values)):
-            if name not in self.names:
+            if name is None:
                 continue
             path = self.paths.get(iteration)
+            if name not in self.names:
+                if path is not None:
+                    checks.append([name, [list(step) for step in path], *cell(value)])
+                continue
             if path is None:
                 self.problems.append(f"a value of {name!r} was logged outside the loops trellis drives")
                 continue
             if not self._kept(path, position):
                 continue
             values.append([name, [list(step) for step in path], *cell(value)])
+        if self.missing_generators:
+            self.problems.append("random generators saved with the checkpoint were not found to restore: "
+                                 + ", ".join(sorted(self.missing_generators)))
         result = {
-            "values": values, "executed": self.executed, "stopped": self.stopped,
+            "values": values, "checks": checks, "executed": self.executed, "stopped": self.stopped,
+            "reached_end": self.loop_ended_at is not None or (self.loop is None and not self.stopped),
             "restores": self.restores, "restore_seconds": self.restore_seconds,
             "problems": self.problems,
         }
@@ -214,6 +241,9 @@ class ReplayRun:
         os.replace(partial, target)
 
     def _kept(self, path: Path_, position: int) -> bool:
+        if self.select is not None:
+            return any(loop == self.select["loop"] and index in self.select["indexes"]
+                       for loop, _, index in path)
         for loop, _, index in path:
             if loop == self.loop:
                 return index in self.keep

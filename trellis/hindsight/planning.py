@@ -76,6 +76,11 @@ class RunPlan:
     tail: bool = False
     prologue_cost: float = 0.0
     tail_cost: float = 0.0
+    # Why iterations that need no new value still run in full: no checkpoint after the one before.
+    reruns: list[str] = field(default_factory=list)
+    # Without checkpoints: the loop --where names and the indexes it selects.
+    select: dict[str, Any] | None = None
+    last_index: int | None = None  # of the checkpointed loop
 
     @property
     def replays(self) -> bool:
@@ -112,6 +117,8 @@ class Plan:
                     f" {light} with inner loops restored, {run.restored} skipped;"
                     f" {len(run.segments)} segment(s), ~{run.estimate:.1f} s"
                 )
+                for why in run.reruns:
+                    lines.append(f"      {why}")
                 for placement in run.placements:
                     where = " > ".join(placement["loops"]) or placement["after_loop"] or "top level"
                     how = "inner loops restored" if placement["light"] else (placement["why_full"] or "")
@@ -140,6 +147,7 @@ def plan_replay(
     workers: int = 1,
     force: bool = False,
     trusted: bool = False,
+    include_failed: bool = False,
 ) -> Plan:
     names = list(dict.fromkeys(names))
     if not names:
@@ -154,7 +162,8 @@ def plan_replay(
     if not selected:
         raise TrellisError(f"no recorded runs of {filename} to replay into")
     packages = _current_packages()
-    plans = [_plan_run(store, run, filename, today, names, condition, force, packages, trusted)
+    plans = [_plan_run(store, run, filename, today, names, condition, force, packages, trusted,
+                       include_failed)
              for run in selected]
     active = [plan for plan in plans if plan.replays]
     _cut_into_segments(active, workers)
@@ -207,11 +216,14 @@ def _todays_script(store: Store, names: list[str], file: str | None) -> tuple[st
 
 def _plan_run(store: Store, run: dict[str, Any], filename: str, today: str, names: list[str],
               condition: Callable[[str, int], bool], force: bool,
-              packages: dict[str, str], trusted: bool = False) -> RunPlan:
+              packages: dict[str, str], trusted: bool = False, include_failed: bool = False) -> RunPlan:
     plan = RunPlan(run["uuid"], run["id"], filename, run["git_commit"],
                    json.loads(run["argv"] or "[]"), run["cwd"])
     if run["kind"] != "script":
         plan.reason = f"a {run['kind']} run; only scripts replay"
+        return plan
+    if run["status"] in ("failed", "interrupted") and not include_failed:
+        plan.reason = f"the run {run['status']} (--include-failed to try it)"
         return plan
     source = None if trusted else received_from(store, run["id"])
     if source is not None:
@@ -337,7 +349,36 @@ def _condition(where: str | None) -> Callable[[str, int], bool]:
             )
         return bool(eval(code, {"__builtins__": {}}, {loop: index}))
 
+    test.names = names  # type: ignore[attr-defined]
     return test
+
+
+def _selection(store: Store, run: int, plan: RunPlan, condition: Callable[[str, int], bool]) -> None:
+    """``--where`` for a run without checkpoints: the recorded iterations of the loop it names."""
+    names = getattr(condition, "names", set())
+    if not names:
+        return
+    if len(names) > 1:
+        raise TrellisError(f"--where names {', '.join(sorted(names))}; name one loop")
+    (loop,) = names
+    low, high = run_keys(run)
+    rows = store.execute("SELECT idx, count FROM iterations WHERE id >= ? AND id < ? AND loop = ?", (low, high, loop))
+    if not rows:
+        plan.reason = f"--where names the loop {loop!r}, which this run did not run"
+        return
+    recorded = sorted({i for idx, count in rows for i in range(idx, idx + count)})
+    plan.select = {"loop": loop, "indexes": [i for i in recorded if condition(loop, i)]}
+
+
+def _ranges(indexes: Sequence[int]) -> str:
+    """``1-3, 5`` for [1, 2, 3, 5]."""
+    spans: list[list[int]] = []
+    for index in sorted(indexes):
+        if spans and spans[-1][1] == index - 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placements: list[Placement],
@@ -357,10 +398,12 @@ def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placeme
     if not rows:
         # Without checkpoints the run replays whole, from its start.
         plan.loop = None
+        _selection(store, run["id"], plan, condition)
         plan.segments = [Segment({}, [], True, True, False, PROCESS_SECONDS + ended - run["started"])]
         plan.executed = 1
         return
     indexes = [idx for _, idx, _, _ in rows]
+    plan.last_index = indexes[-1]
     duration = {idx: end - start for _, idx, start, end in rows}
     ident = {idx: i for i, idx, _, _ in rows}
     # The iterations of a span are back to back, so a row's ended - started is their total.
@@ -404,6 +447,16 @@ def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placeme
     if tail and last not in saved and (max(modes, default=-1) != last):
         run_fully_up_to(last)
     keep = sorted(wanted) if (needs_full or needs_light) else []
+    unsaved = [k for k in wanted if needs_light and not needs_full and k not in saved]
+    if unsaved:
+        plan.reruns.append(
+            f"{loop} {_ranges(unsaved)} run in full, not with inner loops restored: the run kept checkpoints"
+            f" after {len(saved)} of {len(indexes)} iterations (TRELLIS_CHECKPOINT_SHARE)")
+    rebuilt = [k for k, mode in modes.items() if mode == "full" and k not in keep]
+    if rebuilt:
+        plan.reruns.append(
+            f"{loop} {_ranges(rebuilt)} run only to rebuild the state of later ones, from the checkpoint"
+            " before them")
     plan.executed = len(modes)
     plan.restored = len(indexes) - plan.executed
     prologue_cost = rows[0][2] - run["started"] + PROCESS_SECONDS

@@ -13,14 +13,15 @@ from trellis.queries.runs import resolve
 from trellis.store import formats
 from trellis.store.connection import Store
 from trellis.store.objects import object_path
+from trellis.store.schema import GENERATOR_STATES
 
 
 def list_checkpoints(store: Store, ref: str) -> list[dict[str, Any]]:
     run = resolve(store, ref)
     rows = store.execute(
-        "SELECT loop, idx, name, object, format, size, seconds FROM checkpoints WHERE run = ?"
+        "SELECT loop, idx, name, object, format, size, seconds FROM checkpoints WHERE run = ? AND name != ?"
         " ORDER BY idx, name",
-        (run["id"],),
+        (run["id"], GENERATOR_STATES),
     )
     return [
         {"loop": loop, "iteration": idx, "name": name, "object": digest, "format": format,
@@ -49,8 +50,8 @@ def load_checkpoint(
     """
     run = resolve(store, ref)
     rows = store.execute(
-        "SELECT idx, name, object, format FROM checkpoints WHERE run = ? ORDER BY idx",
-        (run["id"],),
+        "SELECT idx, name, object, format FROM checkpoints WHERE run = ? AND name != ? ORDER BY idx",
+        (run["id"], GENERATOR_STATES),
     )
     available = sorted({idx for idx, *_ in rows})
     if not available:

@@ -77,6 +77,7 @@ def dataframe(
     names: Sequence[str],
     runs: str | Iterable[str] | None = None,
     latest: bool = False,
+    verified: bool = False,
 ) -> pd.DataFrame:
     run_ids = _run_ids(store, runs)
     if not names:
@@ -97,8 +98,31 @@ def dataframe(
     if latest:
         run_ids = _latest_per_file(store, names, run_ids)
     long = _read_values(store, names, run_ids)
+    if verified:
+        long, names = _with_verification(store, long, names)
     wide = _widen(long, names)
     return _with_dimensions(store, wide, names)
+
+
+def _with_verification(store: Store, long: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """A ``NAME_verified`` column beside each name: ``logged`` for the run's own values, and for
+    replayed ones how the replay verified them (``exact``, ``rerun``, ``checkpoint``,
+    ``unchecked``; ``replay`` for values replayed before replays verified)."""
+    extra = [f"{name}_verified" for name in names]
+    if long.empty:
+        return long, names + extra
+    keys = long["seq"].to_numpy(np.int64)
+    condition, bounds = _key_ranges(sorted(set((keys >> RUN_SHIFT).tolist())))
+    replayed = dict(store.execute(
+        f"SELECT id, COALESCE(verified, source) FROM logs WHERE {condition} AND source = 'replay'"
+        f" AND name IN {_in(names)}",
+        bounds + list(names),
+    ))
+    marks = long.copy()
+    marks["code"] = marks["code"].astype(np.int64) + len(names)
+    marks["kind"] = TEXT
+    marks["value"] = [replayed.get(int(key), "logged") for key in keys]
+    return pd.concat([long, marks], ignore_index=True), names + extra
 
 
 def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> pd.DataFrame:

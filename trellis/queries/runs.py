@@ -9,7 +9,7 @@ from typing import Any
 from trellis._errors import TrellisError, UnknownRunError
 from trellis.store.connection import Store
 from trellis.store.cells import decode as decode_row
-from trellis.store.schema import run_keys
+from trellis.store.schema import GENERATOR_STATES, run_keys
 
 RUN_COLUMNS = (
     "id", "uuid", "projid", "kind", "filename", "cwd", "argv", "started", "ended", "committed", "status",
@@ -110,7 +110,8 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
         (run["id"],),
     )
     streams = store.execute("SELECT stdout, stderr FROM runs WHERE id = ?", (run["id"],))[0]
-    checkpoints = store.execute("SELECT COUNT(*) FROM checkpoints WHERE run = ?", (run["id"],))[0][0]
+    checkpoints = store.execute("SELECT COUNT(*) FROM checkpoints WHERE run = ? AND name != ?",
+                                (run["id"], GENERATOR_STATES))[0][0]
     return {
         "run_id": run["uuid"],
         "projid": run["projid"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,20 @@ def restore(target: Any, state: Any) -> None:
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(target, numpy.ndarray):
         target[...] = state
+        return
+    generators = sys.modules.get("numpy.random")  # loaded if a generator exists: numpy imports it lazily
+    if generators is not None:
+        if isinstance(target, generators.Generator) and isinstance(state, generators.Generator):
+            target.bit_generator.state = state.bit_generator.state
+            return
+        if isinstance(target, generators.RandomState) and isinstance(state, generators.RandomState):
+            target.set_state(state.get_state())
+            return
+        if isinstance(target, generators.BitGenerator) and isinstance(state, generators.BitGenerator):
+            target.state = state.state
+            return
+    if isinstance(target, random.Random) and isinstance(state, random.Random):
+        target.setstate(state.getstate())
         return
     if isinstance(target, dict) and isinstance(state, dict):
         target.clear()

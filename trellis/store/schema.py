@@ -39,6 +39,10 @@ def run_keys(run: int) -> tuple[int, int]:
     return run << RUN_SHIFT, (run + 1) << RUN_SHIFT
 
 
+# The checkpoint entry that holds the random generators' states (capture/randomness.py): not an
+# identifier, so no checkpointed name clashes; for replay only, not listed or loaded as a state.
+GENERATOR_STATES = "random-state"
+
 NOTE_LOG_NAME = "INSERT INTO log_names (run, name) VALUES (?, ?) ON CONFLICT (run, name) DO NOTHING"
 
 # Statements that bring a store of the version before each key up to that version (with the
@@ -55,6 +59,8 @@ MIGRATIONS = {
     ],
     4: [
         "ALTER TABLE runs ADD COLUMN received_from TEXT",
+        # How a replayed value was verified (hindsight/verifying.py); NULL for logged values.
+        "ALTER TABLE logs ADD COLUMN verified TEXT",
     ],
 }
 
@@ -134,7 +140,8 @@ CREATE TABLE IF NOT EXISTS logs (
     int_value {int},
     float_value {float},
     text_value TEXT,
-    source TEXT NOT NULL DEFAULT 'forward'
+    source TEXT NOT NULL DEFAULT 'forward',
+    verified TEXT
 );
 CREATE TABLE IF NOT EXISTS log_names (
     run {int} NOT NULL,
