@@ -239,7 +239,7 @@ def test_an_output_naming_a_local_file_is_refused(sender, tmp_path):
     checkpoints = exported["tables"]["checkpoints"]
     checkpoints["rows"][0][checkpoints["columns"].index("object")] = str(secret)
     (tmp_path / "bad.json").write_text(json.dumps(exported))
-    refuses(other, tmp_path / "bad.json", "not an object digest")
+    refuses(other, tmp_path / "bad.json", "not a trellis object digest")
     assert "PRIVATE KEY" not in other.cli("export", "--all").stdout
 
 
@@ -431,7 +431,7 @@ def test_a_store_whose_rows_name_local_files_copies_nothing(sender, tmp_path):
         connection.execute("UPDATE checkpoints SET object = ?", (os.path.relpath(secret, sent.parent / "objects" / "xx"),))
         connection.execute("UPDATE runs SET uuid = '00000000-0000-4000-8000-000000000001' WHERE kind = 'script'")
         connection.commit()
-    refuses(other, sent, "not an object digest")
+    refuses(other, sent, "not a trellis object digest")
     assert not [p for p in Path(tmp_path).rglob("*") if p.is_file() and p.read_bytes() == b"do not copy\n"
                 and p != secret]
 
