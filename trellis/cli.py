@@ -459,13 +459,13 @@ def notebook_embed(path: str) -> None:
 @_one_line_errors
 def notebook_import(path: str) -> None:
     """Load the provenance embedded in PATH into this project's store."""
-    from trellis.exporting.notebook import read_provenance
+    from trellis.store.received import read_notebook
     from trellis.queries.notebooks import notebook_file
     from trellis.store.connection import open_store
     from trellis.store.importing import import_notebook
     from trellis.store.received import check_notebook
 
-    embedded, carried = read_provenance(notebook_file(path))
+    embedded, carried = read_notebook(notebook_file(path))
     check_notebook(embedded, path)  # before the store is opened: a bad notebook leaves no trace
     store = open_store()
     try:

@@ -109,7 +109,7 @@ def receiver(root: Path, sender: dict[str, Any]) -> Project:
 def import_file(project: Project, path: Path) -> None:
     """What `trellis import` and `trellis notebook import` do, in this process."""
     import trellis
-    from trellis.exporting.notebook import read_provenance
+    from trellis.store.received import read_notebook
     from trellis.store.importing import import_notebook
     from trellis.store.received import check_notebook
 
@@ -119,7 +119,7 @@ def import_file(project: Project, path: Path) -> None:
         if path.suffix != ".ipynb":
             trellis.import_runs(path)
             return
-        embedded, carried = read_provenance(path)
+        embedded, carried = read_notebook(path)
         check_notebook(embedded, str(path))
         with _store(root=project.root) as store:
             import_notebook(store, embedded, project.root.name, carried, where=str(path))

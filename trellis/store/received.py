@@ -101,7 +101,7 @@ def _encodable(text: str) -> bool:
 # --- notebook provenance (metadata.trellis) -------------------------------------------------
 
 NOTEBOOK_FORMAT = "trellis-notebook-provenance/1"
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "exporting" / "notebook-provenance.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parent / "notebook-provenance.schema.json"
 
 
 @functools.lru_cache(maxsize=1)
@@ -203,6 +203,55 @@ def execution_key(key: str) -> tuple[str, int]:
         raise TrellisError(f"the execution id {_quote(key)} is not <epoch uuid>/<number below 2^32>;"
                            " nothing was imported")
     return run_id, int(number)
+
+
+def read_notebook(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The provenance in the notebook's metadata, and the output contents its cells carry, by
+    their digest: an import keeps only the outputs that came with the notebook."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise TrellisError(f"{path} is not a readable notebook: {error.strerror or error}") from None
+    document = parse_json(raw, f"{path}")
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    embedded = metadata.get("trellis") if isinstance(metadata, dict) else None
+    if not isinstance(embedded, dict):
+        if not isinstance(metadata, dict):
+            raise TrellisError(f"{path} is not a notebook (no metadata); nothing was imported")
+        raise TrellisError(f"{path} holds no trellis provenance; run `trellis notebook embed` on it first")
+    return embedded, carried_outputs(document)
+
+
+# Output contents a notebook holds as base64 text, where the kernel's display gave bytes.
+_TEXTUAL = ("text/", "application/json", "application/javascript", "image/svg+xml")
+
+
+def carried_outputs(document: dict[str, Any]) -> dict[str, bytes]:
+    """Every output content in the notebook's cells, as capture hashed it, by BLAKE3 digest."""
+    from blake3 import blake3
+
+    carried: dict[str, bytes] = {}
+    cells = document.get("cells")
+    for cell in cells if isinstance(cells, list) else []:
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        for output in outputs if isinstance(outputs, list) else []:
+            data = output.get("data") if isinstance(output, dict) else None
+            for mime, content in data.items() if isinstance(data, dict) else ():
+                if isinstance(content, list) and all(isinstance(line, str) for line in content):
+                    content = "".join(content)  # nbformat's multi-line strings
+                candidates = []
+                if isinstance(content, str):
+                    candidates.append(content.encode("utf-8", "replace"))
+                    if not mime.startswith(_TEXTUAL) and not mime.endswith("+json"):
+                        try:
+                            candidates.append(base64.b64decode(content))
+                        except (binascii.Error, ValueError):
+                            pass
+                else:
+                    candidates.append(json.dumps(content).encode("utf-8", "replace"))
+                for raw in candidates:
+                    carried[blake3(raw).hexdigest()] = raw
+    return carried
 
 
 # --- JSON exports (trellis-export/1) ----------------------------------------------------------
