@@ -275,7 +275,7 @@ def test_embedded_objects_must_have_the_digest_they_are_filed_under(sender, tmp_
     digest = sorted(exported["objects"])[0]
     exported["objects"][digest] = base64.b64encode(b"something else").decode()
     (tmp_path / "bad.json").write_text(json.dumps(exported))
-    refuses(other, tmp_path / "bad.json", "does not have that digest")
+    refuses(other, tmp_path / "bad.json", "not the object it claims")
 
 
 # --- 3. the schema ---------------------------------------------------------------------------

@@ -520,9 +520,10 @@ def check_objects(objects: Any) -> dict[str, bytes]:
             content = None
         if content is None:
             raise TrellisError(f"the export's object {digest} is not base64; nothing was imported")
-        if blake3(content).hexdigest() != digest:
-            raise TrellisError(f"the export's object {digest} does not have that digest (its content was"
-                               " changed); nothing was imported")
+        found = blake3(content).hexdigest()
+        if found != digest:
+            raise TrellisError(f"the export's object {digest} is not the object it claims to be (its content"
+                               f" hashes to {found}); nothing was imported")
         decoded[digest] = content
     return decoded
 
