@@ -282,8 +282,8 @@ def widget(notebook: str | None = None) -> Any:
 
 def import_runs(path: Any) -> dict[str, int]:
     """Load a JSON export (or the runs of another SQLite store, such as a recovery file) into this
-    project's store, all or nothing; runs already here are skipped."""
-    import json
+    project's store, all or nothing; runs already here are skipped. What comes in is checked
+    whole first; a file that is not what it claims is refused with one line."""
     from pathlib import Path
 
     from trellis.store.connection import open_store
@@ -292,20 +292,30 @@ def import_runs(path: Any) -> dict[str, int]:
     if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):  # a store, such as a recovery file
         from trellis.sharing import copy_runs
 
-        source, store = open_store(str(path), read_only=True), open_store()
+        from trellis.store.received import check_store
+
+        source = open_store(str(path), read_only=True)
         try:
-            counts = copy_runs(source, store)
+            check_store(source)  # before this project's store is opened or changed
+            store = open_store()
+            try:
+                counts = copy_runs(source, store)
+            finally:
+                store.close()
         finally:
             source.close()
-            store.close()
         return {"imported": counts["copied"] + counts["merged"], "skipped": counts["skipped"],
                 "replays": counts["replays"]}
+    from trellis.store.received import check_export, parse_json
+
     try:
-        exported = json.loads(Path(path).read_text())
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise TrellisError(f"no file at {path}") from None
-    except ValueError as error:
-        raise TrellisError(f"{path} is not valid JSON ({error}); export it again") from None
+    except OSError as error:
+        raise TrellisError(f"cannot read {path}: {error.strerror or error}") from None
+    exported = parse_json(raw, str(path))
+    check_export(exported)  # before the store is opened: a bad file leaves no trace
     store = open_store()
     try:
         return import_export(store, exported, received_from=str(Path(path).absolute()))

@@ -468,15 +468,18 @@ def notebook_embed(path: str) -> None:
 @_one_line_errors
 def notebook_import(path: str) -> None:
     """Load the provenance embedded in PATH into this project's store."""
-    from trellis.exporting.notebook import read_embedded
+    from trellis.store.received import read_notebook
     from trellis.queries.notebooks import notebook_file
     from trellis.store.connection import open_store
     from trellis.store.importing import import_notebook
+    from trellis.store.received import check_notebook
 
-    embedded = read_embedded(notebook_file(path))
+    embedded, carried = read_notebook(notebook_file(path))
+    check_notebook(embedded, path)  # before the store is opened: a bad notebook leaves no trace
     store = open_store()
     try:
-        counts = import_notebook(store, embedded, store.project.name, str(notebook_file(path).absolute()))
+        counts = import_notebook(store, embedded, store.project.name, carried, where=path,
+                                 received_from=str(notebook_file(path).absolute()))
     finally:
         store.close()
     click.echo(f"imported {counts['imported']} epochs ({counts['skipped']} already here)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from trellis._errors import TrellisError
+from trellis._errors import StoreError, TrellisError
 from trellis.store.connection import (
     DB_NAME,
     STORE_DIR,
@@ -46,11 +46,28 @@ def shared_url(url: str | None, root: Path) -> str:
 
 
 def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None) -> dict[str, int]:
-    """Copy the finished runs of ``source`` (all, or ``run_ids``) that ``target`` lacks."""
+    """Copy the finished runs of ``source`` (all, or ``run_ids``) that ``target`` lacks.
+
+    ``source`` may be anyone's: it is checked to be a trellis store, and each batch of its rows
+    is checked whole before any object or row of it is copied."""
+    from trellis.store.received import check_store, is_database_error
+
+    check_store(source)
+    try:
+        return _copy_runs(source, target, run_ids)
+    except Exception as error:
+        if not is_database_error(error):
+            raise
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise StoreError(f"cannot copy runs from {source.location}: {reason}; nothing more was copied") from None
+
+
+def _copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None) -> dict[str, int]:
     from trellis.exporting.store_json import export
     from trellis.queries.records import object_digests
-    from trellis.store.importing import import_export
+    from trellis.store.importing import import_checked
     from trellis.store.objects import copy_objects, remove
+    from trellis.store.received import check_export
 
     chosen = None if run_ids is None else set(run_ids)
     candidates = [(run, uuid, status) for run, uuid, status in
@@ -69,10 +86,15 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
         else:
             todo.append(run)  # new there, or replayed here since it went there
     for start in range(0, len(todo), _RUNS_PER_TRANSACTION):
-        exported = export(source, todo[start:start + _RUNS_PER_TRANSACTION], with_objects=False)
+        try:
+            exported = export(source, todo[start:start + _RUNS_PER_TRANSACTION], with_objects=False)
+        except (TypeError, ValueError) as error:  # rows of a kind no trellis writes
+            raise StoreError(f"the runs of {source.location} are damaged ({type(error).__name__}: {error});"
+                             " nothing more was copied") from None
+        tables = check_export(exported)  # its digests name objects, never other files, before any is copied
         written = copy_objects(source.objects, target.objects, sorted(object_digests(exported["tables"])))
         try:
-            done = import_export(target, exported, merge=True, received_from=source.location)
+            done = import_checked(target, tables, {}, merge=True, received_from=source.location)
         except BaseException:
             remove(written)  # the runs were refused: so are the objects only they brought
             raise

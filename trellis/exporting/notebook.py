@@ -70,16 +70,3 @@ def _compact(described: dict[str, Any]) -> dict[str, Any]:
     ]
     compact["sources"] = sources
     return compact
-
-
-def read_embedded(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        metadata = json.loads(Path(path).read_text()).get("metadata", {})
-    except (OSError, ValueError) as error:
-        raise TrellisError(f"{path} is not a readable notebook: {error}") from None
-    embedded = metadata.get("trellis")
-    if not isinstance(embedded, dict) or not isinstance(embedded.get("epochs"), list):
-        raise TrellisError(f"{path} holds no trellis provenance; run `trellis notebook embed` on it first")
-    return embedded

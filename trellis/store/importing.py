@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from trellis._errors import TrellisError
+from trellis.store import received
 from trellis.store.connection import Store
 from trellis.store.replayed import put_replayed
 from trellis.store.schema import RUN_SHIFT
@@ -25,70 +26,113 @@ def _seconds(stamp: str | None) -> float | None:
 
 
 def import_notebook(store: Store, embedded: dict[str, Any], projid: str,
+                    carried: dict[str, bytes] | None = None, where: str = "the notebook",
                     received_from: str = "notebook metadata") -> dict[str, int]:
-    if not str(embedded.get("schema", "")).startswith("trellis-notebook-provenance/"):
+    """Load a notebook's ``metadata.trellis``, checked whole first against the published schema.
+
+    Outputs keep their object only where ``carried`` (content by digest, from the notebook's own
+    cells) holds its content: the provenance brings its outputs with it, or none.
+    """
+    if not isinstance(embedded, dict) or not str(embedded.get("schema", "")).startswith(
+            "trellis-notebook-provenance/"):
         raise TrellisError("this is not trellis notebook provenance (unknown schema)")
+    if embedded["schema"] != received.NOTEBOOK_FORMAT:
+        raise TrellisError(f"the notebook's provenance is {embedded['schema']}, from a newer trellis;"
+                           " upgrade trellis to import it")
+    received.check_notebook(embedded, where)
+    try:
+        return _load_notebook(store, embedded, projid, carried or {}, received_from)
+    except TrellisError:
+        raise
+    except Exception as error:
+        raise TrellisError(f"the import failed and nothing was imported: {type(error).__name__}: {error}") from None
+
+
+def _load_notebook(store: Store, embedded: dict[str, Any], projid: str,
+                   carried: dict[str, bytes], received_from: str) -> dict[str, int]:
+    from trellis.store import objects as object_store
+
+    kept: dict[str, bytes] = {}
+    written: list[Any] = []
+    try:
+        with store.transaction():
+            counts = _insert_epochs(store, embedded, projid, carried, kept, received_from)
+            for digest, content in kept.items():
+                if (path := object_store.put_received(store.objects, digest, content)) is not None:
+                    written.append(path)
+    except BaseException:
+        object_store.remove(written)
+        raise
+    return counts
+
+
+def _insert_epochs(store: Store, embedded: dict[str, Any], projid: str, carried: dict[str, bytes],
+                   kept: dict[str, bytes], received_from: str) -> dict[str, int]:
+    documented = {epoch["run_id"] for epoch in embedded["epochs"]}
     imported = skipped = 0
     pending_links: list[tuple[int, str, str, str]] = []
     sources = embedded.get("sources") or {}
-    with store.transaction():
-        for epoch in embedded["epochs"]:
-            if store.execute("SELECT 1 FROM runs WHERE uuid = ?", (epoch["run_id"],)):
-                skipped += 1
-                continue
-            (run_id,) = store.execute(
-                "INSERT INTO runs (uuid, projid, kind, filename, started, ended, status, problems, received_from)"
-                " VALUES (?, ?, 'notebook', ?, ?, ?, ?, ?, ?) RETURNING id",
-                (epoch["run_id"], projid, embedded["notebook"],
-                 epoch.get("started_unix") or _seconds(epoch["started"]) or time.time(),
-                 epoch["ended_unix"] if "ended_unix" in epoch else _seconds(epoch["ended"]),
-                 epoch["status"], json.dumps(["imported from notebook metadata"]), received_from),
-            )[0]
-            _add_environment(store, run_id, epoch.get("environment"))
-            base = run_id << RUN_SHIFT
-            for module in epoch.get("modules", []):
-                store.execute(
-                    "INSERT INTO modules (run, step, module, distribution, version) VALUES (?, NULL, ?, ?, ?)",
-                    (run_id, module["module"], module["distribution"], module["version"]),
-                )
-            for execution in epoch["executions"]:
-                step = base + int(execution["id"].rsplit("/", 1)[1])
-                started = execution.get("started_unix") or _seconds(execution["started"])
-                if "ended_unix" in execution:
-                    ended = execution["ended_unix"]
-                else:
-                    ended = None if execution["duration"] is None else started + execution["duration"]
-                source = execution.get("source", sources.get(execution["source_hash"]))
-                analysis = {k: execution[k] for k in ("defined", "used", "mutated", "imports")}
-                analysis.update({k: execution[k] for k in ("loops", "conditions") if k in execution})
-                store.execute(
-                    "INSERT INTO steps (id, run, kind, notebook, cell_id, execution_count, source,"
-                    " source_hash, started, ended, status, error, outputs, analysis)"
-                    " VALUES (?, ?, 'cell', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (step, run_id, embedded["notebook"], execution["cell_id"], execution["execution_count"],
-                     source, execution["source_hash"], started, ended, execution["status"],
-                     execution["error"], json.dumps(execution["outputs"]), json.dumps(analysis)),
-                )
-                for mode, entries in (("read", execution["reads"]), ("write", execution["writes"])):
-                    store.executemany(
-                        "INSERT INTO files (run, step, path, mode, hash, size, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(run_id, step, f["path"], mode, f["hash"], f["size"], started) for f in entries],
-                    )
+    for epoch in embedded["epochs"]:
+        if store.execute("SELECT 1 FROM runs WHERE uuid = ?", (epoch["run_id"],)):
+            skipped += 1
+            continue
+        (run_id,) = store.execute(
+            "INSERT INTO runs (uuid, projid, kind, filename, started, ended, status, problems, received_from)"
+            " VALUES (?, ?, 'notebook', ?, ?, ?, ?, ?, ?) RETURNING id",
+            (epoch["run_id"], projid, embedded["notebook"],
+             epoch.get("started_unix") or _seconds(epoch["started"]) or time.time(),
+             epoch["ended_unix"] if "ended_unix" in epoch else _seconds(epoch["ended"]),
+             epoch["status"], json.dumps(["imported from notebook metadata"]), received_from),
+        )[0]
+        if run_id >= received.RUN_LIMIT:
+            raise TrellisError("this store has too many runs for another one's keys; nothing was imported")
+        _add_environment(store, run_id, epoch.get("environment"))
+        base = run_id << RUN_SHIFT
+        for module in epoch.get("modules", []):
+            store.execute(
+                "INSERT INTO modules (run, step, module, distribution, version) VALUES (?, NULL, ?, ?, ?)",
+                (run_id, module["module"], module["distribution"], module["version"]),
+            )
+        for execution in epoch["executions"]:
+            step = base + received.execution_key(execution["id"])[1]
+            started = execution.get("started_unix") or _seconds(execution["started"])
+            if "ended_unix" in execution:
+                ended = execution["ended_unix"]
+            else:
+                ended = None if execution["duration"] is None else started + execution["duration"]
+            source = execution.get("source", sources.get(execution["source_hash"]))
+            analysis = {k: execution[k] for k in ("defined", "used", "mutated", "imports")}
+            analysis.update({k: execution[k] for k in ("loops", "conditions") if k in execution})
+            store.execute(
+                "INSERT INTO steps (id, run, kind, notebook, cell_id, execution_count, source,"
+                " source_hash, started, ended, status, error, outputs, analysis)"
+                " VALUES (?, ?, 'cell', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (step, run_id, embedded["notebook"], execution["cell_id"], execution["execution_count"],
+                 source, execution["source_hash"], started, ended, execution["status"], execution["error"],
+                 json.dumps(_carried_outputs(execution["outputs"], carried, kept)), json.dumps(analysis)),
+            )
+            for mode, entries in (("read", execution["reads"]), ("write", execution["writes"])):
                 store.executemany(
-                    "INSERT INTO variables (step, name, type, summary, fingerprint) VALUES (?, ?, ?, ?, ?)",
-                    [(step, v["name"], v["type"], json.dumps(v["summary"]), v["summary"].get("fingerprint"))
-                     for v in execution["variables"]],
+                    "INSERT INTO files (run, step, path, mode, hash, size, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, step, f["path"], mode, f["hash"], f["size"], started) for f in entries],
                 )
-                pending_links += [(step, d["execution"], d["name"], d["via"]) for d in execution["depends_on"]]
-            imported += 1
-        for step, key, name, via in pending_links:
-            uuid, number = key.rsplit("/", 1)
-            found = store.execute("SELECT id FROM runs WHERE uuid = ?", (uuid,))
-            if found:
-                store.execute(
-                    "INSERT INTO dependencies (step, depends_on, name, via) VALUES (?, ?, ?, ?)",
-                    (step, (found[0][0] << RUN_SHIFT) + int(number), name, via),
-                )
+            store.executemany(
+                "INSERT INTO variables (step, name, type, summary, fingerprint) VALUES (?, ?, ?, ?, ?)",
+                [(step, v["name"], v["type"], json.dumps(v["summary"]), v["summary"].get("fingerprint"))
+                 for v in execution["variables"]],
+            )
+            pending_links += [(step, d["execution"], d["name"], d["via"]) for d in execution["depends_on"]]
+        imported += 1
+    for step, key, name, via in pending_links:
+        # a link goes only to an execution of this notebook's epochs that is in the store
+        uuid, number = received.execution_key(key)
+        found = store.execute("SELECT id FROM runs WHERE uuid = ?", (uuid,)) if uuid in documented else []
+        target = (found[0][0] << RUN_SHIFT) + number if found else None
+        if target is not None and store.execute("SELECT 1 FROM steps WHERE id = ?", (target,)):
+            store.execute(
+                "INSERT INTO dependencies (step, depends_on, name, via) VALUES (?, ?, ?, ?)",
+                (step, target, name, via),
+            )
     return {"imported": imported, "skipped": skipped}
 
 
@@ -106,6 +150,23 @@ def _add_environment(store: Store, run_id: int, environment: dict[str, Any] | No
     store.execute("UPDATE runs SET environment_id = ? WHERE id = ?", (environment_id, run_id))
 
 
+def _carried_outputs(outputs: list[dict[str, Any]], carried: dict[str, bytes],
+                     kept: dict[str, bytes]) -> list[dict[str, Any]]:
+    """The outputs, each object kept only when its content came with the document."""
+    result = []
+    for output in outputs:
+        data = {}
+        for mime, entry in output["data"].items():
+            digest = entry["object"]
+            if digest is not None and digest in carried:
+                kept[digest] = carried[digest]
+            else:
+                digest = None
+            data[mime] = {**entry, "object": digest}
+        result.append({**output, "data": data})
+    return result
+
+
 # What a run's last write sets: what its rest brings to the part already in a store.
 _FINISHING = ("ended", "committed", "status", "error", "problems", "stdout", "stderr", "git_commit",
               "git_ref", "git", "build_target", "build")
@@ -118,60 +179,34 @@ def import_export(store: Store, exported: dict[str, Any], merge: bool = False,
 
     With ``merge``, a run that is here unfinished and there finished gets the rows it lacks.
     Every run inserted or completed is marked ``received_from`` (where it came from)."""
-    from trellis.store.schema import SCHEMA_VERSION
+    tables = received.check_export(exported)
+    return import_checked(store, tables, received.check_objects(exported.get("objects")), merge, received_from)
 
-    if exported.get("format") != "trellis-export/1" or not isinstance(exported.get("tables"), dict):
-        raise TrellisError("this is not a trellis JSON export (format trellis-export/1)")
-    if exported.get("schema_version", 0) > SCHEMA_VERSION:
-        raise TrellisError("the export comes from a newer trellis; upgrade trellis to import it")
-    tables = exported["tables"]
 
-    def rows(table: str) -> list[dict[str, Any]]:
-        found = tables.get(table) or {"columns": [], "rows": []}
-        for number, row in enumerate(found["rows"]):
-            if len(row) != len(found["columns"]):
-                raise TrellisError(f"the export is damaged: row {number} of {table} has {len(row)} values"
-                                   f" for {len(found['columns'])} columns; nothing was imported")
-        return [dict(zip(found["columns"], row)) for row in found["rows"]]
-
+def import_checked(store: Store, tables: dict[str, list[dict[str, Any]]], objects: dict[str, bytes],
+                   merge: bool = False, received_from: str = "a JSON export") -> dict[str, int]:
+    """``import_export`` of what ``received.check_export`` and ``check_objects`` returned."""
     try:
-        return _load(store, exported, rows, merge, received_from)
+        return _load(store, tables, objects, merge, received_from)
     except TrellisError:
         raise
     except Exception as error:
         raise TrellisError(f"the import failed and nothing was imported: {type(error).__name__}: {error}") from None
 
 
-def _received_objects(exported: dict[str, Any]) -> dict[str, bytes]:
-    """The objects embedded in an export, each checked against its name before any is stored."""
-    import base64
-    import binascii
-
-    from trellis.store.objects import check_digest
-
-    embedded = exported.get("objects") or {}
-    if not isinstance(embedded, dict):
-        raise TrellisError("the export is damaged: its objects are not a mapping; nothing was imported")
-    received = {}
-    for digest, encoded in embedded.items():
-        check_digest(digest)
-        try:
-            received[digest] = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            raise TrellisError(f"the export is damaged: object {digest} is not base64; nothing was imported") from None
-    return received
-
-
-def _load(store: Store, exported: dict[str, Any], rows: Any, merge: bool, received_from: str) -> dict[str, int]:
+def _load(store: Store, tables: dict[str, list[dict[str, Any]]], objects: dict[str, bytes],
+          merge: bool, received_from: str) -> dict[str, int]:
     from trellis.store import objects as object_store
 
-    received = _received_objects(exported)
+    def rows(table: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in tables[table]]
+
     merged: set[int] = set()
     written: list[Any] = []
     try:
         with store.transaction():
             counts = _insert(store, rows, merge, merged, received_from)
-            for digest, content in received.items():
+            for digest, content in objects.items():
                 if (path := object_store.put_received(store.objects, digest, content)) is not None:
                     written.append(path)
     except BaseException:
@@ -215,6 +250,8 @@ def _insert(store: Store, rows: Any, merge: bool, merged: set[int], received_fro
             f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) RETURNING id",
             [run[c] for c in columns],
         )[0]
+        if new >= received.RUN_LIMIT:
+            raise TrellisError("this store has too many runs for another one's keys; nothing was imported")
         new_ids[old] = new
         imported += 1
 
@@ -225,10 +262,9 @@ def _insert(store: Store, rows: Any, merge: bool, merged: set[int], received_fro
         run = key >> RUN_SHIFT
         return (new_ids[run] << RUN_SHIFT) + (key & 0xFFFFFFFF) if run in new_ids else key
 
-    keyed = {"iterations": ("id", "parent"), "logs": ("id", "step", "iteration"),
-             "steps": ("id",), "files": ("step",), "run_inputs": ("step",), "modules": ("step",),
-             "checkpoints": ("iteration",), "dependencies": ("step", "depends_on"),
-             "variables": ("step",)}
+    # a step may depend on a step of another run of the export; on none outside it
+    here = {**dict(replayed_later), **new_ids}
+    keyed = {**received.OWN_KEYS, "dependencies": ("step",), "variables": ("step",)}
     for table in ("params", "iterations", "loops", "logs", "checkpoints", "files", "run_inputs",
                   "steps", "modules", "dependencies", "variables", "replays"):
         batch, rest = [], []
@@ -242,6 +278,11 @@ def _insert(store: Store, rows: Any, merge: bool, merged: set[int], received_fro
                 row["run"] = new_ids[row["run"]]
             for column in keyed.get(table, ()):
                 row[column] = moved(row[column])
+            if table == "dependencies":
+                on = row["depends_on"] >> RUN_SHIFT
+                if on not in here:
+                    continue
+                row["depends_on"] = (here[on] << RUN_SHIFT) + (row["depends_on"] & 0xFFFFFFFF)
             (rest if new_ids[owner] in merged else batch).append(row)
         if batch:
             columns = list(batch[0])
