@@ -167,8 +167,9 @@ SQLITE_ONLY_CHANGES = {
 }
 POSTGRES_ONLY_CHANGES = {
     # one command per query: the first cannot end the read-only transaction for the second
+    "BEGIN READ WRITE; UPDATE runs SET status = 'forged'; COMMIT": "multiple commands",
     "COMMIT; UPDATE runs SET status = 'forged'": "multiple commands",
-    "SET TRANSACTION READ WRITE": "",
+    "DO $$BEGIN UPDATE runs SET status = 'forged'; END$$": "read-only transaction",
     "CREATE TABLE scratch (x int)": "read-only transaction",
 }
 
