@@ -166,7 +166,7 @@ class Store:
             return columns, cursor.fetchall() if cursor.description else []
         except sqlite3.DatabaseError:
             if refused:
-                raise TrellisError(f"a query may only read the store: {refused[0]} is refused") from None
+                raise TrellisError(f"query failed: {refused[0]} is refused: a query only reads the store") from None
             raise
         finally:
             cursor.close()
