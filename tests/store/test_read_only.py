@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -86,14 +85,11 @@ def test_a_store_whose_folder_may_not_be_written_is_read(project, read_only_stor
     assert_reads(project, folder)
 
 
-@pytest.mark.sqlite_only("a folder without write permission is a SQLite store's case")
-def test_a_store_left_by_a_killed_writer_in_a_read_only_folder_is_read(project, read_only_store):
-    """A writer killed mid-run leaves its write-ahead log and index behind: a reader who may not
-    write reads through them and sees the rows that are only in the log."""
-    project.write("train.py", TRAIN)
-    project.run("train.py")
+def kill_a_writer_after_a_write(project) -> None:
+    """A process that writes to the store and is killed before it folds its log into the file:
+    the write is only in ``trellis.db-wal``."""
     project.write("holder.py", """
-        import sqlite3, sys, time
+        import sqlite3, time
         connection = sqlite3.connect(".trellis/trellis.db", isolation_level=None)
         connection.execute("PRAGMA wal_autocheckpoint=0")
         connection.execute("UPDATE runs SET status = 'held'")
@@ -104,11 +100,18 @@ def test_a_store_left_by_a_killed_writer_in_a_read_only_folder_is_read(project, 
                               stdout=subprocess.PIPE, env=project.env())
     try:
         assert holder.stdout.readline().strip() == "written"
+    finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(30)
-    finally:
-        if holder.poll() is None:
-            holder.kill()
+
+
+@pytest.mark.sqlite_only("a folder without write permission is a SQLite store's case")
+def test_a_store_left_by_a_killed_writer_in_a_read_only_folder_is_read(project, read_only_store):
+    """A writer killed mid-run leaves its write-ahead log and index behind: a reader who may not
+    write reads through them and sees the rows that are only in the log."""
+    project.write("train.py", TRAIN)
+    project.run("train.py")
+    kill_a_writer_after_a_write(project)
     folder = read_only_store
     assert (folder / "trellis.db-wal").stat().st_size > 0
     set_writable(folder, False)
@@ -124,23 +127,7 @@ def test_a_log_that_cannot_be_read_without_writing_gets_one_line(project, read_o
     the database file alone would miss those rows, so the reader is told what to do."""
     project.write("train.py", TRAIN)
     project.run("train.py")
-    project.write("holder.py", """
-        import sqlite3, time
-        connection = sqlite3.connect(".trellis/trellis.db", isolation_level=None)
-        connection.execute("PRAGMA wal_autocheckpoint=0")
-        connection.execute("UPDATE runs SET status = 'held'")
-        print("written", flush=True)
-        time.sleep(120)
-    """)
-    holder = subprocess.Popen([sys.executable, "holder.py"], cwd=project.root, text=True,
-                              stdout=subprocess.PIPE, env=project.env())
-    try:
-        assert holder.stdout.readline().strip() == "written"
-        holder.kill()
-        holder.wait(30)
-    finally:
-        if holder.poll() is None:
-            holder.kill()
+    kill_a_writer_after_a_write(project)
     folder = read_only_store
     (folder / "trellis.db-shm").unlink()
     set_writable(folder, False)

@@ -7,14 +7,13 @@ once with ``?`` placeholders; the dialect rewrites them for psycopg.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import quote
@@ -158,7 +157,7 @@ class Store:
 
     def _query_sqlite(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple]]:
         refused: list[str] = []
-        self.connection.set_authorizer(functools.partial(_reading_only, refused))
+        self.connection.set_authorizer(partial(_reading_only, refused))
         cursor = self.connection.cursor()
         try:
             cursor.execute(sql, tuple(params))
@@ -166,7 +165,9 @@ class Store:
             return columns, cursor.fetchall() if cursor.description else []
         except sqlite3.DatabaseError:
             if refused:
-                raise TrellisError(f"query failed: {refused[0]} is refused: a query only reads the store") from None
+                raise TrellisError(
+                    f"query failed: {refused[0]} is refused: a query only reads the store"
+                ) from None
             raise
         finally:
             cursor.close()
