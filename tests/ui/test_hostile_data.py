@@ -189,6 +189,8 @@ class Client:
     def check(self, url: str) -> int:
         status, kind, body = self.get(url)
         assert status < 500, f"{status} for {url[:300]}: {body[:500]!r}"
+        if url.startswith("/api/") and not 300 <= status < 400:  # answers and errors are JSON
+            assert kind.startswith("application/json"), f"{kind} for {url[:300]}"
         if kind.startswith("application/json"):
             json.loads(body, parse_constant=_strict)  # strict JSON: what a browser can parse
         return status
