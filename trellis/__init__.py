@@ -100,7 +100,8 @@ def _note_input(sources: list[str], via: str, detail: str) -> None:
 
 
 def query(sql: str, params: Sequence[Any] = ()) -> "pandas.DataFrame":
-    """Read-only SQL over the store's tables, as a DataFrame."""
+    """Read-only SQL over the store's tables, as a DataFrame: a statement that would change
+    the store (or attach another) is refused with one line."""
     import pandas
 
     from trellis.capture.run import current
@@ -116,7 +117,9 @@ def query(sql: str, params: Sequence[Any] = ()) -> "pandas.DataFrame":
     except Exception as error:
         if isinstance(error, TrellisError):
             raise
-        raise TrellisError(f"query failed: {error}") from None
+        # PostgreSQL adds lines of context (the PL/pgSQL line, the statement) below the message
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TrellisError(f"query failed: {message}") from None
     finally:
         store.close()
 

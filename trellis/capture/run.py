@@ -32,6 +32,9 @@ from trellis.store.cells import PLAIN, Encoded, cell, fits, storable
 from trellis.store.schema import FLOAT, NOTE_LOG_NAME, RUN_SHIFT
 from trellis.store.spans import pack_starts
 
+# What a run (and its unfinished step) found with its process gone says of its end.
+KILLED = "its process ended without finishing the run (killed, or its machine stopped)"
+
 # The innermost iteration around the current point (0: the top level) and its loop depth.
 _current = 0
 _depth = 0
@@ -213,20 +216,24 @@ class Run:
 
     def _mark_dead_runs_interrupted(self) -> None:
         """A run left 'running' by a process that is gone was killed: say so."""
+        from trellis.capture.liveness import process_gone
+
         try:
             candidates = self.store.execute(
-                "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND id <> ?",
+                "SELECT id, pid, started FROM runs WHERE status = 'running' AND host = ? AND id <> ?",
                 (socket.gethostname(), self.run_id),
             )
-            dead = [(run,) for run, pid in candidates if pid and not _alive(pid)]
+            dead = [(KILLED, run) for run, pid, started in candidates if process_gone(pid, started)]
             if dead:
                 with self.store.transaction() as store:
                     store.executemany(
-                        "UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'",
+                        "UPDATE runs SET status = 'interrupted', error = COALESCE(error, ?)"
+                        " WHERE id = ? AND status = 'running'",
                         dead,
                     )
                     store.executemany(
-                        "UPDATE steps SET status = 'interrupted' WHERE run = ? AND status = 'running'",
+                        "UPDATE steps SET status = 'interrupted', error = COALESCE(error, ?)"
+                        " WHERE run = ? AND status = 'running'",
                         dead,
                     )
         except Exception as error:
@@ -556,6 +563,14 @@ class Run:
                 written.append((live, step["status"]))
             elif step["written"] != "running":
                 written.append((live, step["written"]))
+            elif (step["status"] == "running" and self.steps and live is self.steps[-1]
+                  and self.out is not None and self.err is not None
+                  and (self.out.cell_changed or self.err.cell_changed)):
+                # what the running cell printed so far is kept: its process may be killed
+                store.execute(
+                    "UPDATE steps SET stdout = ?, stderr = ? WHERE id = ? AND status = 'running'",
+                    (self.out.cell_text(), self.err.cell_text(), base + step["number"]),
+                )
         store.executemany(
             "INSERT INTO variables (step, name, type, summary, fingerprint) VALUES (?, ?, ?, ?, ?)",
             [(base + number, *rest) for number, *rest in variables],
@@ -667,16 +682,6 @@ def _drain(buffer: deque) -> list:
     """Take the items present now; other threads may keep appending meanwhile."""
     popleft = buffer.popleft
     return [popleft() for _ in range(len(buffer))]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- starting and ending the process's run ---------------------------------------------------

@@ -20,6 +20,7 @@ class Tee:
         self.changed = False
         self._cell: list[str] | None = None
         self._cell_size = 0
+        self.cell_changed = False  # since the cell's text was last taken
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)
@@ -32,9 +33,17 @@ class Tee:
     def start_cell(self) -> None:
         """Also keep what is written from now on, until ``end_cell``, for one cell execution."""
         self._cell, self._cell_size = [], 0
+        self.cell_changed = False
+
+    def cell_text(self) -> str | None:
+        """What the running cell wrote so far: written while it runs, it outlives a kill."""
+        self.cell_changed = False
+        kept = self._cell
+        return "".join(kept) if kept else None
 
     def end_cell(self) -> str | None:
         kept, self._cell = self._cell, None
+        self.cell_changed = False
         return "".join(kept) if kept else None
 
     def _keep(self, text: str) -> None:
@@ -44,6 +53,7 @@ class Tee:
         if self._cell is not None and self._cell_size < self._half:
             self._cell.append(text[: self._half - self._cell_size])
             self._cell_size += len(text)
+            self.cell_changed = True
         if self._head_size < self._half:
             room = self._half - self._head_size
             self._head.append(text[:room])

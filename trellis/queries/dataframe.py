@@ -193,8 +193,10 @@ def _typed(part: pd.DataFrame) -> pd.Series:
 
 
 def _widen(long: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """A row per coordinate; the values of ``names[i]`` in column ``i`` (an int: a logged name
+    may be anything, "seq" or "run" included)."""
     if long.empty:
-        return pd.DataFrame(columns=["run", "iteration", "seq", *names])
+        return pd.DataFrame(columns=["run", "iteration", "seq", *range(len(names))])
     if not long["seq"].is_monotonic_increasing:
         long = long.sort_values("seq", kind="stable")
     # Iteration keys are unique across runs, so (iteration, name) identifies a coordinate.
@@ -210,7 +212,7 @@ def _widen(long: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     for code, name in enumerate(names):
         part = long if len(names) == 1 else long[long["code"] == code]
         column = part[_KEY + ["seq"]].copy()
-        column[name] = _typed(part)
+        column[code] = _typed(part)
         if wide is None:
             wide = column
         else:
@@ -240,12 +242,26 @@ def _narrow(column: pd.Series) -> pd.Series:
 
 
 def _with_dimensions(store: Store, wide: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The run's columns, the loops' and the values', in that order. A loop's column that has
+    the name of another column gets " (loop)" after it, and a value named like a run's column
+    " (logged)": every column has a name of its own, the names asked for keep theirs."""
     run_ids = sorted({int(r) for r in wide["run"].unique()}) if len(wide) else []
     coordinates, loop_columns = _coordinates(store, wide, run_ids)
     runs = _runs_table(store, run_ids)
-    frame = wide.join(coordinates) if len(coordinates.columns) else wide
-    frame = frame.merge(runs, left_on="run", right_index=True, how="left")
-    return frame[DIMENSIONS + loop_columns + names].reset_index(drop=True)
+    frame = wide.merge(runs, left_on="run", right_index=True, how="left")
+    values = frame[list(range(len(names)))].reset_index(drop=True)
+    joined = pd.concat([frame[DIMENSIONS].reset_index(drop=True),
+                        coordinates.reset_index(drop=True), values], axis=1)
+    value_labels = [f"{name} (logged)" if name in DIMENSIONS else name for name in names]
+    taken = set(DIMENSIONS) | set(value_labels)
+    loop_labels = []
+    for label in loop_columns:
+        while label in taken:
+            label += " (loop)"
+        taken.add(label)
+        loop_labels.append(label)
+    joined.columns = DIMENSIONS + loop_labels + value_labels
+    return joined
 
 
 def _runs_table(store: Store, run_ids: list[int]) -> pd.DataFrame:

@@ -65,24 +65,28 @@ def series(store: Store, name: str, run_refs: Iterable[str]) -> dict[str, Any]:
     loss per step of each epoch) it is the value's position in the run, with the coordinates
     kept beside it.
     """
+    import pandas as pd
+
     from trellis.queries.dataframe import DIMENSIONS, dataframe
 
     refs = list(run_refs)
     frame = dataframe(store, [name], runs=refs)
-    coordinates = [c for c in frame.columns
-                   if c not in DIMENSIONS and c != name and str(frame[c].dtype) == "Int64"]
+    value = frame.columns[-1]  # the name's column: its label differs when a loop has that name
+    coordinates = [c for c in frame.columns[:-1]
+                   if c not in DIMENSIONS and str(frame[c].dtype) == "Int64"]
     lines = []
     for run_id, group in frame.groupby("run_id", sort=False):
-        group = group[group[name].notna()]
+        group = group[group[value].notna()]
         used = [c for c in coordinates if group[c].notna().any()]
         points = []
-        for position, row in enumerate(group.itertuples(index=False)):
-            record = row._asdict()
-            at = {c: int(record[c]) for c in used if record[c] is not None and record[c] == record[c]}
-            value = record[name]
+        # plain tuples: named ones rename columns that are not identifiers (a loop "train-epoch")
+        for position, row in enumerate(group.itertuples(index=False, name=None)):
+            record = dict(zip(group.columns, row))
+            at = {c: int(record[c]) for c in used if not pd.isna(record[c])}
+            y = record[value]
             points.append({
                 "x": at[used[0]] if len(used) == 1 and used[0] in at else position,
-                "y": value.item() if hasattr(value, "item") else value,
+                "y": y.item() if hasattr(y, "item") else y,
                 "at": at,
             })
         lines.append({"run_id": run_id, "filename": group["filename"].iloc[0] if len(group) else None,

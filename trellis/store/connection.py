@@ -13,12 +13,13 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+from urllib.parse import quote
 
 from trellis import _config
-from trellis._errors import StoreError
+from trellis._errors import StoreError, TrellisError
 from trellis.store import schema, settings
 
 STORE_DIR = ".trellis"
@@ -146,15 +147,43 @@ class Store:
                         write(_without_nul(row))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-        """Column names and rows of a user's read-only SQL (``?`` placeholders on every store)."""
+        """Column names and rows of a user's SQL (``?`` placeholders on every store), which may
+        only read: one statement, in a read-only transaction on PostgreSQL; on SQLite no ATTACH
+        (nor VACUUM INTO), no PRAGMA that sets anything, no extension loaded, no write."""
         with self.lock:
-            cursor = self.connection.cursor()
+            if self.dialect is SQLITE:
+                return self._query_sqlite(sql, params)
+            return self._query_postgres(sql, params)
+
+    def _query_sqlite(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple]]:
+        refused: list[str] = []
+        self.connection.set_authorizer(partial(_reading_only, refused))
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, tuple(params))
+            columns = [c[0] for c in cursor.description or []]
+            return columns, cursor.fetchall() if cursor.description else []
+        except sqlite3.DatabaseError:
+            if refused:
+                raise TrellisError(
+                    f"query failed: {refused[0]} is refused: a query only reads the store"
+                ) from None
+            raise
+        finally:
+            cursor.close()
+            self.connection.set_authorizer(None)
+
+    def _query_postgres(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute("BEGIN READ ONLY")
             try:
-                cursor.execute(self.dialect.sql(sql), tuple(params))
+                # a prepared statement holds one command: "COMMIT; DROP ..." cannot leave the
+                # read-only transaction
+                cursor.execute(self.dialect.sql(sql), tuple(params), prepare=True)
                 columns = [c[0] for c in cursor.description or []]
                 return columns, cursor.fetchall() if cursor.description else []
             finally:
-                cursor.close()
+                cursor.execute("ROLLBACK")
 
     @contextmanager
     def transaction(self) -> Iterator["Store"]:
@@ -221,13 +250,7 @@ def _exclude_from_git(root: Path) -> None:
 
 def _connect_sqlite(path: Path, read_only: bool) -> sqlite3.Connection:
     if read_only:
-        if not path.exists():
-            raise StoreError(f"no trellis store at {path}; run a script that imports trellis first")
-        connection = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, timeout=_config.lock_timeout(), check_same_thread=False
-        )
-        connection.execute("PRAGMA query_only=1")
-        return connection
+        return _connect_sqlite_read_only(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     timeout = _config.lock_timeout()
     connection = sqlite3.connect(
@@ -239,6 +262,99 @@ def _connect_sqlite(path: Path, read_only: bool) -> sqlite3.Connection:
     # DB-API transactions are managed by hand (BEGIN IMMEDIATE ... COMMIT).
     connection.isolation_level = None
     return connection
+
+
+def _connect_sqlite_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can only read, also for a reader who may not write the store's folder.
+
+    A store in WAL mode is read through its shared-memory index (``trellis.db-shm``), which
+    SQLite creates beside the database when it is missing, as it is once the last writer has
+    closed the store. A reader who cannot create it reads the file as immutable instead: that is
+    right only when the write-ahead log holds nothing (every committed row is then in the file
+    itself), so it is done only then. A writer who starts while such a reader reads would go
+    unseen by that reader (its next command opens the store anew and sees the log).
+    """
+    if not path.exists():
+        raise StoreError(f"no trellis store at {path}; run a script that imports trellis first")
+    try:
+        return _read_only_connection(path, "mode=ro")
+    except sqlite3.OperationalError:
+        if os.access(path.parent, os.W_OK):
+            raise
+    log = path.with_name(path.name + "-wal")
+    if log.exists() and log.stat().st_size > 0:
+        raise StoreError(
+            f"cannot read the store at {path}: its folder is not writable for you and {log.name}"
+            " holds writes not yet in the database; ask its owner to run any trellis command"
+            " there (that folds them in), or for write access to the folder"
+        )
+    return _read_only_connection(path, "immutable=1")
+
+
+def _read_only_connection(path: Path, mode: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(
+        f"file:{quote(str(path))}?{mode}", uri=True, timeout=_config.lock_timeout(),
+        check_same_thread=False,
+    )
+    try:
+        connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file now
+        connection.execute("PRAGMA query_only=1")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+# What a user's query may do on SQLite (sqlite3's authorizer callback): read, call functions,
+# and run the pragmas that only report.
+_READING = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
+_REFUSED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
+# pragmas that read whatever their argument (a table or index name)
+_PRAGMAS_OF_A_NAME = {"table_info", "table_xinfo", "table_list", "index_info", "index_xinfo",
+                      "index_list", "foreign_key_list", "foreign_key_check"}
+# pragmas that read when given no argument (with one, most set)
+_PRAGMAS_READ = {"application_id", "collation_list", "compile_options", "data_version",
+                 "database_list", "encoding", "freelist_count", "function_list", "integrity_check",
+                 "journal_mode", "module_list", "page_count", "page_size", "pragma_list",
+                 "query_only", "quick_check", "schema_version", "user_version"}
+_SCHEMA_TABLES = {"sqlite_master", "sqlite_temp_master", "sqlite_schema"}
+
+
+def _reading_only(refused: list[str], action: int, first: str | None, second: str | None,
+                  database: str | None, trigger: str | None) -> int:
+    if action in _READING:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION:
+        if (second or "").lower() in _REFUSED_FUNCTIONS:
+            refused.append(f"{second}()")
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (first or "").lower()
+        if name in _PRAGMAS_OF_A_NAME or (name in _PRAGMAS_READ and second is None):
+            return sqlite3.SQLITE_OK
+        refused.append(f"PRAGMA {first}" + (f"={second}" if second is not None else ""))
+        return sqlite3.SQLITE_DENY
+    if action in _ROWS_CHANGED and (first or "").lower() in _SCHEMA_TABLES:
+        # CREATE, DROP and table-valued pragmas touch the schema's table first; the statement
+        # itself is refused next, and SQLite refuses a direct write to that table
+        return sqlite3.SQLITE_OK
+    refused.append(_ACTIONS.get(action, "a statement that changes the store"))
+    return sqlite3.SQLITE_DENY
+
+
+_ROWS_CHANGED = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
+_ACTIONS = {
+    sqlite3.SQLITE_ATTACH: "ATTACH (or VACUUM INTO)", sqlite3.SQLITE_DETACH: "DETACH",
+    sqlite3.SQLITE_INSERT: "INSERT", sqlite3.SQLITE_UPDATE: "UPDATE",
+    sqlite3.SQLITE_DELETE: "DELETE", sqlite3.SQLITE_TRANSACTION: "a transaction",
+    sqlite3.SQLITE_SAVEPOINT: "a savepoint", sqlite3.SQLITE_ALTER_TABLE: "ALTER TABLE",
+    sqlite3.SQLITE_ANALYZE: "ANALYZE", sqlite3.SQLITE_REINDEX: "REINDEX",
+    **{getattr(sqlite3, f"SQLITE_{verb}_{what}"): f"{verb} {what.replace('_', ' ')}"
+       for verb in ("CREATE", "DROP")
+       for what in ("INDEX", "TABLE", "TRIGGER", "VIEW", "TEMP_INDEX", "TEMP_TABLE",
+                    "TEMP_TRIGGER", "TEMP_VIEW", "VTABLE")},
+}
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")

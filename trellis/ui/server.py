@@ -235,7 +235,13 @@ def create_app(root: Path | None = None, token: str | None = None) -> Any:
     routes += [Route("/static/trellis.js", script, methods=["GET"]),
                Route("/objects/{digest}", stored_object, methods=["GET"])]
     routes += [Route(path, read(work), methods=["GET"]) for path, work in api.items()]
-    return Guard(Starlette(routes=routes), token)
+
+    def not_found(request: Request, error: Exception) -> Response:
+        if request.url.path.startswith("/api/"):  # the bundle reads every API answer as JSON
+            return JSONResponse({"error": f"no such address: {request.url.path}"}, status_code=404)
+        return Response("not found\n", status_code=404, media_type="text/plain")
+
+    return Guard(Starlette(routes=routes, exception_handlers={404: not_found}), token)
 
 
 _SHELL = """<!DOCTYPE html>
