@@ -68,18 +68,24 @@ def _read_store() -> Any:
 
 
 def dataframe(
-    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False
+    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False,
+    broadcast: bool = False, unknown: str = "raise", tstamp: str = "run",
 ) -> "pandas.DataFrame":
     """Logged values, a row per loop coordinate and a typed column per name.
 
-    With no names, a row per run with its params. ``runs`` limits to run ids (or prefixes);
-    ``latest`` keeps the newest run of each script.
+    A name may be a param (``arg``) too: a value at the run's top level. With no names, a row
+    per run with its params. ``runs`` limits to run ids (or prefixes); ``latest`` keeps the
+    newest run of each script. FlorDB's pivot, as options: ``broadcast=True`` puts the values of
+    outer loops (and of the run) on every row inside them; ``unknown="empty"`` makes a name
+    nothing was logged as an empty column rather than an error; ``tstamp="commit"`` dates each
+    value by the FlorDB-style commit it followed (see docs/flor.md).
     """
     from trellis.queries.dataframe import dataframe as build
 
     store = _read_store()
     try:
-        frame = build(store, list(names), runs=runs, latest=latest)
+        frame = build(store, list(names), runs=runs, latest=latest, broadcast=broadcast,
+                      unknown=unknown, tstamp=tstamp)
     finally:
         store.close()
     _note_input(frame["run_id"].unique().tolist() if len(frame) else [], "dataframe",
