@@ -116,9 +116,26 @@ def _florish(frame: "pandas.DataFrame", names: list[str]) -> "pandas.DataFrame":
     if len(frame) and hasattr(frame["tstamp"], "dt"):
         frame = frame.assign(tstamp=frame["tstamp"].dt.tz_convert(local).dt.tz_localize(None).dt.floor("us"))
     loops = [c for c in frame.columns if c not in ["run_id", *_DIMENSIONS, *names]]
+    loops = [c for c in loops if not (c.endswith("_value") and _restates_index(frame, c[: -len("_value")]))]
     frame = frame[_DIMENSIONS + loops + names]
     frame = frame[~frame.astype(str).duplicated()]
     return frame.reset_index(drop=True)
+
+
+def _restates_index(frame: "pandas.DataFrame", loop_name: str) -> bool:
+    """Whether a loop's values are its indexes (a loop over ``[0, 1, 2]``): FlorDB shows only
+    the index then."""
+    import pandas as pd
+
+    if loop_name not in frame.columns:
+        return False
+
+    def text(value: Any) -> str | None:
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return None
+        return str(value)
+
+    return all(text(a) == text(b) for a, b in zip(frame[loop_name].tolist(), frame[f"{loop_name}_value"].tolist()))
 
 
 def _sources(frame: "pandas.DataFrame", names: list[str]) -> list[str]:
