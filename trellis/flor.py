@@ -318,11 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not equals or not loop_name.strip():
                     raise BadArgumentError(f"--iter expects LOOP=SPEC, like epoch=0,2; got {given!r}")
                 narrow.append((loop_name.strip(), spec))
-            print(replay(names, narrow, arguments.where))
+            print(replay(names, narrow, arguments.where).to_string())
         elif arguments.command == "dataframe":
-            print(dataframe(*[c for c in arguments.columns.split(",") if c]))
+            print(dataframe(*[c for c in arguments.columns.split(",") if c]).to_string())
         elif arguments.command == "query":
-            print(query(arguments.q))
+            print(query(arguments.q).to_string())
     except TrellisError as error:
         print(f"trellis: {error}", file=sys.stderr)
         return 1
