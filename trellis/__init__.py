@@ -274,13 +274,22 @@ def widget(notebook: str | None = None) -> Any:
 
 
 def import_runs(path: Any) -> dict[str, int]:
-    """Load a JSON export (or the runs of another SQLite store, such as a recovery file) into this
-    project's store, all or nothing; runs already here are skipped."""
+    """Load a JSON export (or the runs of another SQLite store, such as a recovery file, or a
+    FlorDB project's ``.flor/`` folder) into this project's store, all or nothing; runs already
+    here are skipped."""
     import json
     from pathlib import Path
 
     from trellis.store.connection import open_store
+    from trellis.store.flor_import import flor_folder, import_flor
     from trellis.store.importing import import_export
+
+    if (folder := flor_folder(Path(path))) is not None:  # a FlorDB project's history
+        store = open_store()
+        try:
+            return import_flor(store, folder)
+        finally:
+            store.close()
 
     if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):  # a store, such as a recovery file
         from trellis.sharing import copy_runs

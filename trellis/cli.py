@@ -365,7 +365,8 @@ def sparql_command(query: str, bindings: tuple[str, ...], target: str | None, as
 @click.argument("path", type=click.Path(path_type=__import__("pathlib").Path))
 @_one_line_errors
 def import_command(path: Any) -> None:
-    """Load a JSON export (from `trellis export --format json`) into this project's store."""
+    """Load a JSON export (from `trellis export --format json`), or a FlorDB project's .flor/ folder,
+    into this project's store."""
     counts = trellis.import_runs(path)
     replays = f", {counts['replays']} replays into them added" if counts["replays"] else ""
     click.echo(f"imported {counts['imported']} runs ({counts['skipped']} already here{replays})")
