@@ -112,14 +112,21 @@ def _florish(frame: "pandas.DataFrame", names: list[str]) -> "pandas.DataFrame":
     ``run_id``, duplicate rows dropped."""
     if "source" not in frame.columns:
         frame = frame.assign(source=_sources(frame, names))
-    local = datetime.now().astimezone().tzinfo
     if len(frame) and hasattr(frame["tstamp"], "dt"):
-        frame = frame.assign(tstamp=frame["tstamp"].dt.tz_convert(local).dt.tz_localize(None).dt.floor("us"))
+        frame = frame.assign(tstamp=_local(frame["tstamp"]))
     loops = [c for c in frame.columns if c not in ["run_id", *_DIMENSIONS, *names]]
     loops = [c for c in loops if not (c.endswith("_value") and _restates_index(frame, c[: -len("_value")]))]
     frame = frame[_DIMENSIONS + loops + names]
     frame = frame[~frame.astype(str).duplicated()]
     return frame.reset_index(drop=True)
+
+
+def _local(stamps: "pandas.Series") -> "pandas.Series":
+    """UTC times as FlorDB's: naive local time, to the microsecond."""
+    if not len(stamps):
+        return stamps
+    local = datetime.now().astimezone().tzinfo
+    return stamps.dt.tz_convert(local).dt.tz_localize(None).dt.floor("us")
 
 
 def _restates_index(frame: "pandas.DataFrame", loop_name: str) -> bool:
@@ -179,6 +186,36 @@ def query(sql: str) -> "pandas.DataFrame":
     """Read-only SQL over the store's tables (trellis's schema: ``logs``, ``runs``, ``params``,
     ``iterations``, ...; see docs/flor.md)."""
     return trellis.query(sql)
+
+
+def io(channel: str | None = None) -> "pandas.DataFrame":
+    """The runs' captured output, a row per line: ``channel`` is ``io::stdout`` or ``io::stderr``
+    (``channel`` picks one)."""
+    import pandas as pd
+
+    rows = []
+    for projid, started, filename, stdout, stderr in _read(
+        "SELECT projid, started, filename, stdout, stderr FROM runs ORDER BY started, id"
+    ):
+        for name, text in (("io::stdout", stdout), ("io::stderr", stderr)):
+            if text and (channel is None or name == channel or name.startswith(channel.rstrip(":") + "::")):
+                rows += [(projid, started, filename, "forward", name, line) for line in text.splitlines()]
+    frame = pd.DataFrame.from_records(rows, columns=["projid", "tstamp", "filename", "source", "channel", "line"])
+    frame["tstamp"] = pd.to_datetime(frame["tstamp"], unit="s", utc=True)
+    return frame.assign(tstamp=_local(frame["tstamp"]))
+
+
+def restore(*_targets: Any, **_named: Any) -> None:
+    """Accepted so that older FlorDB scripts run; as in FlorDB 4, it does nothing."""
+
+
+def set_ckpt_interval(_seconds: float) -> None:
+    """Accepted so that older FlorDB scripts run: trellis picks which iterations to checkpoint
+    from what they cost (docs/flor.md)."""
+
+
+def set_capture(enabled: bool | None = None, **_limits: Any) -> None:
+    """Accepted so that FlorDB scripts run: trellis always records a run's output."""
 
 
 def _run_of(tstamp: Any) -> str:
@@ -284,7 +321,8 @@ def _spec_text(spec: Any) -> str:
 
 __all__ = [
     "log", "arg", "loop", "iteration", "checkpointing", "commit", "dataframe", "pivot", "query",
-    "replay", "load_checkpoint", "checkpoints", "utils", "MissingArgumentError",
+    "io", "replay", "load_checkpoint", "checkpoints", "restore", "set_ckpt_interval", "set_capture",
+    "utils", "MissingArgumentError",
 ]
 
 

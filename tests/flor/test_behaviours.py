@@ -3,6 +3,7 @@ FlorDB 4.0.1 itself and against ``trellis.flor`` with only the import changed.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -232,3 +233,35 @@ def test_a_makefile_pipeline_reads_the_stage_before(both):
     theirs, ours = both.frames(*queries)
     assert [row["threshold"] for row in theirs[1]["rows"]] == ["550.5"]
     same_frames(theirs, ours, queries)
+
+
+def test_every_public_name_of_flordb_is_there(both):
+    listing = "import json\nimport flordb as flor\nprint(json.dumps(sorted(n for n in dir(flor) if not n.startswith('_')"\
+              " and (callable(getattr(flor, n)) or n == 'utils'))))"
+    theirs = set(json.loads(both.flordb.run("-c", listing).stdout.splitlines()[-1]))
+    # FlorDB's module also exposes what it imported for itself: a class, a connection, IPython's hook
+    internal = {"Clock", "conn", "get_ipython"}
+    from trellis import flor
+
+    ours = {name for name in dir(flor) if not name.startswith("_")}
+    assert theirs - internal <= ours, f"missing from trellis.flor: {sorted(theirs - internal - ours)}"
+
+
+def test_captured_output_reads_back_line_by_line(both):
+    both.write("talk.py", """
+        import flordb as flor
+        for epoch in flor.loop("epoch", range(2)):
+            print(f"epoch {epoch} done")
+        flor.log("done", True)
+    """)
+    both.run("talk.py")
+    reader = (
+        "import json\nimport flordb as flor\n"
+        "df = flor.io('io::stdout')\nprint('IO' + json.dumps([list(df.columns[:4]), df['line'].tolist()]))"
+    )
+    results = []
+    for side in both.sides:
+        done = side.run("-c", reader.replace("import flordb as flor", side.import_line))
+        results.append(json.loads(next(l for l in done.stdout.splitlines() if l.startswith("IO"))[2:]))
+    assert results[0] == [["projid", "tstamp", "filename", "source"], ["epoch 0 done", "epoch 1 done"]]
+    assert results[1] == results[0]
