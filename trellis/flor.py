@@ -183,9 +183,68 @@ utils = SimpleNamespace(latest=_latest)
 
 
 def query(sql: str) -> "pandas.DataFrame":
-    """Read-only SQL over the store's tables (trellis's schema: ``logs``, ``runs``, ``params``,
-    ``iterations``, ...; see docs/flor.md)."""
-    return trellis.query(sql)
+    """SQL over FlorDB's table, ``logs`` (``projid, tstamp, filename, ctx, value_name, value,
+    value_type, source``), made from the store's args and logged values; columns that hold only
+    numbers (or times) come back as such, as in FlorDB. trellis's own tables: ``trellis.query``."""
+    import sqlite3
+
+    import pandas as pd
+
+    database = sqlite3.connect(":memory:")
+    try:
+        database.execute(
+            "CREATE TABLE logs (projid TEXT, tstamp TEXT, filename TEXT, ctx TEXT, value_name TEXT,"
+            " value TEXT, value_type INTEGER, source TEXT)"
+        )
+        database.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, 1, ?)", _flor_log_rows())
+        try:
+            cursor = database.execute(sql)
+        except sqlite3.Error as error:
+            raise TrellisError(f"query failed: {error}") from None
+        columns = [d[0] for d in cursor.description or ()]
+        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+    finally:
+        database.close()
+    for column in frame.columns:
+        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+            for convert in (pd.to_numeric, pd.to_datetime):
+                try:
+                    frame[column] = convert(frame[column])
+                    break
+                except (ValueError, TypeError):
+                    pass
+    return frame
+
+
+def _flor_log_rows() -> list[tuple]:
+    """A row of FlorDB's ``logs`` table per arg and logged value: values as text, loop
+    coordinates as its JSON ``ctx``."""
+    import json
+
+    import pandas as pd
+
+    from trellis.queries.dataframe import COMMIT_MARK, DIMENSIONS
+
+    names = [name for (name,) in _read("SELECT DISTINCT name FROM log_names WHERE name <> ?", (COMMIT_MARK,))]
+    names += [name for (name,) in _read("SELECT DISTINCT name FROM params") if name not in names]
+    rows = []
+    for name in sorted(names):
+        frame = trellis.dataframe(name, tstamp="commit")
+        sources = _sources(frame, [name])
+        loops = [c for c in frame.columns if c not in (*DIMENSIONS, name) and not c.endswith("_value")]
+        stamps = _local(frame["tstamp"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").tolist() if len(frame) else []
+        for at, record in enumerate(frame.to_dict("records")):
+            ctx = []
+            for loop_name in loops:
+                index = record[loop_name]
+                if index is None or index is pd.NA:
+                    continue
+                shown = record.get(f"{loop_name}_value")
+                ctx.append({"name": loop_name, "iteration": int(index),
+                            "value": str(index) if shown is None else str(shown)})
+            rows.append((record["projid"], stamps[at], record["filename"], json.dumps(ctx) if ctx else None,
+                         name, str(record[name]), sources[at]))
+    return rows
 
 
 def io(channel: str | None = None) -> "pandas.DataFrame":

@@ -265,3 +265,28 @@ def test_captured_output_reads_back_line_by_line(both):
         results.append(json.loads(next(l for l in done.stdout.splitlines() if l.startswith("IO"))[2:]))
     assert results[0] == [["projid", "tstamp", "filename", "source"], ["epoch 0 done", "epoch 1 done"]]
     assert results[1] == results[0]
+
+
+def test_sql_over_flordbs_logs_table(both):
+    both.write("train.py", TRAIN)
+    both.run("train.py", "--kwargs", "epochs=1")
+    both.write("docs.py", """
+        import flordb as flor
+        for document in flor.loop("document", ["a.pdf", "b.pdf"]):
+            flor.log("words", len(document))
+    """)
+    both.run("docs.py")
+    sql = ("SELECT filename, ctx, value_name, value, source FROM logs WHERE value_type = 1"
+           " ORDER BY value_name, ctx, value")
+    reader = (
+        "import json\nimport flordb as flor\n"
+        f"df = flor.query({sql!r})\n"
+        "print('Q' + json.dumps([list(df.columns), [[str(v) for v in row] for row in df.values.tolist()],"
+        " str(df['value'].dtype)]))"
+    )
+    results = []
+    for side in both.sides:
+        done = side.run("-c", reader.replace("import flordb as flor", side.import_line))
+        results.append(json.loads(next(l for l in done.stdout.splitlines() if l.startswith("Q"))[1:]))
+    assert len(results[0][1]) == 4 + 3 + 1 + 2  # the args, loss per step, val_acc, words
+    assert results[1] == results[0]
