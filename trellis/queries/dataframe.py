@@ -114,8 +114,9 @@ def dataframe(
     if not names:
         return runs_frame(store, run_ids)
     names = list(dict.fromkeys(names))
-    params = [name for name in names if not _logged(store, name) and _a_param(store, name)]
-    unknown_names = [name for name in names if name not in params and not _logged(store, name)]
+    logged = {name for name in names if _logged(store, name)}
+    params = [name for name in names if name not in logged and _a_param(store, name)]
+    unknown_names = [name for name in names if name not in logged and name not in params]
     if unknown_names and unknown == "raise":
         known = {name for (name,) in store.execute("SELECT DISTINCT name FROM log_names")}
         known |= {name for (name,) in store.execute("SELECT DISTINCT name FROM params")}
