@@ -196,3 +196,23 @@ def test_replay_from_the_command_line_fills_new_statements_into_past_runs(projec
 def test_replay_sees_flor_log(project):
     _replay_history(project, "flor.log")
     assert len(_replayed_frame(project)) == 4
+
+
+def test_commit_times_are_not_results_to_diff_or_reproduce(project):
+    project.write("app.py", """
+        from trellis import flor
+        for round in range(2):
+            flor.log("label", round)
+            flor.commit()
+    """)
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-q", "-m", "app")
+    project.run("app.py")
+    project.run("app.py")
+    compared = read(project, """
+        runs = [r["run_id"] for r in trellis.runs()]
+        values = trellis.diff(runs[1], runs[0])["values"]
+        again = trellis.reproduce(runs[0])
+        print(json.dumps([values["changed"], values["same"], again["matched"]]))
+    """)
+    assert compared == [{}, ["label"], True]
