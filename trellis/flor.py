@@ -13,7 +13,6 @@ Command line: ``python -m trellis.flor replay --apply NAMES [--iter LOOP=SPEC] [
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -81,10 +80,11 @@ def _run_level_frame() -> "pandas.DataFrame":
     import pandas as pd
 
     from trellis.queries.dataframe import COMMIT_MARK
+    from trellis.store.schema import RUN_SHIFT
 
     params = [name for (name,) in _read("SELECT DISTINCT name FROM params ORDER BY name")]
-    top_level = [name for (name,) in _read(
-        "SELECT DISTINCT name FROM logs WHERE iteration = (run * 4294967296) AND name <> ?"
+    top_level = [name for (name,) in _read(  # a log's iteration is the run's own key at its top level
+        f"SELECT DISTINCT name FROM logs WHERE iteration = run * {1 << RUN_SHIFT} AND name <> ?"
         " ORDER BY name", (COMMIT_MARK,)
     )]
     names = list(dict.fromkeys(params + top_level))
@@ -125,8 +125,9 @@ def _local(stamps: "pandas.Series") -> "pandas.Series":
     """UTC times as FlorDB's: naive local time, to the microsecond."""
     if not len(stamps):
         return stamps
-    local = datetime.now().astimezone().tzinfo
-    return stamps.dt.tz_convert(local).dt.tz_localize(None).dt.floor("us")
+    from dateutil.tz import tzlocal  # the offset of each time's own date, summer or not
+
+    return stamps.dt.tz_convert(tzlocal()).dt.tz_localize(None).dt.floor("us")
 
 
 def _restates_index(frame: "pandas.DataFrame", loop_name: str) -> bool:
@@ -290,7 +291,9 @@ def _run_of(tstamp: Any) -> str:
     else:
         when = pd.Timestamp(tstamp)
     if when.tzinfo is None:
-        when = when.tz_localize(datetime.now().astimezone().tzinfo)
+        from dateutil.tz import tzlocal
+
+        when = when.tz_localize(tzlocal())
     seconds = when.timestamp()
     from trellis.queries.dataframe import COMMIT_MARK
 
