@@ -1,5 +1,6 @@
 """Generated FlorDB scripts (nested loops of random sizes, values of random types at every
-level) and generated pivots over them: FlorDB 4.0.1 is the truth trellis.flor must match."""
+level, commits between epochs) and generated pivots over them: FlorDB 4.0.1 is the truth
+trellis.flor must match."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def scripts(draw):
     top = draw(values)
     xs = draw(st.lists(values, min_size=outer, max_size=outer))
     ys = [draw(st.lists(values, min_size=n, max_size=n)) for n in inner]
+    commits = draw(st.lists(st.booleans(), min_size=outer, max_size=outer))  # after which epochs
     x_line = "    flor.log('x', X[a])\n"
     source = (
         "import flordb as flor\n"
@@ -41,6 +43,7 @@ def scripts(draw):
         + f"    for b in flor.loop('b', range({inner!r}[a])):\n"
         "        flor.log('y', Y[a][b])\n"
         + ("" if x_first else x_line)
+        + f"    if {commits!r}[a]:\n        flor.commit()\n"
     )
     queries = draw(st.lists(
         st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True).map(tuple),
