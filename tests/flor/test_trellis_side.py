@@ -67,6 +67,8 @@ def test_trellis_keeps_values_at_their_own_level_unless_asked_to_broadcast(proje
     assert shapes["own"] == 1 + 6 + 2 and shapes["own_lr"] == 1 and shapes["own_val_acc_steps"]
     # broadcast: a row per loss, with lr and its epoch's val_acc on each
     assert shapes["spread"] == 6 and shapes["spread_lr"] == 6 and shapes["spread_val_acc"] == [1, 1]
+    printed = json.loads(project.cli("dataframe", "lr", "loss", "--broadcast", "--json").stdout)
+    assert len(printed) == 6 and {row["lr"] for row in printed} == {0.5}
 
 
 def test_unknown_names_raise_by_default_and_are_empty_on_request(project):
