@@ -70,19 +70,25 @@ def _read_store() -> Any:
 
 
 def dataframe(
-    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False, verified: bool = False
+    *names: str, runs: str | Iterable[str] | None = None, latest: bool = False, verified: bool = False,
+    broadcast: bool = False, unknown: str = "raise", tstamp: str = "run",
 ) -> "pandas.DataFrame":
     """Logged values, a row per loop coordinate and a typed column per name.
 
-    With no names, a row per run with its params. ``runs`` limits to run ids (or prefixes);
-    ``latest`` keeps the newest run of each script; ``verified`` adds a ``NAME_verified``
-    column per name: ``logged``, or how a replay verified the value.
+    A name may be a param (``arg``) too: a value at the run's top level. With no names, a row
+    per run with its params. ``runs`` limits to run ids (or prefixes); ``latest`` keeps the
+    newest run of each script; ``verified`` adds a ``NAME_verified`` column per name: ``logged``,
+    or how a replay verified the value. FlorDB's pivot, as options: ``broadcast=True`` puts the
+    values of outer loops (and of the run) on every row inside them; ``unknown="empty"`` makes a
+    name nothing was logged as an empty column rather than an error; ``tstamp="commit"`` dates
+    each value by the FlorDB-style commit it followed (see docs/flor.md).
     """
     from trellis.queries.dataframe import dataframe as build
 
     store = _read_store()
     try:
-        frame = build(store, list(names), runs=runs, latest=latest, verified=verified)
+        frame = build(store, list(names), runs=runs, latest=latest, verified=verified, broadcast=broadcast,
+                      unknown=unknown, tstamp=tstamp)
     finally:
         store.close()
     _note_input(frame["run_id"].unique().tolist() if len(frame) else [], "dataframe",
@@ -284,13 +290,22 @@ def widget(notebook: str | None = None) -> Any:
 
 
 def import_runs(path: Any) -> dict[str, int]:
-    """Load a JSON export (or the runs of another SQLite store, such as a recovery file) into this
-    project's store, all or nothing; runs already here are skipped. What comes in is checked
-    whole first; a file that is not what it claims is refused with one line."""
+    """Load a JSON export (or the runs of another SQLite store, such as a recovery file, or a
+    FlorDB project's ``.flor/`` folder) into this project's store, all or nothing; runs already
+    here are skipped. What comes in is checked whole first; a file that is not what it claims is
+    refused with one line."""
     from pathlib import Path
 
     from trellis.store.connection import open_store
+    from trellis.store.flor_import import flor_folder, import_flor
     from trellis.store.importing import import_export
+
+    if (folder := flor_folder(Path(path))) is not None:  # a FlorDB project's history
+        store = open_store()
+        try:
+            return import_flor(store, folder)
+        finally:
+            store.close()
 
     if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):  # a store, such as a recovery file
         from trellis.sharing import copy_runs

@@ -113,13 +113,15 @@ def show(run: str, as_json: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--run", "run_refs", multiple=True, help="Only this run (repeatable).")
 @click.option("--latest", is_flag=True, help="Only the newest run of each script.")
+@click.option("--broadcast", is_flag=True,
+              help="Put the run's params and outer loops' values on every row inside them (FlorDB's pivot).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records.")
 @_one_line_errors
-def dataframe(names: tuple[str, ...], run_refs: tuple[str, ...], latest: bool,
+def dataframe(names: tuple[str, ...], run_refs: tuple[str, ...], latest: bool, broadcast: bool,
               as_csv: bool, as_json: bool) -> None:
-    """Logged NAMES, a row per loop coordinate (no names: a row per run with its params)."""
-    frame = trellis.dataframe(*names, runs=list(run_refs) or None, latest=latest)
+    """Logged NAMES (or params), a row per loop coordinate (no names: a row per run with its params)."""
+    frame = trellis.dataframe(*names, runs=list(run_refs) or None, latest=latest, broadcast=broadcast)
     _print_frame(frame, as_csv, as_json)
 
 
@@ -376,7 +378,8 @@ def sparql_command(query: str, bindings: tuple[str, ...], target: str | None, as
 @click.argument("path", type=click.Path(path_type=__import__("pathlib").Path))
 @_one_line_errors
 def import_command(path: Any) -> None:
-    """Load a JSON export (from `trellis export --format json`) into this project's store."""
+    """Load a JSON export (from `trellis export --format json`), or a FlorDB project's .flor/ folder,
+    into this project's store."""
     counts = trellis.import_runs(path)
     replays = f", {counts['replays']} replays into them added" if counts["replays"] else ""
     click.echo(f"imported {counts['imported']} runs ({counts['skipped']} already here{replays})")

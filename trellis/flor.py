@@ -1,26 +1,73 @@
-"""The FlorDB paper's names over trellis: change ``import flor`` to ``from trellis import flor``.
+"""FlorDB 4.x's names over trellis: change ``import flordb as flor`` to ``from trellis import flor``.
 
-``flor.log/arg/loop/checkpointing/commit/dataframe/iteration`` behave as in the paper, and
-``flor.utils.latest(df)`` keeps the rows of each script's newest run.
+Each name is a thin mapping onto trellis. ``dataframe`` is ``trellis.dataframe`` with FlorDB's
+pivot options (args as columns, outer values broadcast onto inner rows, an empty column for a
+name never logged, a ``tstamp`` per ``commit``), shaped like FlorDB's frame (``projid``,
+``tstamp``, ``filename``, ``source``, the loops, the names) but with typed values. See
+docs/flor.md for what differs.
+
+Command line: ``python -m trellis.flor replay --apply NAMES [--iter LOOP=SPEC] [--where EXPR]``,
+``python -m trellis.flor dataframe NAMES``, ``python -m trellis.flor query SQL``.
 """
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from trellis import arg, checkpointing, commit, dataframe, iteration, log, loop
+import trellis
+from trellis import checkpointing, iteration, log, loop
+from trellis._errors import BadArgumentError, NoCheckpointError, TrellisError
 
 if TYPE_CHECKING:
     import pandas
 
+_DIMENSIONS = ["projid", "tstamp", "filename", "source"]
 
-def _latest(frame: "pandas.DataFrame") -> "pandas.DataFrame":
-    """The rows of the newest run of each script in ``frame``."""
-    if frame.empty:
-        return frame
-    newest = frame.groupby("filename", dropna=False)["tstamp"].transform("max")
-    return frame[frame["tstamp"] == newest]
+
+class MissingArgumentError(BadArgumentError, RuntimeError):
+    """``arg`` with neither a default nor a value on the command line (FlorDB raises
+    RuntimeError here, so code catching that still does)."""
+
+
+def arg(name: str, default: Any = None) -> Any:
+    """A parameter from the command line (``--kwargs name=value`` or ``--name value``), else
+    ``default``; with neither, an error, as in FlorDB."""
+    import sys
+
+    from trellis.capture.args import from_command_line
+    from trellis.capture.run import current
+
+    run = current()
+    replaying = run is not None and run.replaying is not None
+    if default is None and not replaying and from_command_line(name, sys.argv[1:]) is None:
+        raise MissingArgumentError(
+            f"flor.arg({name!r}) has no default and no value was given: give it one,"
+            f" flor.arg({name!r}, <value>), or pass --kwargs {name}=<value>"
+        )
+    return trellis.arg(name, default)
+
+
+def commit() -> None:
+    """Write what is buffered now; the values logged after it get a new ``tstamp``."""
+    from trellis.capture import run as runs
+    from trellis.queries.dataframe import COMMIT_MARK
+
+    run = runs.current() or runs.begin()
+    if run is not None and run.replaying is None:
+        runs._append_value((COMMIT_MARK, 0, time.time()))  # at the run's top level
+    trellis.commit()
+
+
+def dataframe(*names: str) -> "pandas.DataFrame":
+    """FlorDB's pivot: a row per coordinate of the innermost names, the run's args and outer
+    loops' values on every row inside them; with no names, a row per run of its args and
+    top-level values."""
+    if not names:
+        return _run_level_frame()
+    frame = trellis.dataframe(*names, broadcast=True, unknown="empty", tstamp="commit")
+    return _florish(frame, list(names))
 
 
 def pivot(*names: str) -> "pandas.DataFrame":
@@ -28,6 +75,359 @@ def pivot(*names: str) -> "pandas.DataFrame":
     return dataframe(*names)
 
 
+def _run_level_frame() -> "pandas.DataFrame":
+    """One row per run and tstamp: its args and the values it logged outside any loop."""
+    import pandas as pd
+
+    from trellis.queries.dataframe import COMMIT_MARK
+    from trellis.store.schema import RUN_SHIFT
+
+    params = [name for (name,) in _read("SELECT DISTINCT name FROM params ORDER BY name")]
+    top_level = [name for (name,) in _read(  # a log's iteration is the run's own key at its top level
+        f"SELECT DISTINCT name FROM logs WHERE iteration = run * {1 << RUN_SHIFT} AND name <> ?"
+        " ORDER BY name", (COMMIT_MARK,)
+    )]
+    names = list(dict.fromkeys(params + top_level))
+    if not names:
+        return pd.DataFrame()
+    frame = trellis.dataframe(*names, broadcast=True, unknown="empty", tstamp="commit")
+    loops = [c for c in frame.columns if c not in ("projid", "run_id", "tstamp", "filename") + tuple(names)]
+    if loops:
+        frame = frame[frame[loops].isna().all(axis=1)].drop(columns=loops)
+    keys = ["projid", "run_id", "tstamp", "filename"]
+    frame = frame.groupby(keys, sort=False, dropna=False).last().reset_index()
+    return _florish(frame, names)
+
+
+def _read(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    store = trellis._read_store()
+    try:
+        return store.execute(sql, params)
+    finally:
+        store.close()
+
+
+def _florish(frame: "pandas.DataFrame", names: list[str]) -> "pandas.DataFrame":
+    """trellis's frame in FlorDB's shape: local naive ``tstamp``, a ``source`` per row, no
+    ``run_id``, duplicate rows dropped."""
+    if "source" not in frame.columns:
+        frame = frame.assign(source=_sources(frame, names))
+    if len(frame) and hasattr(frame["tstamp"], "dt"):
+        frame = frame.assign(tstamp=_local(frame["tstamp"]))
+    loops = [c for c in frame.columns if c not in ["run_id", *_DIMENSIONS, *names]]
+    loops = [c for c in loops if not (c.endswith("_value") and _restates_index(frame, c[: -len("_value")]))]
+    frame = frame[_DIMENSIONS + loops + names]
+    frame = frame[~frame.astype(str).duplicated()]
+    return frame.reset_index(drop=True)
+
+
+def _local(stamps: "pandas.Series") -> "pandas.Series":
+    """UTC times as FlorDB's: naive local time, to the microsecond."""
+    if not len(stamps):
+        return stamps
+    from dateutil.tz import tzlocal  # the offset of each time's own date, summer or not
+
+    return stamps.dt.tz_convert(tzlocal()).dt.tz_localize(None).dt.floor("us")
+
+
+def _restates_index(frame: "pandas.DataFrame", loop_name: str) -> bool:
+    """Whether a loop's values are its indexes (a loop over ``[0, 1, 2]``): FlorDB shows only
+    the index then."""
+    import pandas as pd
+
+    if loop_name not in frame.columns:
+        return False
+
+    def text(value: Any) -> str | None:
+        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            return None
+        return str(value)
+
+    return all(text(a) == text(b) for a, b in zip(frame[loop_name].tolist(), frame[f"{loop_name}_value"].tolist()))
+
+
+def _sources(frame: "pandas.DataFrame", names: list[str]) -> list[str]:
+    """``replay`` on rows holding a value that a replay (not the run itself) logged."""
+    from trellis.queries.dataframe import _in, _key_ranges
+    from trellis.queries.runs import resolve
+
+    if frame.empty:
+        return []
+    store = trellis._read_store()
+    try:
+        ids = {uuid: resolve(store, uuid)["id"] for uuid in frame["run_id"].dropna().unique()}
+        keys, bounds = _key_ranges(list(ids.values()))
+        replayed = set(store.execute(
+            f"SELECT DISTINCT run, name FROM logs WHERE source <> 'forward' AND name IN {_in(names)}"
+            f" AND {keys}", [*names, *bounds],
+        ))
+    finally:
+        store.close()
+    if not replayed:
+        return ["forward"] * len(frame)
+    runs = frame["run_id"].map(ids).tolist()
+    present = {name: frame[name].notna().tolist() for name in names}
+    return [
+        "replay" if any((run, name) in replayed and present[name][row] for name in names) else "forward"
+        for row, run in enumerate(runs)
+    ]
+
+
+def _latest(frame: "pandas.DataFrame") -> "pandas.DataFrame":
+    """The rows of the newest ``tstamp`` in ``frame`` (FlorDB's ``utils.latest``)."""
+    if frame.empty:
+        return frame
+    return frame[frame["tstamp"] == frame["tstamp"].max()]
+
+
 utils = SimpleNamespace(latest=_latest)
 
-__all__ = ["log", "arg", "loop", "checkpointing", "commit", "dataframe", "pivot", "iteration", "utils"]
+
+def query(sql: str) -> "pandas.DataFrame":
+    """SQL over FlorDB's table, ``logs`` (``projid, tstamp, filename, ctx, value_name, value,
+    value_type, source``), made from the store's args and logged values; columns that hold only
+    numbers (or times) come back as such, as in FlorDB. trellis's own tables: ``trellis.query``."""
+    import sqlite3
+
+    import pandas as pd
+
+    database = sqlite3.connect(":memory:")
+    try:
+        database.execute(
+            "CREATE TABLE logs (projid TEXT, tstamp TEXT, filename TEXT, ctx TEXT, value_name TEXT,"
+            " value TEXT, value_type INTEGER, source TEXT)"
+        )
+        database.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, 1, ?)", _flor_log_rows())
+        try:
+            cursor = database.execute(sql)
+        except sqlite3.Error as error:
+            raise TrellisError(f"query failed: {error}") from None
+        columns = [d[0] for d in cursor.description or ()]
+        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+    finally:
+        database.close()
+    for column in frame.columns:
+        if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
+            for convert in (pd.to_numeric, pd.to_datetime):
+                try:
+                    frame[column] = convert(frame[column])
+                    break
+                except (ValueError, TypeError):
+                    pass
+    return frame
+
+
+def _flor_log_rows() -> list[tuple]:
+    """A row of FlorDB's ``logs`` table per arg and logged value: values as text, loop
+    coordinates as its JSON ``ctx``."""
+    import json
+
+    import pandas as pd
+
+    from trellis.queries.dataframe import COMMIT_MARK, DIMENSIONS
+
+    names = [name for (name,) in _read("SELECT DISTINCT name FROM log_names WHERE name <> ?", (COMMIT_MARK,))]
+    names += [name for (name,) in _read("SELECT DISTINCT name FROM params") if name not in names]
+    rows = []
+    for name in sorted(names):
+        frame = trellis.dataframe(name, tstamp="commit")
+        sources = _sources(frame, [name])
+        loops = [c for c in frame.columns if c not in (*DIMENSIONS, name) and not c.endswith("_value")]
+        stamps = _local(frame["tstamp"]).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").tolist() if len(frame) else []
+        for at, record in enumerate(frame.to_dict("records")):
+            ctx = []
+            for loop_name in loops:
+                index = record[loop_name]
+                if index is None or index is pd.NA:
+                    continue
+                shown = record.get(f"{loop_name}_value")
+                ctx.append({"name": loop_name, "iteration": int(index),
+                            "value": str(index) if shown is None else str(shown)})
+            rows.append((record["projid"], stamps[at], record["filename"], json.dumps(ctx) if ctx else None,
+                         name, str(record[name]), sources[at]))
+    return rows
+
+
+def io(channel: str | None = None) -> "pandas.DataFrame":
+    """The runs' captured output, a row per line: ``channel`` is ``io::stdout`` or ``io::stderr``
+    (``channel`` picks one)."""
+    import pandas as pd
+
+    rows = []
+    for projid, started, filename, stdout, stderr in _read(
+        "SELECT projid, started, filename, stdout, stderr FROM runs ORDER BY started, id"
+    ):
+        for name, text in (("io::stdout", stdout), ("io::stderr", stderr)):
+            if text and (channel is None or name == channel or name.startswith(channel.rstrip(":") + "::")):
+                rows += [(projid, started, filename, "forward", name, line) for line in text.splitlines()]
+    frame = pd.DataFrame.from_records(rows, columns=["projid", "tstamp", "filename", "source", "channel", "line"])
+    frame["tstamp"] = pd.to_datetime(frame["tstamp"], unit="s", utc=True)
+    return frame.assign(tstamp=_local(frame["tstamp"]))
+
+
+def restore(*_targets: Any, **_named: Any) -> None:
+    """Accepted so that older FlorDB scripts run; as in FlorDB 4, it does nothing."""
+
+
+def set_ckpt_interval(_seconds: float) -> None:
+    """Accepted so that older FlorDB scripts run: trellis picks which iterations to checkpoint
+    from what they cost (docs/flor.md)."""
+
+
+def set_capture(enabled: bool | None = None, **_limits: Any) -> None:
+    """Accepted so that FlorDB scripts run: trellis always records a run's output."""
+
+
+def _run_of(tstamp: Any) -> str:
+    """The run id of the run whose ``tstamp`` (a value of ``dataframe``'s column) this is; a run
+    id prefix or ``latest`` is taken as is."""
+    import pandas as pd
+
+    if isinstance(tstamp, str):
+        try:
+            when = pd.Timestamp(tstamp)
+        except ValueError:
+            return tstamp
+    else:
+        when = pd.Timestamp(tstamp)
+    if when.tzinfo is None:
+        from dateutil.tz import tzlocal
+
+        when = when.tz_localize(tzlocal())
+    seconds = when.timestamp()
+    from trellis.queries.dataframe import COMMIT_MARK
+
+    rows = _read(
+        "SELECT uuid FROM runs WHERE started BETWEEN ? AND ? UNION SELECT r.uuid FROM logs l"
+        " JOIN runs r ON r.id = l.run WHERE l.name = ? AND l.float_value BETWEEN ? AND ?",
+        (seconds - 1e-3, seconds + 1e-3, COMMIT_MARK, seconds - 1e-3, seconds + 1e-3),
+    )
+    if not rows:
+        raise NoCheckpointError(f"no run has tstamp {tstamp}; take one from flor.dataframe(...)['tstamp']")
+    return rows[0][0]
+
+
+def checkpoints(tstamp: Any) -> list[dict[str, Any]]:
+    """The checkpoints of the run with ``tstamp``."""
+    from trellis.queries.checkpoints import list_checkpoints
+
+    store = trellis._read_store()
+    try:
+        return list_checkpoints(store, _run_of(tstamp))
+    finally:
+        store.close()
+
+
+def load_checkpoint(tstamp: Any, name: str | None = None, **_torch_options: Any) -> Any:
+    """The state ``name`` saved by the run with ``tstamp`` (at its last checkpoint); with no
+    name, the one state it saved. ``map_location`` and ``weights_only`` are accepted for
+    FlorDB's sake: trellis restores what it saved, as it saved it."""
+    states = trellis.load_checkpoint(_run_of(tstamp))
+    if name is None:
+        if len(states) != 1:
+            raise NoCheckpointError(
+                f"the run saved {', '.join(states)}: name the one to load, flor.load_checkpoint(tstamp, name)"
+            )
+        return next(iter(states.values()))
+    if name not in states:
+        raise NoCheckpointError(f"the run saved no {name!r}; it saved {', '.join(states)}")
+    return states[name]
+
+
+def replay(
+    apply_vars: Sequence[str] | str,
+    narrow_iters: Iterable[tuple[str, Any]] | None = None,
+    where_clause: str | None = None,
+    overrides: Iterable[tuple[str, str]] | None = None,
+) -> "pandas.DataFrame":
+    """Hindsight logging (``trellis.replay``): replay the new ``flor.log`` statements of
+    ``apply_vars`` into past runs; returns ``dataframe(*apply_vars)`` afterwards, as FlorDB does.
+    ``narrow_iters`` (``[("epoch", "0,2")]``) narrows the checkpointed loop's iterations."""
+    names = [apply_vars] if isinstance(apply_vars, str) else list(apply_vars)
+    if overrides:
+        raise TrellisError("replay overrides are not supported: a replay reuses each run's recorded args")
+    where = _where(narrow_iters, where_clause)
+    trellis.replay(*names, where=where)
+    return dataframe(*names)
+
+
+def _where(narrow_iters: Iterable[tuple[str, Any]] | None, where_clause: str | None) -> str | None:
+    """FlorDB's ``--iter LOOP=SPEC`` (``all``, ``last``, ``none`` or indexes) as a trellis
+    ``where`` on the loop's index, and'ed with ``where_clause``."""
+    conditions = [f"({where_clause})"] if where_clause else []
+    for name, spec in narrow_iters or ():
+        text = spec if isinstance(spec, str) else _spec_text(spec)
+        text = text.strip()
+        if text in ("all", "last"):
+            # trellis replays every checkpointed iteration it needs; "last" has no index to name
+            continue
+        if text in ("none", ""):
+            conditions.append(f"{name} < 0")
+            continue
+        try:
+            indexes = sorted({int(part) for part in text.split(",") if part.strip()})
+        except ValueError:
+            raise BadArgumentError(
+                f"--iter {name}={text}: use all, last, none or indexes like 0,2"
+            ) from None
+        conditions.append(" or ".join(f"{name} == {index}" for index in indexes))
+    return " and ".join(f"({c})" for c in conditions) or None
+
+
+def _spec_text(spec: Any) -> str:
+    kind = getattr(spec, "kind", None)
+    if kind == "indices":
+        return ",".join(str(i) for i in spec.indices)
+    return str(kind or spec)
+
+
+__all__ = [
+    "log", "arg", "loop", "iteration", "checkpointing", "commit", "dataframe", "pivot", "query",
+    "io", "replay", "load_checkpoint", "checkpoints", "restore", "set_ckpt_interval", "set_capture",
+    "utils", "MissingArgumentError",
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trellis.flor``: FlorDB's command line (replay, dataframe, query, unpack)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m trellis.flor", description="FlorDB's commands over trellis")
+    commands = parser.add_subparsers(dest="command", required=True)
+    replaying = commands.add_parser("replay", help="hindsight logging into past runs")
+    replaying.add_argument("VARS", nargs="?", help="comma-separated names (FlorDB's older form of --apply)")
+    replaying.add_argument("--apply", help="comma-separated names of the new flor.log statements")
+    replaying.add_argument("--iter", action="append", default=[], metavar="LOOP=SPEC",
+                           help="iterations to replay: all, last, none or indexes like 0,2")
+    replaying.add_argument("--where", help="a condition on the loop index, e.g. 'epoch >= 5'")
+    framing = commands.add_parser("dataframe", help="print flor.dataframe of comma-separated names")
+    framing.add_argument("columns", nargs="?", default="")
+    querying = commands.add_parser("query", help="print the result of read-only SQL")
+    querying.add_argument("q")
+    commands.add_parser("unpack", help="nothing to do: trellis reads its store directly")
+    arguments = parser.parse_args(argv)
+    try:
+        if arguments.command == "replay":
+            names = [n.strip() for n in (arguments.apply or arguments.VARS or "").split(",") if n.strip()]
+            if not names:
+                raise BadArgumentError("nothing to apply: name the new log statements, --apply loss,val_acc")
+            narrow = []
+            for given in arguments.iter:
+                loop_name, equals, spec = given.partition("=")
+                if not equals or not loop_name.strip():
+                    raise BadArgumentError(f"--iter expects LOOP=SPEC, like epoch=0,2; got {given!r}")
+                narrow.append((loop_name.strip(), spec))
+            print(replay(names, narrow, arguments.where).to_string())
+        elif arguments.command == "dataframe":
+            print(dataframe(*[c for c in arguments.columns.split(",") if c]).to_string())
+        elif arguments.command == "query":
+            print(query(arguments.q).to_string())
+    except TrellisError as error:
+        print(f"trellis: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -126,10 +126,12 @@ def _write_in_execution_order(store: Store, run: int, notebook: Path) -> None:
 
 
 def _values_of(store: Store, run: int) -> dict[str, list[Any]]:
+    from trellis.queries.dataframe import COMMIT_MARK  # when a commit happened, not a result
+
     rows = store.execute(
         "SELECT name, kind, int_value, float_value, text_value FROM logs WHERE id >= ? AND id < ?"
-        " ORDER BY id",
-        run_keys(run),
+        " AND name <> ? ORDER BY id",
+        (*run_keys(run), COMMIT_MARK),
     )
     values: dict[str, list[Any]] = {}
     for name, kind, i, f, t in rows:

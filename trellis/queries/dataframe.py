@@ -2,7 +2,12 @@
 
 Values are filtered in SQL by name (and run) and read in three homogeneous queries, one per
 storage column, so every column arrives typed; loop coordinates are then resolved for all rows
-at once by walking the iteration tree one level per step.
+at once by walking the iteration tree one level per step. A name never logged but given to
+``arg`` is a run's param: a value at the run's top level, before everything it logged.
+
+By default each value keeps a row at its own loop level. ``broadcast`` joins the names on the
+coordinates they share instead, so a run's params and an epoch's values sit on every row inside
+them (FlorDB's pivot); ``tstamp="commit"`` dates each value by the ``commit`` it followed.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from trellis._errors import UnknownNameError
+from trellis._errors import BadArgumentError, UnknownNameError
 from trellis.queries.frames import read_frame
 from trellis.queries.runs import resolve
 from trellis.store.cells import decode, storable
@@ -22,6 +27,8 @@ from trellis.store.schema import BOOL, FLOAT, INT, INT_KINDS, NONE, RUN_SHIFT, T
 
 DIMENSIONS = ["projid", "run_id", "tstamp", "filename"]
 _KEY = ["run", "iteration", "occurrence"]
+# Logged (at a run's top level) by a FlorDB-style commit, which starts a new tstamp.
+COMMIT_MARK = "trellis::commit"
 
 
 def _in(values: Sequence[Any]) -> str:
@@ -35,16 +42,30 @@ def _run_ids(store: Store, runs: str | Iterable[str] | None) -> list[int] | None
     return [resolve(store, ref)["id"] for ref in refs]
 
 
-def _runs_logging(store: Store, names: Sequence[str], run_ids: list[int] | None) -> list[int]:
-    """The runs, among ``run_ids`` if given, that logged any of ``names``."""
-    where = f"name IN {_in(names)}"
-    params: list[Any] = list(names)
-    if run_ids is not None:
-        where += f" AND run IN {_in(run_ids)}"
-        params += run_ids
-    return [run for (run,) in store.execute(
-        f"SELECT DISTINCT run FROM log_names WHERE {where} ORDER BY run", params
-    )]
+def _runs_logging(
+    store: Store, names: Sequence[str], run_ids: list[int] | None, params: Sequence[str] = ()
+) -> list[int]:
+    """The runs, among ``run_ids`` if given, that logged any of ``names`` or have any of
+    ``params``."""
+    runs: set[int] = set()
+    for table, wanted in (("log_names", names), ("params", params)):
+        if not wanted:
+            continue
+        where = f"name IN {_in(wanted)}"
+        values: list[Any] = list(wanted)
+        if run_ids is not None:
+            where += f" AND run IN {_in(run_ids)}"
+            values += run_ids
+        runs.update(run for (run,) in store.execute(f"SELECT DISTINCT run FROM {table} WHERE {where}", values))
+    return sorted(runs)
+
+
+def _logged(store: Store, name: str) -> bool:
+    return bool(store.execute("SELECT 1 FROM log_names WHERE name = ? LIMIT 1", (name,)))
+
+
+def _a_param(store: Store, name: str) -> bool:
+    return bool(store.execute("SELECT 1 FROM params WHERE name = ? LIMIT 1", (name,)))
 
 
 def _key_ranges(run_ids: list[int]) -> tuple[str, list[int]]:
@@ -59,9 +80,11 @@ def _key_ranges(run_ids: list[int]) -> tuple[str, list[int]]:
     return f"({condition})", [bound << RUN_SHIFT for span in spans for bound in span]
 
 
-def _latest_per_file(store: Store, names: Sequence[str], run_ids: list[int] | None) -> list[int]:
+def _latest_per_file(
+    store: Store, names: Sequence[str], run_ids: list[int] | None, params: Sequence[str] = ()
+) -> list[int]:
     """The newest run of each script among those that logged any of ``names``."""
-    runs = _runs_logging(store, names, run_ids)
+    runs = _runs_logging(store, names, run_ids, params)
     candidates = store.execute(
         f"SELECT id, filename, started FROM runs WHERE id IN {_in(runs)}", runs
     ) if runs else []
@@ -78,30 +101,70 @@ def dataframe(
     runs: str | Iterable[str] | None = None,
     latest: bool = False,
     verified: bool = False,
+    broadcast: bool = False,
+    unknown: str = "raise",
+    tstamp: str = "run",
 ) -> pd.DataFrame:
+    """``unknown="empty"`` gives a name nothing was logged as an empty column, instead of
+    raising; ``tstamp`` is ``"run"`` (when the run started) or ``"commit"``."""
+    if unknown not in ("raise", "empty"):
+        raise BadArgumentError(f"unknown must be 'raise' or 'empty', not {unknown!r}")
+    if tstamp not in ("run", "commit"):
+        raise BadArgumentError(f"tstamp must be 'run' or 'commit', not {tstamp!r}")
     run_ids = _run_ids(store, runs)
     if not names:
         return runs_frame(store, run_ids)
     # A name that no store holds as it is (a NUL, a lone surrogate) was stored escaped, and is
     # asked and labelled so: pandas cannot hold it as a column label either.
     names = [storable(name) for name in dict.fromkeys(names)]
-    unknown = [
-        name for name in names
-        if not store.execute("SELECT 1 FROM log_names WHERE name = ? LIMIT 1", (name,))
-    ]
-    if unknown:
+    logged = {name for name in names if _logged(store, name)}
+    params = [name for name in names if name not in logged and _a_param(store, name)]
+    unknown_names = [name for name in names if name not in logged and name not in params]
+    if unknown_names and unknown == "raise":
         known = {name for (name,) in store.execute("SELECT DISTINCT name FROM log_names")}
-        listed = ", ".join(sorted(known)) or "none yet"
+        known |= {name for (name,) in store.execute("SELECT DISTINCT name FROM params")}
+        listed = ", ".join(sorted(known - {COMMIT_MARK})) or "none yet"
         raise UnknownNameError(
-            f"nothing was logged as {', '.join(map(repr, unknown))}; logged names: {listed}"
+            f"nothing was logged as {', '.join(map(repr, unknown_names))}; logged names: {listed}"
         )
+    found = [name for name in names if name not in unknown_names]
+    if not found:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in DIMENSIONS + names})
     if latest:
-        run_ids = _latest_per_file(store, names, run_ids)
-    long = _read_values(store, names, run_ids)
-    if verified:
-        long, names = _with_verification(store, long, names)
-    wide = _widen(long, names)
-    return _with_dimensions(store, wide, names)
+        run_ids = _latest_per_file(store, [n for n in found if n not in params], run_ids, params)
+
+    def frame_of(wanted: list[str]) -> pd.DataFrame:
+        wanted_params = [name for name in wanted if name in params]
+        long = _read_values(store, wanted, run_ids, wanted_params)
+        columns = wanted
+        if verified:
+            long, columns = _with_verification(store, long, wanted)
+        return _with_dimensions(store, _widen(long, columns), columns, by_commit=tstamp == "commit")
+
+    if broadcast and len(found) > 1:
+        frame = _joined([frame_of([name]) for name in found], found)
+    else:
+        frame = frame_of(found)
+    for name in unknown_names:
+        frame[name] = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    labels = [_value_label(name) for name in names]
+    return frame[[c for c in frame.columns if c not in labels] + labels]
+
+
+def _value_label(name: str) -> str:
+    """A value's column: its name, unless that is a run's column (then " (logged)" after it)."""
+    return f"{name} (logged)" if name in DIMENSIONS else name
+
+
+def _joined(frames: list[pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """The frames of single names, joined where they share every coordinate column: a value
+    of an outer loop (or of the run) lands on each row of the inner loops within it."""
+    joined = frames[0]
+    for frame in frames[1:]:
+        shared = [c for c in joined.columns if c in frame.columns and c not in names]
+        joined = joined.merge(frame, on=shared, how="outer")
+    loops = [c for c in joined.columns if c not in DIMENSIONS and c not in names]
+    return joined[DIMENSIONS + loops + names].reset_index(drop=True)
 
 
 def _with_verification(store: Store, long: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -125,19 +188,31 @@ def _with_verification(store: Store, long: pd.DataFrame, names: list[str]) -> tu
     return pd.concat([long, marks], ignore_index=True), names + extra
 
 
-def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> pd.DataFrame:
-    """Columns run, seq (the log key, in log order), iteration, code (of the name), kind, value."""
-    runs = _runs_logging(store, names, run_ids)
+def _read_values(
+    store: Store, names: list[str], run_ids: list[int] | None, params: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Columns run, seq (the log key, in log order), iteration, code (of the name), kind, value.
+
+    ``params`` (among ``names``) are read from the runs' params, as values at the run's top
+    level logged before any other."""
+    logged = [name for name in names if name not in params]
+    parts = [_read_params(store, names, params, run_ids)] if params else []
+    runs = _runs_logging(store, logged, run_ids) if logged else []
     if not runs:
-        return pd.DataFrame(columns=["run", "seq", "iteration", "code", "kind", "value"])
+        parts = [part for part in parts if not part.empty]
+        if not parts:
+            return pd.DataFrame(columns=["run", "seq", "iteration", "code", "kind", "value"])
+        long = parts[0]
+        long["run"] = long["seq"].to_numpy(np.int64) >> RUN_SHIFT
+        return long
     keys, bounds = _key_ranges(runs)
-    where = f"name IN {_in(names)} AND {keys}"
-    params: list[Any] = list(names) + bounds
     # Names travel as small integers (a million repeated strings cost more than the values),
     # and not at all when there is one; the run is the high half of the key.
     single = len(names) == 1
     code = "" if single else "CASE name " + "WHEN ? THEN ? " * len(names) + "END AS code, "
     code_params: list[Any] = [] if single else [x for i, n in enumerate(names) for x in (n, i)]
+    where = f"name IN {_in(logged)} AND {keys}"
+    params_of_query: list[Any] = list(logged) + bounds
     queries = [
         (f"kind, int_value FROM logs WHERE {where} AND kind IN {_in(INT_KINDS)}", list(INT_KINDS), None),
         # A NULL float is a NaN: SQLite cannot store NaN.
@@ -147,15 +222,14 @@ def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> p
     ]
     # One scan says which kinds are there, so that a name logged only as floats (the usual
     # case) is not scanned again for ints, text and None that it does not have.
-    present = {kind for (kind,) in store.execute(f"SELECT DISTINCT kind FROM logs WHERE {where}", params)}
-    parts = []
+    present = {kind for (kind,) in store.execute(f"SELECT DISTINCT kind FROM logs WHERE {where}", params_of_query)}
     for tail, kinds, constant_kind in queries:
         if not present.intersection(kinds):
             continue
         columns = ["seq", "iteration"] + ([] if single else ["code"])
         columns += ["value"] if constant_kind is not None else ["kind", "value"]
         sql = f"SELECT id, iteration, {code}{tail}"
-        part = read_frame(store, sql, code_params + params + kinds, columns)
+        part = read_frame(store, sql, code_params + params_of_query + kinds, columns)
         if part.empty:
             continue
         if constant_kind is not None:
@@ -163,11 +237,33 @@ def _read_values(store: Store, names: list[str], run_ids: list[int] | None) -> p
         if single:
             part["code"] = 0
         parts.append(part)
+    parts = [part for part in parts if not part.empty]
     if not parts:
         return pd.DataFrame(columns=["run", "seq", "iteration", "code", "kind", "value"])
     long = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     long["run"] = long["seq"].to_numpy(np.int64) >> RUN_SHIFT
     return long
+
+
+def _read_params(
+    store: Store, names: list[str], params: Sequence[str], run_ids: list[int] | None
+) -> pd.DataFrame:
+    """The params as rows of ``_read_values``: key and iteration both the run's first key."""
+    where = f"name IN {_in(params)}"
+    values: list[Any] = list(params)
+    if run_ids is not None:
+        where += f" AND run IN {_in(run_ids)}"
+        values += run_ids
+    rows = store.execute(
+        f"SELECT run, name, kind, int_value, float_value, text_value FROM params WHERE {where}"
+        " ORDER BY run", values,
+    )
+    codes = {name: code for code, name in enumerate(names)}
+    records = []
+    for run, name, kind, i, f, t in rows:
+        value = f if kind == FLOAT else i if kind in INT_KINDS else None if kind == NONE else t
+        records.append((run << RUN_SHIFT, run << RUN_SHIFT, codes[name], kind, value))
+    return pd.DataFrame.from_records(records, columns=["seq", "iteration", "code", "kind", "value"])
 
 
 def _typed(part: pd.DataFrame) -> pd.Series:
@@ -241,18 +337,23 @@ def _narrow(column: pd.Series) -> pd.Series:
     return column
 
 
-def _with_dimensions(store: Store, wide: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def _with_dimensions(
+    store: Store, wide: pd.DataFrame, names: list[str], by_commit: bool = False
+) -> pd.DataFrame:
     """The run's columns, the loops' and the values', in that order. A loop's column that has
     the name of another column gets " (loop)" after it, and a value named like a run's column
-    " (logged)": every column has a name of its own, the names asked for keep theirs."""
+    " (logged)": every column has a name of its own, the names asked for keep theirs.
+    ``by_commit`` dates each value by the commit it followed (FlorDB's tstamp)."""
     run_ids = sorted({int(r) for r in wide["run"].unique()}) if len(wide) else []
     coordinates, loop_columns = _coordinates(store, wide, run_ids)
     runs = _runs_table(store, run_ids)
     frame = wide.merge(runs, left_on="run", right_index=True, how="left")
+    if by_commit and run_ids:
+        frame["tstamp"] = _commit_times(store, frame, run_ids)
     values = frame[list(range(len(names)))].reset_index(drop=True)
     joined = pd.concat([frame[DIMENSIONS].reset_index(drop=True),
                         coordinates.reset_index(drop=True), values], axis=1)
-    value_labels = [f"{name} (logged)" if name in DIMENSIONS else name for name in names]
+    value_labels = [_value_label(name) for name in names]
     taken = set(DIMENSIONS) | set(value_labels)
     loop_labels = []
     for label in loop_columns:
@@ -262,6 +363,24 @@ def _with_dimensions(store: Store, wide: pd.DataFrame, names: list[str]) -> pd.D
         loop_labels.append(label)
     joined.columns = DIMENSIONS + loop_labels + value_labels
     return joined
+
+
+def _commit_times(store: Store, frame: pd.DataFrame, run_ids: list[int]) -> pd.Series:
+    """Per row, the time of the last commit logged before its value, else its run's start."""
+    keys, bounds = _key_ranges(run_ids)
+    marks = store.execute(
+        f"SELECT id, float_value FROM logs WHERE name = ? AND {keys} ORDER BY id", [COMMIT_MARK, *bounds]
+    )
+    if not marks:
+        return frame["tstamp"]
+    mark_keys = np.array([key for key, _ in marks], dtype=np.int64)
+    mark_times = pd.to_datetime(np.array([when for _, when in marks], dtype="float64"), unit="s").to_numpy()
+    seqs = frame["seq"].to_numpy(np.int64)
+    at = np.searchsorted(mark_keys, seqs, side="left") - 1
+    same_run = (at >= 0) & ((mark_keys[np.maximum(at, 0)] >> RUN_SHIFT) == (seqs >> RUN_SHIFT))
+    started = frame["tstamp"].dt.tz_convert(None).to_numpy()
+    chosen = np.where(same_run, mark_times[np.maximum(at, 0)], started)
+    return pd.Series(chosen, index=frame.index).dt.tz_localize("UTC")
 
 
 def _runs_table(store: Store, run_ids: list[int]) -> pd.DataFrame:

@@ -87,10 +87,12 @@ def _params(store: Store, run: int) -> dict[str, Any]:
 
 
 def _value_summary(store: Store, run: int) -> dict[str, dict[str, Any]]:
+    from trellis.queries.dataframe import COMMIT_MARK  # when a commit happened, not a result
+
     rows = store.execute(
         "SELECT name, COUNT(*), MIN(float_value), MAX(float_value), AVG(float_value),"
-        " MAX(id) FROM logs WHERE id >= ? AND id < ? GROUP BY name",
-        run_keys(run),
+        " MAX(id) FROM logs WHERE id >= ? AND id < ? AND name <> ? GROUP BY name",
+        (*run_keys(run), COMMIT_MARK),
     )
     summary = {}
     for name, count, low, high, mean, last_id in rows:
