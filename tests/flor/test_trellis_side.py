@@ -194,7 +194,6 @@ def test_replay_from_the_command_line_fills_new_statements_into_past_runs(projec
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="the replay planner does not see flor.log yet (the replay issue)")
 def test_replay_sees_flor_log(project):
     _replay_history(project, "flor.log")
     assert len(_replayed_frame(project)) == 4

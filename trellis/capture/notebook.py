@@ -471,7 +471,7 @@ def install(shell: Any) -> NotebookCapture | None:
         return existing
     # `trellis reproduce` runs an epoch again: a run of its own kind, linked to the original
     # (its parent), never another epoch of the notebook
-    kind = "reproduction" if os.environ.get("TRELLIS_PARENT_RUN") else "notebook"
+    kind = "reproduction" if _config.parent_run() else "notebook"
     run = _runs.begin(kind=kind, filename=notebook_path(shell))
     if run is None:
         return None
