@@ -50,14 +50,21 @@ def import_notebook(store: Store, embedded: dict[str, Any], projid: str,
 
 def _load_notebook(store: Store, embedded: dict[str, Any], projid: str,
                    carried: dict[str, bytes], received_from: str) -> dict[str, int]:
+    kept: dict[str, bytes] = {}  # filled as the outputs are inserted
+    return _all_or_nothing(store, lambda: _insert_epochs(store, embedded, projid, carried, kept, received_from),
+                           kept)
+
+
+def _all_or_nothing(store: Store, insert: Any, objects: dict[str, bytes]) -> dict[str, int]:
+    """The rows ``insert`` writes and the ``objects`` they bring, in one transaction: a failure
+    leaves neither (objects are content-addressed, so those already here are kept)."""
     from trellis.store import objects as object_store
 
-    kept: dict[str, bytes] = {}
     written: list[Any] = []
     try:
         with store.transaction():
-            counts = _insert_epochs(store, embedded, projid, carried, kept, received_from)
-            for digest, content in kept.items():
+            counts = insert()
+            for digest, content in objects.items():
                 if (path := object_store.put_received(store.objects, digest, content)) is not None:
                     written.append(path)
     except BaseException:
@@ -196,23 +203,10 @@ def import_checked(store: Store, tables: dict[str, list[dict[str, Any]]], object
 
 def _load(store: Store, tables: dict[str, list[dict[str, Any]]], objects: dict[str, bytes],
           merge: bool, received_from: str) -> dict[str, int]:
-    from trellis.store import objects as object_store
-
     def rows(table: str) -> list[dict[str, Any]]:
         return [dict(row) for row in tables[table]]
 
-    merged: set[int] = set()
-    written: list[Any] = []
-    try:
-        with store.transaction():
-            counts = _insert(store, rows, merge, merged, received_from)
-            for digest, content in objects.items():
-                if (path := object_store.put_received(store.objects, digest, content)) is not None:
-                    written.append(path)
-    except BaseException:
-        object_store.remove(written)
-        raise
-    return counts
+    return _all_or_nothing(store, lambda: _insert(store, rows, merge, set(), received_from), objects)
 
 
 def _insert(store: Store, rows: Any, merge: bool, merged: set[int], received_from: str) -> dict[str, int]:
