@@ -186,3 +186,36 @@ def test_stored_text_reads_back_exactly_and_fits_every_store(text):
     assert "\x00" not in stored
     assert readable(stored) == text
     assert (stored is text) == fits(text)
+
+
+def test_non_finite_floats_come_back_as_floats_also_after_an_export(project, tmp_path, monkeypatch):
+    # checked against the values themselves: inf, -inf and nan nested in lists and dicts, as a
+    # logged value and as an arg, read back here and after an export into another store
+    project.write("nonfinite.py", """
+        import math, trellis
+        trellis.arg("cfg", {"b": [math.inf, -math.inf]})
+        trellis.log("d", {"b": [math.inf], "c": {"n": math.nan}})
+        trellis.log("loss", math.nan)  # a diverged loss is a value like any other
+    """)
+    project.run("nonfinite.py")
+
+    def check(root):
+        monkeypatch.chdir(root)
+        (value,) = trellis.dataframe("d")["d"].tolist()
+        assert value["b"] == [float("inf")] and isinstance(value["b"][0], float)
+        assert value["c"]["n"] != value["c"]["n"]  # nan
+        (loss,) = trellis.dataframe("loss")["loss"].tolist()
+        assert loss != loss
+        (params,) = trellis.dataframe()["cfg"].tolist()
+        assert params == {"b": [float("inf"), float("-inf")]}
+
+    check(project.root)
+    exported = tmp_path / "runs.json"
+    project.cli("export", "--all", "-o", str(exported))
+    from tests.conftest import Project, git
+
+    other = Project(tmp_path / "other")
+    other.root.mkdir()
+    git(other.root, "init", "-q")
+    other.cli("import", str(exported))
+    check(other.root)

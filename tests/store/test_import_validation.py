@@ -406,7 +406,7 @@ NOTEBOOKS = {
                                  "holds no trellis provenance"),
     "metadata not an object": (lambda: json.dumps({"cells": [], "metadata": 5}).encode(), "not a notebook"),
     "NaN": (lambda: b'{"metadata": {"trellis": {"schema": "trellis-notebook-provenance/1", "x": NaN}}}',
-            "not valid JSON"),
+            "does not follow the notebook provenance schema"),
 }
 
 

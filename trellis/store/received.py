@@ -56,13 +56,10 @@ def _output_digests(outputs: list[dict[str, Any]]) -> str | None:
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
-    """JSON as the standard has it: NaN and Infinity are refused, as is nesting too deep to read."""
-
-    def refuse(constant: str) -> None:
-        raise ValueError(f"{constant} is not JSON")
-
+    """JSON as Python writes it: NaN and Infinity are read as floats (trellis writes them for
+    logged values that are not finite); nesting too deep to read is refused."""
     try:
-        return json.loads(text, parse_constant=refuse)
+        return json.loads(text)
     except RecursionError:
         raise TrellisError(f"{what} is nested too deeply to read; nothing was imported") from None
     except ValueError as error:  # UnicodeDecodeError and json.JSONDecodeError among them
@@ -371,7 +368,7 @@ def _fast_pass(table: str, column: str, present: list, kind: type) -> bool:
         return types == {int} and INT64[0] <= min(present) and max(present) <= INT64[1]
     if kind is float:
         if not types <= {int, float} or math.isnan(sum(present)):
-            return False
+            return False  # each NaN is looked at: a logged one may be kept
         lowest, highest = _float_bounds(table, column)
         return lowest <= min(present) and max(present) <= highest
     if types != {str} or (table, column) in DIGESTS or (table, column) in JSON_COLUMNS:
@@ -429,9 +426,11 @@ def _value_check(table: str, column: str, kind: type, required: bool) -> Callabl
         return check
 
     if kind is float:
+        any_float = (table, column) in ANY_FLOAT
+
         def check(value: Any) -> str | None:
-            if type(value) is float and lowest <= value <= highest:
-                return None
+            if type(value) is float and (lowest <= value <= highest or (value != value and any_float)):
+                return None  # a logged NaN (a loss that diverged) is a value like any other
             if value is None:
                 return missing()
             if type(value) is int and low <= value <= high and lowest <= value <= highest:
