@@ -49,7 +49,18 @@ def make(cwd: Path, *args: str) -> list[dict]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    # parallel recipes (-j2) may print their lines into each other's: read object after object
+    decoder, found, text = json.JSONDecoder(), [], done.stdout
+    at = text.find("{")
+    while at != -1:
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            at = text.find("{", at + 1)
+            continue
+        found.append(value)
+        at = text.find("{", end)
+    return found
 
 
 @pytest.fixture

@@ -234,7 +234,8 @@ def test_a_shared_store_keeps_checkpoints_in_s3(project, shared, s3):
     project.run("train.py", "2", TRELLIS_STORE=shared, TRELLIS_OBJECTS=objects, TRELLIS_CHECKPOINT_SHARE="1",
                 EPOCH_SECONDS="1", **s3)
     keys = [item["Key"] for item in client.list_objects_v2(Bucket="team-checkpoints")["Contents"]]
-    assert len(keys) == 3 and all(k.startswith("trellis/") for k in keys)
+    assert _objects(project, shared, "weights") == 3  # and the generators' states beside them
+    assert len(keys) == _objects(project, shared) and all(k.startswith("trellis/") for k in keys)
     assert not (project.root / ".trellis" / "objects").exists()
     # another machine: a fresh folder, nothing local, the same store and bucket
     other = project.root.parent / "elsewhere"
@@ -269,6 +270,7 @@ def test_push_copies_objects_into_s3(project, shared, s3):
     project.write("train.py", SCRIPT)
     project.run("train.py", "1", **_local(project))
     done = project.cli("push", shared, "--objects", "s3://pushed/o", env=s3)
-    assert "pushed 1 runs, 3 objects" in done.stdout
-    assert len(client.list_objects_v2(Bucket="pushed")["Contents"]) == 3
+    objects = _objects(project, str(project.root / ".trellis"))  # 3 weights and the generators' states
+    assert f"pushed 1 runs, {objects} objects" in done.stdout
+    assert len(client.list_objects_v2(Bucket="pushed")["Contents"]) == objects
     assert "pushed 0 runs, 0 objects" in project.cli("push", shared, "--objects", "s3://pushed/o", env=s3).stdout
