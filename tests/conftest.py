@@ -112,6 +112,13 @@ class Project:
         return open_store(root=self.root, read_only=True)
 
 
+def new_project(root: Path) -> Project:
+    """A fresh git repository at ``root`` (for fixtures wider than one test)."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    return Project(root)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     root = tmp_path / "proj"

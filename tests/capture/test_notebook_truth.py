@@ -13,7 +13,7 @@ import pytest
 
 import trellis
 from tests.capture.test_notebook import notebook, trellis_run
-from tests.conftest import Project, git
+from tests.conftest import new_project, Project, git
 from trellis.store.schema import RUN_SHIFT
 
 pytestmark = pytest.mark.kernel
@@ -31,10 +31,8 @@ CHURN = ["customers = pd.read_csv('data/customers.csv')", *[
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """models.ipynb run, its data path changed, run again (a restart): two epochs."""
-    root = tmp_path_factory.mktemp("truth") / "proj"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    project = Project(root)
+    project = new_project(tmp_path_factory.mktemp("truth") / "proj")
+    root = project.root
     project.write("data/old.csv", "x,y\n1,2\n2,4\n3,6\n")
     project.write("data/new.csv", "x,y\n1,3\n2,5\n3,7\n4,9\n")
     project.write("data/customers.csv", "id,churn\n1,0\n2,1\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import GIT_IDENTITY, Project, git, stop
+from tests.conftest import new_project, GIT_IDENTITY, Project, git, stop
 
 
 def _payload(template: str, name: str) -> str:
@@ -71,10 +71,8 @@ def run_notebook(project: Project, name: str) -> None:
 
 @pytest.fixture(scope="session")
 def recorded(tmp_path_factory) -> Project:
-    root = tmp_path_factory.mktemp("ui") / "proj"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    project = Project(root)
+    project = new_project(tmp_path_factory.mktemp("ui") / "proj")
+    root = project.root
     project.write("data/raw.csv", "a,b\n1,2\n3,4\n")
     project.write("data.csv", "1,2,5\n2,1,4\n3,3,9\n")
     project.write("prep.py", """

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import GIT_IDENTITY, Project, git
+from tests.conftest import new_project, GIT_IDENTITY, Project, git
 from tests.ui.conftest import Dashboard, run_notebook, write_notebook
 
 # Names that break a naive route: URL syntax, JSON/JS object keys, pandas column rules, markup,
@@ -67,10 +67,8 @@ NOTEBOOK = {
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> Project:
-    root = tmp_path_factory.mktemp("hostile") / "proj ü'&"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    project = Project(root)
+    project = new_project(tmp_path_factory.mktemp("hostile") / "proj ü'&")
+    root = project.root
     project.write("names.json", json.dumps(NAMES))
     project.write("hostile run.py", SCRIPT)
     write_notebook(root / NOTEBOOK_NAME, NOTEBOOK)
