@@ -89,3 +89,30 @@ def test_two_executions_of_one_cell_and_two_epochs(project, monkeypatch):
     assert cell["variables"] == {"changed": {}, "added": {}, "removed": {}}
     defined = trellis.diff(f"{first}/1", f"{second}/1")
     assert defined["variables"]["changed"]["x"]["a"]["value"] == "1"
+
+
+
+def test_values_at_the_edges_of_floats_are_summarised_truly(project, monkeypatch):
+    """Sums of values near the largest float overflow (an error on PostgreSQL, infinity on
+    SQLite); the mean is still theirs, and a NaN logged in both runs is no change."""
+    monkeypatch.chdir(project.root)
+    project.write("edge.py", """
+        import trellis
+        last = trellis.arg("last", -2e307)
+        for value in (1e308, 1.5e308, last):
+            trellis.log("huge", value)
+        trellis.log("missing", float("nan"))
+        trellis.log("nested", [float("nan"), {"a": 1}])
+    """)
+    project.run("edge.py")
+    project.run("edge.py")
+    project.run("edge.py", "--last", "1.7e308")
+    third, second, first = (run["run_id"] for run in trellis.runs())
+    for a, b in ((first, first), (first, second)):
+        values = trellis.diff(a, b)["values"]
+        assert values["changed"] == {} and values["same"] == ["huge", "missing", "nested"]
+    changed = trellis.diff(first, third)["values"]["changed"]
+    assert list(changed) == ["huge"]
+    assert changed["huge"]["a"]["mean"] == pytest.approx(1e308 / 3 + 1.5e308 / 3 - 2e307 / 3)
+    assert changed["huge"]["b"]["mean"] == pytest.approx(1e308 / 3 + 1.5e308 / 3 + 1.7e308 / 3)
+    assert changed["huge"]["b"]["max"] == 1.7e308 and changed["huge"]["delta"] == 1.7e308 + 2e307

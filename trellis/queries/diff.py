@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import subprocess
 from typing import Any
 
@@ -89,10 +90,12 @@ def _params(store: Store, run: int) -> dict[str, Any]:
 def _value_summary(store: Store, run: int) -> dict[str, dict[str, Any]]:
     from trellis.queries.dataframe import COMMIT_MARK  # when a commit happened, not a result
 
+    keys = run_keys(run)
     rows = store.execute(
-        "SELECT name, COUNT(*), MIN(float_value), MAX(float_value), AVG(float_value),"
-        " MAX(id) FROM logs WHERE id >= ? AND id < ? AND name <> ? GROUP BY name",
-        (*run_keys(run), COMMIT_MARK),
+        "SELECT name, COUNT(*), MIN(float_value), MAX(float_value), "
+        + store.dialect.mean.format("float_value")
+        + ", MAX(id) FROM logs WHERE id >= ? AND id < ? AND name <> ? GROUP BY name",
+        (*keys, COMMIT_MARK),
     )
     summary = {}
     for name, count, low, high, mean, last_id in rows:
@@ -100,24 +103,42 @@ def _value_summary(store: Store, run: int) -> dict[str, dict[str, Any]]:
             "SELECT kind, int_value, float_value, text_value FROM logs WHERE id = ?", (last_id,)
         )[0]
         entry: dict[str, Any] = {"count": count, "last": decode(kind, i, f, t)}
-        if mean is not None:
+        if low is not None:
+            if _finite(low) and _finite(high) and not _finite(mean):
+                mean = _scaled_mean(store, keys, name, max(abs(low), abs(high)))
             entry.update(min=low, max=high, mean=mean)
         summary[name] = entry
     return summary
 
 
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _scaled_mean(store: Store, keys: tuple[int, int], name: str, scale: float) -> float:
+    """The mean of finite values whose sum overflows (SQLite's AVG answers infinity)."""
+    rows = store.execute("SELECT float_value FROM logs WHERE id >= ? AND id < ? AND name = ?"
+                         " AND float_value IS NOT NULL", (*keys, name))
+    return math.fsum(value / scale for value, in rows) / len(rows) * scale
+
+
+def _comparable(summary: dict[str, Any]) -> str:
+    # a NaN logged in both runs is the same value, though NaN != NaN; JSON writes both as NaN
+    return json.dumps(summary, sort_keys=True, default=repr)
+
+
 def _values(store: Store, a: int, b: int) -> dict[str, Any]:
     old, new = _value_summary(store, a), _value_summary(store, b)
     changed = {}
-    for name in old.keys() & new.keys():
-        if old[name] != new[name]:
-            entry = {"a": old[name], "b": new[name]}
-            la, lb = old[name]["last"], new[name]["last"]
-            if isinstance(la, (int, float)) and isinstance(lb, (int, float)) and not isinstance(la, bool):
-                entry["delta"] = lb - la
-            changed[name] = entry
+    same = sorted(n for n in old.keys() & new.keys() if _comparable(old[n]) == _comparable(new[n]))
+    for name in old.keys() & new.keys() - set(same):
+        entry = {"a": old[name], "b": new[name]}
+        la, lb = old[name]["last"], new[name]["last"]
+        if isinstance(la, (int, float)) and isinstance(lb, (int, float)) and not isinstance(la, bool):
+            entry["delta"] = lb - la
+        changed[name] = entry
     return {"changed": dict(sorted(changed.items())),
-            "same": sorted(n for n in old.keys() & new.keys() if old[n] == new[n]),
+            "same": same,
             "added": {n: new[n] for n in sorted(new.keys() - old.keys())},
             "removed": {n: old[n] for n in sorted(old.keys() - new.keys())}}
 

@@ -40,6 +40,8 @@ class Dialect:
     name: str
     types: dict[str, str]
     placeholder: str
+    # an aggregate mean whose running sum cannot overflow, where the database has one
+    mean: str = "AVG({})"
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else _percent_style(text)
@@ -61,6 +63,8 @@ POSTGRES = Dialect(
     {"id": "BIGSERIAL PRIMARY KEY", "key": "BIGINT PRIMARY KEY", "int": "BIGINT",
      "float": "DOUBLE PRECISION"},
     "%s",
+    # a float8 sum of values near 1e308 is an error here, not infinity; numeric sums exactly
+    "CAST(AVG(CAST({} AS NUMERIC)) AS DOUBLE PRECISION)",
 )
 
 
