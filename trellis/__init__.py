@@ -174,7 +174,7 @@ def reproduce(run: str, tolerance: float = 0.0, trusted: bool = False) -> dict[s
     """Run a recorded script or notebook epoch again from its snapshot, in a fresh git worktree,
     and compare values, written files and outputs; ``matched`` says whether all were the same.
     A run received from someone else's store is run only if ``trusted``."""
-    from trellis.reproduction import reproduce as again
+    from trellis.replaying.reproduction import reproduce as again
     from trellis.store.connection import open_store
 
     store = open_store()
@@ -211,8 +211,8 @@ def replay(
     Every segment verifies itself against the values the run logged (floats bit for bit, or
     within ``tolerance``); runs that failed are skipped unless ``include_failed``.
     """
-    from trellis.hindsight.executing import execute
-    from trellis.hindsight.planning import plan_replay
+    from trellis.replaying.executing import execute
+    from trellis.replaying.planning import plan_replay
     from trellis.store.connection import open_store
 
     store = open_store()
@@ -246,7 +246,7 @@ def export(target: str | None = None, everything: bool = False, format: str = "j
     try:
         run_ids = select_runs(store, target, everything)
         if format == "json":
-            from trellis.exporting.store_json import export as to_json
+            from trellis.sharing.json_export import export as to_json
 
             return json.dumps(to_json(store, run_ids, with_objects=objects))
         from trellis.queries.provenance import provenance
@@ -297,8 +297,8 @@ def import_runs(path: Any) -> dict[str, int]:
     from pathlib import Path
 
     from trellis.store.connection import open_store
-    from trellis.store.flor_import import flor_folder, import_flor
-    from trellis.store.importing import import_export
+    from trellis.sharing.flor_import import flor_folder, import_flor
+    from trellis.sharing.importing import import_export
 
     if (folder := flor_folder(Path(path))) is not None:  # a FlorDB project's history
         store = open_store()
@@ -308,9 +308,9 @@ def import_runs(path: Any) -> dict[str, int]:
             store.close()
 
     if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):  # a store, such as a recovery file
-        from trellis.sharing import copy_runs
+        from trellis.sharing.transfer import copy_runs
 
-        from trellis.store.received import check_store
+        from trellis.sharing.received import check_store
 
         source = open_store(str(path), read_only=True)
         try:
@@ -324,7 +324,7 @@ def import_runs(path: Any) -> dict[str, int]:
             source.close()
         return {"imported": counts["copied"] + counts["merged"], "skipped": counts["skipped"],
                 "replays": counts["replays"]}
-    from trellis.store.received import check_export, parse_json
+    from trellis.sharing.received import check_export, parse_json
 
     try:
         raw = Path(path).read_bytes()
@@ -345,7 +345,7 @@ def push(store: str | None = None, objects: str | None = None) -> dict[str, Any]
     """Copy the runs of this project's own store (``.trellis/``) that a shared store lacks, with
     their checkpoints and outputs: runs recorded offline, uploaded later. ``store`` defaults to
     ``TRELLIS_STORE`` / ``trellis config store``; ``objects`` to where that store keeps them."""
-    from trellis.sharing import push as upload
+    from trellis.sharing.transfer import push as upload
 
     return upload(store, objects)
 
@@ -354,7 +354,7 @@ def pull(store: str | None = None, objects: str | None = None, runs: Sequence[st
          everything: bool = False) -> dict[str, Any]:
     """Copy runs of a shared store into this project's own store: ``runs`` (id prefixes),
     ``everything``, or by default those of this project."""
-    from trellis.sharing import pull as download
+    from trellis.sharing.transfer import pull as download
 
     return download(store, objects, list(runs) if runs else None, everything)
 

@@ -227,7 +227,7 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
 @_one_line_errors
 def reproduce_command(run: str, tolerance: float, as_json: bool, trust: bool) -> None:
     """Run RUN again from its snapshot and compare; exit status 0 only if everything matched."""
-    from trellis.reproduction import render
+    from trellis.replaying.reproduction import render
 
     report = trellis.reproduce(run, tolerance, trusted=trust)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else render(report))
@@ -262,8 +262,8 @@ def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ..
                    variables: tuple[str, ...], show_code: str | None, dry_run: bool, yes: bool, trust: bool,
                    as_json: bool) -> None:
     """Hindsight logging: replay NAMES, newly logged in today's script, into its past runs."""
-    from trellis.hindsight.executing import describe_outcome, execute
-    from trellis.hindsight.planning import plan_replay
+    from trellis.replaying.executing import describe_outcome, execute
+    from trellis.replaying.planning import plan_replay
     from trellis.queries.runs import resolve
     from trellis.store.connection import open_store
 
@@ -471,11 +471,11 @@ def notebook_embed(path: str) -> None:
 @_one_line_errors
 def notebook_import(path: str) -> None:
     """Load the provenance embedded in PATH into this project's store."""
-    from trellis.store.received import read_notebook
+    from trellis.sharing.received import read_notebook
     from trellis.queries.notebooks import notebook_file
     from trellis.store.connection import open_store
-    from trellis.store.importing import import_notebook
-    from trellis.store.received import check_notebook
+    from trellis.sharing.importing import import_notebook
+    from trellis.sharing.received import check_notebook
 
     embedded, carried = read_notebook(notebook_file(path))
     check_notebook(embedded, path)  # before the store is opened: a bad notebook leaves no trace
@@ -515,7 +515,7 @@ def forget_command(targets: tuple[str, ...], export_to: Any, yes: bool) -> None:
         if export_to is not None:
             if export_to.exists():
                 raise TrellisError(f"{export_to} exists; nothing was forgotten: give another file")
-            from trellis.exporting.store_json import export as to_json
+            from trellis.sharing.json_export import export as to_json
 
             export_to.write_text(json.dumps(to_json(store, run_ids)))
             click.echo(f"exported to {export_to} (bring them back with `trellis import {export_to}`)")

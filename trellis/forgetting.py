@@ -7,9 +7,8 @@ content-addressed and may be shared with runs that remain.
 
 from __future__ import annotations
 
-from trellis.queries.records import BY_RUN, BY_STEP
 from trellis.store.connection import Store
-from trellis.store.schema import RUN_SHIFT
+from trellis.store.schema import BY_RUN, BY_STEP, RUN_SHIFT
 
 
 def describe(store: Store, run_ids: list[int]) -> dict[str, int]:

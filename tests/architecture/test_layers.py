@@ -22,30 +22,25 @@ MAY_IMPORT = {
     "store": set(),
     "capture": {"store", "analysis"},
     "queries": {"store", "analysis"},
-    "hindsight": {"store", "queries", "analysis", "capture", "worktrees"},
-    "reproduction": {"store", "queries", "analysis", "worktrees", "hindsight"},
-    "worktrees": {"store"},
+    "replaying": {"store", "queries", "analysis", "capture"},
     "exporting": {"queries"},
     "ui": {"queries", "exporting"},
-    "sharing": {"store", "queries", "exporting"},
+    "sharing": {"store", "queries"},
     "forgetting": {"store", "queries"},
 }
 FACE = {"__init__", "__main__", "cli", "flor", "utils"}
 
 DEBTS = {  # (importing module, imported module)
     ("trellis.exporting.html", "trellis.ui.bundle"),
+    ("trellis.capture.run", "trellis.replaying.segment"),
     ("trellis.exporting.rdf", "trellis.store.connection"),
-    ("trellis.exporting.store_json", "trellis.store.connection"),
-    ("trellis.exporting.store_json", "trellis.store.objects"),
-    ("trellis.exporting.store_json", "trellis.store.schema"),
     ("trellis.queries.overview", "trellis.capture.snapshot"),
-    ("trellis.store.flor_import", "trellis.capture.values"),  # encodes values as a run would
+    ("trellis.sharing.flor_import", "trellis.capture.values"),  # encodes values as a run would
     ("trellis.ui.server", "trellis.store.connection"),
     ("trellis.ui.server", "trellis.store.objects"),
     ("trellis.ui.widget", "trellis.capture.notebook"),
     ("trellis.ui.widget", "trellis.capture.run"),
     ("trellis.ui.widget", "trellis.store.connection"),
-    ("trellis.worktrees", "trellis.capture.files"),
 }
 
 

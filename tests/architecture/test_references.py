@@ -82,3 +82,11 @@ def test_the_public_names_are_pinned_and_belong_to_the_face():
     assert sorted(trellis.__all__) == sorted(PUBLIC)
     for name in trellis.__all__:
         assert getattr(trellis, name).__module__ == "trellis", name
+
+
+def test_no_module_of_the_package_shares_a_name_with_a_public_function():
+    # importing trellis.<name> rebinds the package's attribute <name> to the module
+    import pkgutil
+
+    modules = {module.name for module in pkgutil.iter_modules(trellis.__path__)}
+    assert not modules & set(trellis.__all__)

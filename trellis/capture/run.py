@@ -59,7 +59,7 @@ _FLOAT_LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "float_v
 class Run:
     """One process's run: identity, buffers, and the recorder that flushes them."""
 
-    replaying = None  # a replayed segment stands in for a run (capture/replaying.py)
+    replaying = None  # a replayed segment stands in for a run (replaying/segment.py)
 
     def __init__(self, kind: str, filename: str | None = None) -> None:
         self.uuid = str(uuid.uuid4())
@@ -699,9 +699,9 @@ def begin(kind: str = "script", filename: str | None = None) -> Run | None:
     if _failed_at_start or _config.disabled():
         return None
     if _config.replay_spec():
-        from trellis.capture import replaying
+        from trellis.replaying import segment
 
-        _run = replaying.start()  # type: ignore[assignment]
+        _run = segment.start()  # type: ignore[assignment]
         return _run
     if kind == "script" and "IPython" in sys.modules:
         from trellis.capture import notebook

@@ -26,6 +26,14 @@ from __future__ import annotations
 SCHEMA_VERSION = 4
 RUN_SHIFT = 32
 
+# table -> how its rows belong to a run: a run column, or a key whose high half is the run
+BY_RUN = {
+    "runs": "id", "params": "run", "iterations": "run", "loops": "run", "logs": "run",
+    "checkpoints": "run", "files": "run", "run_inputs": "run", "steps": "run", "modules": "run",
+    "replays": "run",
+}
+BY_STEP = ("dependencies", "variables")
+
 # Value kinds. Ints and bools read from int_value, floats from float_value, the rest from
 # text_value (JSON for containers, a bounded repr for other objects, digits for huge ints).
 NONE, BOOL, INT, FLOAT, TEXT, JSON, OBJECT, BIGINT = range(8)
@@ -59,7 +67,7 @@ MIGRATIONS = {
     ],
     4: [
         "ALTER TABLE runs ADD COLUMN received_from TEXT",
-        # How a replayed value was verified (hindsight/verifying.py); NULL for logged values.
+        # How a replayed value was verified (replaying/verifying.py); NULL for logged values.
         "ALTER TABLE logs ADD COLUMN verified TEXT",
     ],
 }

@@ -10,7 +10,7 @@ import base64
 from typing import Any
 
 from trellis._version import __version__
-from trellis.queries.records import object_digests, records
+from trellis.sharing.records import object_digests, records
 from trellis.store.connection import Store
 from trellis.store.objects import object_path
 from trellis.store.schema import SCHEMA_VERSION

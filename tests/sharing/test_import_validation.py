@@ -70,7 +70,7 @@ def sender(tmp_path_factory) -> dict[str, Any]:
     exported = json.loads((folder / "all.json").read_text())
     database = folder / "sent" / "trellis.db"  # the same runs in a SQLite store, as `trellis import x.db` reads
     with _store(str(database)) as store:
-        from trellis.store.importing import import_export
+        from trellis.sharing.importing import import_export
 
         import_export(store, exported)
     return {"project": project, "notebook": json.loads((project.root / "nb.ipynb").read_text()),
@@ -97,7 +97,7 @@ def script_runs(exported: dict[str, Any]) -> dict[str, Any]:
 
 def receiver(root: Path, sender: dict[str, Any]) -> Project:
     """A colleague's project whose store already holds a run of its own (the script run)."""
-    from trellis.store.importing import import_export
+    from trellis.sharing.importing import import_export
 
     project = new_project(root)
     postgres.configure(project.root)
@@ -109,9 +109,9 @@ def receiver(root: Path, sender: dict[str, Any]) -> Project:
 def import_file(project: Project, path: Path) -> None:
     """What `trellis import` and `trellis notebook import` do, in this process."""
     import trellis
-    from trellis.store.received import read_notebook
-    from trellis.store.importing import import_notebook
-    from trellis.store.received import check_notebook
+    from trellis.sharing.received import read_notebook
+    from trellis.sharing.importing import import_notebook
+    from trellis.sharing.received import check_notebook
 
     was = os.getcwd()
     os.chdir(project.root)
@@ -319,7 +319,7 @@ def test_provenance_that_breaks_the_schema_is_one_line_and_changes_nothing(sende
 
 
 def test_the_published_schema_is_the_one_imports_check(sender):
-    from trellis.store.received import SCHEMA_FILE, schema_problem
+    from trellis.sharing.received import SCHEMA_FILE, schema_problem
 
     published = Path(__file__).resolve().parents[2] / "docs" / "notebook-provenance.schema.json"
     assert published.read_text() == SCHEMA_FILE.read_text()
@@ -508,7 +508,7 @@ def fuzz_receiver(sender: dict[str, Any]) -> Iterator[Project]:
         was = os.getcwd()
         os.chdir(project.root)
         try:
-            from trellis.store.importing import import_export
+            from trellis.sharing.importing import import_export
 
             with _store(root=project.root) as store:
                 import_export(store, script_runs(sender["export"]))
@@ -519,7 +519,7 @@ def fuzz_receiver(sender: dict[str, Any]) -> Iterator[Project]:
 
 def still_readable(project: Project) -> None:
     """What the store holds after an import can be exported again, and its notebooks shown."""
-    from trellis.exporting.store_json import export
+    from trellis.sharing.json_export import export
     from trellis.queries.notebooks import history
 
     with _store(root=project.root, read_only=True) as store:

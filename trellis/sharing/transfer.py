@@ -2,7 +2,7 @@
 one (PostgreSQL, or a SQLite file on a shared folder), with their objects.
 
 A run keeps its uuid; its keys are renumbered for the receiving store by the JSON import
-(store/importing.py), which skips runs already there, so pushing twice copies nothing twice.
+(sharing/importing.py), which skips runs already there, so pushing twice copies nothing twice.
 Objects go first, so a shared store never lists a checkpoint it cannot give. Runs still
 running are left for a later push.
 """
@@ -50,7 +50,7 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
 
     ``source`` may be anyone's: it is checked to be a trellis store, and each batch of its rows
     is checked whole before any object or row of it is copied."""
-    from trellis.store.received import check_store, is_database_error
+    from trellis.sharing.received import check_store, is_database_error
 
     check_store(source)
     try:
@@ -63,11 +63,11 @@ def copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None = None
 
 
 def _copy_runs(source: Store, target: Store, run_ids: Iterable[int] | None) -> dict[str, int]:
-    from trellis.exporting.store_json import export
-    from trellis.queries.records import object_digests
-    from trellis.store.importing import import_checked
+    from trellis.sharing.json_export import export
+    from trellis.sharing.records import object_digests
+    from trellis.sharing.importing import import_checked
     from trellis.store.objects import copy_objects, remove
-    from trellis.store.received import check_export
+    from trellis.sharing.received import check_export
 
     chosen = None if run_ids is None else set(run_ids)
     candidates = [(run, uuid, status) for run, uuid, status in

@@ -29,7 +29,7 @@ from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.schema import run_keys
 from trellis.store.spans import expand
-from trellis.worktrees import snapshot_gone
+from trellis.replaying.worktrees import snapshot_gone
 
 # What a segment costs beyond the run's own recorded time: interpreter start, imports before
 # trellis, a worktree.

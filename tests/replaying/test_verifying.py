@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trellis.hindsight.verifying import verify
+from trellis.replaying.verifying import verify
 from trellis.store.cells import cell
 
 EPOCH = (("epoch", 0, 1),)

@@ -1,7 +1,7 @@
 """``trellis reproduce RUN``: run a recorded script or notebook epoch again, and compare.
 
 The code comes from the run's snapshot, checked out in a fresh ``git worktree`` with the data
-files it read (``trellis.worktrees``) and the folders it read from and wrote into (an empty
+files it read (``trellis.replaying.worktrees``) and the folders it read from and wrote into (an empty
 output folder is in no git snapshot). The new run is recorded in the same store with the
 original as its parent; a notebook's is a run of kind ``reproduction``, not another epoch of the
 notebook. Then values, written files, outputs and, for a notebook, each cell's status are
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trellis import worktrees
+from trellis.replaying import worktrees
 from trellis._errors import TrellisError, UntrustedObjectError
 from trellis.analysis.seeding import draws_unseeded
 from trellis.queries.checkpoints import received_from

@@ -62,7 +62,7 @@ def test_round_trip_into_another_store_is_lossless(source, tmp_path, monkeypatch
     assert named == {"weights", "random-state"}  # the generators' states travel with the weights
     stored = {row[checkpoints["columns"].index("object")] for row in checkpoints["rows"]}
     assert document["format"] == "trellis-export/1" and set(document["objects"]) == stored
-    schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "json-export.schema.json").read_text())
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "json-export.schema.json").read_text())
     jsonschema.validate(document, schema)
 
 

@@ -5,15 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from trellis.store.connection import Store
-from trellis.store.schema import RUN_SHIFT
-
-# table -> how its rows belong to a run: a run column, or a key whose high half is the run
-BY_RUN = {
-    "runs": "id", "params": "run", "iterations": "run", "loops": "run", "logs": "run",
-    "checkpoints": "run", "files": "run", "run_inputs": "run", "steps": "run", "modules": "run",
-    "replays": "run",
-}
-BY_STEP = ("dependencies", "variables")
+from trellis.store.schema import BY_RUN, BY_STEP, RUN_SHIFT
 
 
 def _columns(store: Store, table: str) -> list[str]:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from trellis._errors import TrellisError
-from trellis.store import received
+from trellis.sharing import received
 from trellis.store.connection import Store
 from trellis.store.replayed import put_replayed
 from trellis.store.schema import RUN_SHIFT

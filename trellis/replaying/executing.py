@@ -21,10 +21,10 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from pathlib import Path
 from typing import Any
 
-from trellis import worktrees
+from trellis.replaying import worktrees
 from trellis._errors import TrellisError
-from trellis.hindsight.planning import Plan, RunPlan, Segment
-from trellis.hindsight.verifying import recorded_values, verify
+from trellis.replaying.planning import Plan, RunPlan, Segment
+from trellis.replaying.verifying import recorded_values, verify
 from trellis.store import objects
 from trellis.store.connection import Store
 from trellis.store.replayed import REPLAY_KEYS, put_replayed

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Project, git
-from tests.hindsight.test_replay import _Database, commit
+from tests.replaying.test_replay import _Database, commit
 
 # The issue's training script: minibatches drawn from a Generator outside checkpointing().
 ISSUE_SCRIPT = '''
