@@ -9,6 +9,7 @@ break fails, and so does a listed one that is gone (remove it from the list).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,6 @@ DEBTS = {  # (importing module, imported module)
     ("trellis.exporting.html", "trellis.ui.bundle"),
     ("trellis.capture.run", "trellis.replaying.segment"),
     ("trellis.exporting.rdf", "trellis.store.connection"),
-    ("trellis.queries.overview", "trellis.capture.snapshot"),
     ("trellis.sharing.flor_import", "trellis.capture.values"),  # encodes values as a run would
     ("trellis.ui.server", "trellis.store.connection"),
     ("trellis.ui.server", "trellis.store.objects"),
@@ -109,3 +109,10 @@ def test_nothing_below_the_face_imports_the_face():
 @pytest.mark.parametrize("pure", ["analysis", "store"])
 def test_the_bottom_floors_import_nothing_above_them(pure):
     assert not [(m, t) for m, t in breaks() - DEBTS if room(m) == pure]
+
+
+def test_git_is_called_from_one_module():
+    # capture/snapshot.py also asks rev-parse directly: it reads its output when it fails
+    calling = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                     if re.search(r'\[\s*"git",', path.read_text()))
+    assert calling == ["capture/snapshot.py", "store/snapshots.py"]

@@ -163,7 +163,8 @@ def _left_out(path: str, patterns: tuple[str, ...]) -> bool:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(paths=_PATHS)
 def test_what_a_snapshot_leaves_out_follows_the_patterns(tmp_path_factory, paths):
-    from trellis.capture.snapshot import SECRET_PATTERNS, snapshot_files, take_snapshot
+    from trellis.capture.snapshot import SECRET_PATTERNS, take_snapshot
+    from trellis.store.snapshots import files_at
 
     root = tmp_path_factory.mktemp("snapshot")
     files = [p for p in paths if not any(p.startswith(q + "/") for q in paths)]  # a file is no folder
@@ -175,7 +176,7 @@ def test_what_a_snapshot_leaves_out_follows_the_patterns(tmp_path_factory, paths
     assert "error" not in taken, taken
     expected_out = sorted(p for p in files if _left_out(p, SECRET_PATTERNS))
     assert sorted(taken.get("withheld", [])) == expected_out
-    assert sorted(snapshot_files(root, taken["commit"])) == sorted(set(files) - set(expected_out))
+    assert sorted(files_at(root, taken["commit"])) == sorted(set(files) - set(expected_out))
 
 
 # -- secret-named arguments ---------------------------------------------------------------------

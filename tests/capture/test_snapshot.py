@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from trellis.capture.snapshot import find_git_root, snapshot_files, snapshot_source, take_snapshot
+from trellis.capture.snapshot import find_git_root, take_snapshot
+from trellis.store.snapshots import files_at, source_at
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTER = ["-c", "user.name=tester", "-c", "user.email=tester@localhost"]
@@ -102,16 +103,16 @@ def test_snapshot_captures_the_working_tree_and_leaves_user_state_identical(proj
     assert git(project, "log", "-1", "--format=%s|%an|%ae|%cn|%ce", snap["commit"]) == (
         "trellis snapshot run-1|trellis|trellis@localhost|trellis|trellis@localhost"
     )
-    assert sorted(snapshot_files(project, snap["commit"])) == [
+    assert sorted(files_at(project, snap["commit"])) == [
         ".gitignore",
         "notes/untracked.py",
         "staged.py",
         "train.py",
     ]
-    assert snapshot_source(project, snap["commit"], "train.py") == "print('v2, not committed')\n"
-    assert snapshot_source(project, snap["commit"], str(project / "notes/untracked.py")) == "z = 3\n"
-    assert snapshot_source(project, snap["commit"], "debug.log") is None
-    assert snapshot_source(project, snap["commit"], "gone.py") is None
+    assert source_at(project, snap["commit"], "train.py") == "print('v2, not committed')\n"
+    assert source_at(project, snap["commit"], str(project / "notes/untracked.py")) == "z = 3\n"
+    assert source_at(project, snap["commit"], "debug.log") is None
+    assert source_at(project, snap["commit"], "gone.py") is None
 
 
 def test_clean_tree_is_not_dirty_and_keeps_heads_tree(tmp_path: Path) -> None:
@@ -141,7 +142,7 @@ def test_repository_without_commits(tmp_path: Path) -> None:
     assert snap["branch"] == "main"
     assert snap["dirty"] is True
     assert git(root, "rev-list", "--parents", "-n", "1", snap["commit"]) == snap["commit"]  # no parent
-    assert sorted(snapshot_files(root, snap["commit"])) == ["data/prep.py", "model.py"]
+    assert sorted(files_at(root, snap["commit"])) == ["data/prep.py", "model.py"]
     assert subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=root).returncode != 0
 
 
@@ -155,7 +156,7 @@ def test_staged_files_in_a_repository_without_commits(tmp_path: Path) -> None:
     snap = take_snapshot(root, "staged-run")
 
     assert user_state(root) == before
-    assert sorted(snapshot_files(root, snap["commit"])) == ["a.py", "b.py"]
+    assert sorted(files_at(root, snap["commit"])) == ["a.py", "b.py"]
 
 
 def test_large_untracked_files_are_listed_not_stored(tmp_path: Path) -> None:
@@ -169,7 +170,7 @@ def test_large_untracked_files_are_listed_not_stored(tmp_path: Path) -> None:
 
     assert "error" not in snap, snap
     assert snap["skipped"] == ["checkpoint.pt"]
-    assert sorted(snapshot_files(root, snap["commit"])) == ["big_tracked.txt", "small.py"]
+    assert sorted(files_at(root, snap["commit"])) == ["big_tracked.txt", "small.py"]
 
 
 def test_worktree(project: Path, tmp_path: Path) -> None:
@@ -188,7 +189,7 @@ def test_worktree(project: Path, tmp_path: Path) -> None:
     assert "error" not in snap, snap
     assert snap["branch"] == "feature"
     assert snap["head"] == git(project, "rev-parse", "main")
-    assert "feature.py" in snapshot_files(project, snap["commit"])
+    assert "feature.py" in files_at(project, snap["commit"])
     assert git(project, "rev-parse", "refs/trellis/runs/worktree-run") == snap["commit"]
     assert (project / ".git" / "index").read_bytes() == main_index
     assert worktree_index.read_bytes() == worktree_index_bytes
@@ -216,8 +217,8 @@ def test_failures_are_reported_not_raised(tmp_path: Path) -> None:
     assert snap["commit"] is None
     assert "not a git repository" in snap["error"]
     assert "\n" not in snap["error"]
-    assert snapshot_files(plain, "HEAD") == []
-    assert snapshot_source(plain, "HEAD", "x.py") is None
+    assert files_at(plain, "HEAD") == []
+    assert source_at(plain, "HEAD", "x.py") is None
 
 
 def test_bad_ref_name_is_reported(project: Path) -> None:
@@ -262,7 +263,7 @@ def test_concurrent_processes_get_distinct_snapshots(project: Path) -> None:
     assert len({snap["commit"] for snap in results}) == 4
     for snap in results:
         assert git(project, "rev-parse", snap["ref"]) == snap["commit"]
-        assert "pkg/module_49.py" in snapshot_files(project, snap["commit"])
+        assert "pkg/module_49.py" in files_at(project, snap["commit"])
     refs = git(project, "for-each-ref", "--format=%(refname)", "refs/trellis/runs").splitlines()
     assert sorted(refs) == [f"refs/trellis/runs/concurrent-{i}" for i in range(4)]
     assert user_state(project) == before

@@ -32,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REF_PREFIX = "refs/trellis/runs/"
+from trellis.store.snapshots import REF_PREFIX, TIMEOUT, GitError, git, git_env
+
 MAX_UNTRACKED_SIZE = 10 * 1024 * 1024
 """Untracked files larger than this (bytes) are left out of a snapshot and listed instead."""
 SECRET_PATTERNS = (
@@ -46,30 +47,7 @@ SECRET_PATTERNS = (
 """Untracked files matching these (gitignore patterns) are left out of a snapshot: secrets."""
 IGNORE_FILE = ".trellisignore"
 
-_IDENTITY = {
-    "GIT_AUTHOR_NAME": "trellis",
-    "GIT_AUTHOR_EMAIL": "trellis@localhost",
-    "GIT_COMMITTER_NAME": "trellis",
-    "GIT_COMMITTER_EMAIL": "trellis@localhost",
-}
-# Variables that would point git at another repository, index or object store than `root`'s
-# (set, for instance, when the user's script runs from inside a git hook).
-_LOCATION_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
-_TIMEOUT = 120.0
 _UPDATE_REF_ATTEMPTS = 5
-
-
-class _GitError(Exception):
-    """A git command failed; the message is its one-line reason."""
 
 
 def find_git_root(start: Path) -> Path | None:
@@ -106,7 +84,7 @@ def take_snapshot(
     ref = REF_PREFIX + run_uuid
     result: dict = {"commit": None, "ref": ref, "head": None, "branch": None, "dirty": None}
     root = Path(root)
-    env = _git_env()
+    env = git_env()
     tmp = None
     try:
         index_path, head = _index_and_head(root, env)
@@ -127,17 +105,17 @@ def take_snapshot(
             result["skipped"] = skipped
         if withheld:
             result["withheld"] = withheld
-        tree = _git(root, env, "write-tree")
+        tree = git(root, "write-tree", env=env)
 
         if head:
-            base_tree = _git(root, env, "rev-parse", f"{head}^{{tree}}")
+            base_tree = git(root, "rev-parse", f"{head}^{{tree}}", env=env)
         else:
             base_tree = _empty_tree(root, env)
         result["dirty"] = tree != base_tree
 
         parents = ["-p", head] if head else []
         message = f"trellis snapshot {run_uuid}"
-        commit = _git(root, env, "commit-tree", "--no-gpg-sign", tree, *parents, "-m", message)
+        commit = git(root, "commit-tree", "--no-gpg-sign", tree, *parents, "-m", message, env=env)
         _update_ref(root, env, ref, commit)
         result["commit"] = commit
     except Exception as exc:  # never raise into the user's program: report and return
@@ -148,77 +126,6 @@ def take_snapshot(
     return result
 
 
-def snapshot_files(root: Path, commit: str) -> list[str]:
-    """Return the paths (relative to the repository root) of every file in ``commit``.
-
-    Returns an empty list when the commit cannot be read.
-    """
-    try:
-        listing = _git(
-            Path(root), _git_env(), "ls-tree", "-r", "-z", "--name-only", commit, strip=False
-        )
-    except (_GitError, OSError, subprocess.SubprocessError, ValueError):
-        return []
-    return [name for name in listing.split("\0") if name]
-
-
-def snapshot_source(root: Path, commit: str, path: str) -> str | None:
-    """Return the text of ``path`` as it was in ``commit``, or None when it is not there.
-
-    ``path`` is relative to the repository root (an absolute path inside ``root`` is accepted
-    too). Bytes that are not UTF-8 are replaced, so binary files come back mangled.
-    """
-    try:
-        relative = Path(path)
-        if relative.is_absolute():
-            relative = relative.relative_to(Path(root).absolute())
-        proc = subprocess.run(
-            ["git", "cat-file", "blob", f"{commit}:{relative.as_posix()}"],
-            cwd=root,
-            env=_git_env(),
-            capture_output=True,
-            timeout=_TIMEOUT,
-        )
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
-    if proc.returncode != 0:
-        return None
-    return proc.stdout.decode("utf-8", errors="replace")
-
-
-def _git_env() -> dict[str, str]:
-    """The environment for git commands: the user's, less repository overrides, plus an identity."""
-    env = {name: value for name, value in os.environ.items() if name not in _LOCATION_VARS}
-    env.update(_IDENTITY)
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["GIT_OPTIONAL_LOCKS"] = "0"
-    return env
-
-
-def _git(
-    root: Path, env: dict[str, str], *args: str, data: bytes | None = None, strip: bool = True
-) -> str:
-    """Run ``git args`` in ``root`` (``data`` on its stdin) and return its stdout.
-
-    Raises _GitError with git's own message when the command fails.
-    """
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=root,
-        env=env,
-        input=data,
-        stdin=None if data is not None else subprocess.DEVNULL,
-        capture_output=True,
-        timeout=_TIMEOUT,
-    )
-    if proc.returncode != 0:
-        reason = proc.stderr.decode("utf-8", errors="replace").strip()
-        reason = reason or f"exit status {proc.returncode}"
-        raise _GitError(f"git {args[0]}: {reason}")
-    out = proc.stdout.decode("utf-8", errors="surrogateescape")
-    return out.strip() if strip else out
-
-
 def _index_and_head(root: Path, env: dict[str, str]) -> tuple[Path, str | None]:
     """Return the path of the real index file and HEAD's commit (None before the first commit)."""
     proc = subprocess.run(
@@ -227,12 +134,12 @@ def _index_and_head(root: Path, env: dict[str, str]) -> tuple[Path, str | None]:
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
-        timeout=_TIMEOUT,
+        timeout=TIMEOUT,
     )
     lines = proc.stdout.decode("utf-8", errors="surrogateescape").splitlines()
     if not lines:  # not a repository at all; --verify -q alone fails silently
         reason = proc.stderr.decode("utf-8", errors="replace").strip() or "not a git repository"
-        raise _GitError(f"git rev-parse: {reason}")
+        raise GitError(f"git rev-parse: {reason}")
     head = lines[1] if proc.returncode == 0 and len(lines) > 1 else None
     return root / lines[0], head
 
@@ -240,16 +147,16 @@ def _index_and_head(root: Path, env: dict[str, str]) -> tuple[Path, str | None]:
 def _branch(root: Path, env: dict[str, str]) -> str | None:
     """Return the checked-out branch (also before its first commit), None on a detached HEAD."""
     try:
-        full = _git(root, env, "symbolic-ref", "-q", "HEAD")
-    except _GitError:
+        full = git(root, "symbolic-ref", "-q", "HEAD", env=env)
+    except GitError:
         return None
     return full.removeprefix("refs/heads/")
 
 
 def _untracked(root: Path, env: dict[str, str], *exclude: str) -> list[str]:
     """The untracked files (relative paths) that are not ignored, nor matched by ``exclude``."""
-    listing = _git(root, env, "ls-files", "-z", "--others", "--exclude-standard",
-                   *(f"--exclude={pattern}" for pattern in exclude), strip=False)
+    listing = git(root, "ls-files", "-z", "--others", "--exclude-standard",
+                  *(f"--exclude={pattern}" for pattern in exclude), env=env, strip=False)
     return [name for name in listing.split("\0") if name]
 
 
@@ -286,34 +193,34 @@ def _larger_than(root: Path, untracked: list[str], limit: int) -> list[str]:
 def _stage_all(root: Path, env: dict[str, str], skipped: list[str]) -> None:
     """``git add -A`` into the temporary index, leaving out the ``skipped`` files."""
     if not skipped:
-        _git(root, env, "-c", "advice.addEmbeddedRepo=false", "add", "-A")
+        git(root, "-c", "advice.addEmbeddedRepo=false", "add", "-A", env=env)
         return
     pathspecs = ["."] + [f":(exclude,literal){name}" for name in skipped]
-    _git(
+    git(
         root,
-        env,
         "-c",
         "advice.addEmbeddedRepo=false",
         "add",
         "-A",
         "--pathspec-from-file=-",
         "--pathspec-file-nul",
+        env=env,
         data="\0".join(pathspecs).encode("utf-8", errors="surrogateescape"),
     )
 
 
 def _empty_tree(root: Path, env: dict[str, str]) -> str:
     """Return the id of the empty tree in this repository's hash algorithm."""
-    return _git(root, env, "hash-object", "-t", "tree", "--stdin", data=b"")
+    return git(root, "hash-object", "-t", "tree", "--stdin", data=b"", env=env)
 
 
 def _update_ref(root: Path, env: dict[str, str], ref: str, commit: str) -> None:
     """Point ``ref`` at ``commit``, retrying briefly if another process holds a ref lock."""
     for attempt in range(_UPDATE_REF_ATTEMPTS):
         try:
-            _git(root, env, "update-ref", "-m", "trellis snapshot", ref, commit)
+            git(root, "update-ref", "-m", "trellis snapshot", ref, commit, env=env)
             return
-        except _GitError:
+        except GitError:
             if attempt == _UPDATE_REF_ATTEMPTS - 1:
                 raise
             time.sleep(0.02 * (attempt + 1))
@@ -322,4 +229,4 @@ def _update_ref(root: Path, env: dict[str, str], ref: str, commit: str) -> None:
 def _one_line(exc: BaseException) -> str:
     """A one-line message for ``exc``."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, _GitError) else f"{type(exc).__name__}: {text}"
+    return text if isinstance(exc, GitError) else f"{type(exc).__name__}: {text}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import subprocess
 from typing import Any
 
 from trellis._errors import TrellisError
@@ -20,6 +19,7 @@ from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.objects import object_path
 from trellis.store.schema import RUN_SHIFT, run_keys
+from trellis.store.snapshots import GitError, git
 
 _TEXT_LIMIT = 200_000
 
@@ -170,13 +170,11 @@ def _code(store: Store, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         return {"available": False, "reason": "a run was recorded outside git"}
     if a["git_commit"] == b["git_commit"]:
         return {"available": True, "same": True, "diff": ""}
-    done = subprocess.run(
-        ["git", "diff", "--no-color", a["git_commit"], b["git_commit"]],
-        cwd=store.project, capture_output=True, text=True,
-    )
-    if done.returncode != 0:
-        return {"available": False, "reason": done.stderr.strip().splitlines()[-1] if done.stderr else "git failed"}
-    return {"available": True, "same": not done.stdout, "diff": done.stdout[:_TEXT_LIMIT]}
+    try:
+        text = git(store.project, "diff", "--no-color", a["git_commit"], b["git_commit"], strip=False)
+    except GitError as error:
+        return {"available": False, "reason": str(error).splitlines()[-1]}
+    return {"available": True, "same": not text, "diff": text[:_TEXT_LIMIT]}
 
 
 def _cell_sources(store: Store, a: int, b: int) -> dict[str, Any]:

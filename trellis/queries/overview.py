@@ -15,6 +15,7 @@ from trellis.queries.runs import list_runs, resolve, show_run, timestamp
 from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.schema import RUN_SHIFT
+from trellis.store.snapshots import files_at, source_at
 
 
 def json_ready(value: Any) -> Any:
@@ -97,8 +98,6 @@ def series(store: Store, name: str, run_refs: Iterable[str]) -> dict[str, Any]:
 def run_page(store: Store, ref: str) -> dict[str, Any]:
     """Everything the run page shows: ``show_run`` plus files, checkpoints, values by origin
     (logged as the run went, or replayed later) and the files of its code snapshot."""
-    from trellis.capture.snapshot import snapshot_files
-
     described = show_run(store, ref)
     run = resolve(store, ref)
     described["files"] = [
@@ -124,7 +123,7 @@ def run_page(store: Store, ref: str) -> dict[str, Any]:
     ]
     described["snapshot"] = {
         "commit": run["git_commit"],
-        "files": snapshot_files(store.project, run["git_commit"]) if run["git_commit"] else [],
+        "files": files_at(store.project, run["git_commit"]) if run["git_commit"] else [],
     }
     return described
 
@@ -132,13 +131,12 @@ def run_page(store: Store, ref: str) -> dict[str, Any]:
 def snapshot_text(store: Store, ref: str, path: str | None = None) -> dict[str, Any]:
     """A file of a run's code snapshot as it was when the run started (default: its script)."""
     from trellis._errors import TrellisError
-    from trellis.capture.snapshot import snapshot_source
 
     run = resolve(store, ref)
     if not run["git_commit"]:
         raise TrellisError(f"run {run['uuid'][:8]} was recorded outside git: it has no code snapshot")
     wanted = path or run["filename"]
-    text = snapshot_source(store.project, run["git_commit"], wanted) if wanted else None
+    text = source_at(store.project, run["git_commit"], wanted) if wanted else None
     if text is None:
         raise TrellisError(f"the snapshot of run {run['uuid'][:8]} has no file {wanted!r}")
     return {"run_id": run["uuid"], "commit": run["git_commit"], "path": wanted, "text": text}

@@ -16,7 +16,6 @@ import ast
 import json
 import math
 import os
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,6 +27,7 @@ from trellis.queries.runs import resolve
 from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.schema import run_keys
+from trellis.store.snapshots import source_at
 from trellis.store.spans import expand
 from trellis.replaying.worktrees import snapshot_gone
 
@@ -236,12 +236,10 @@ def _plan_run(store: Store, run: dict[str, Any], filename: str, today: str, name
     if any(arg.endswith("***") for arg in plan.argv):
         plan.reason = "it had secret arguments, which were not recorded"
         return plan
-    shown = subprocess.run(["git", "show", f"{run['git_commit']}:{filename}"], cwd=store.project,
-                           capture_output=True, text=True)
-    if shown.returncode != 0:
+    old = source_at(store.project, run["git_commit"], filename)
+    if old is None:
         plan.reason = snapshot_gone(run["git_commit"])
         return plan
-    old = shown.stdout
     wanted = _not_yet_logged(store, run["id"], names, force, plan.skipped)
     if not wanted:
         return plan

@@ -21,14 +21,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trellis.replaying import worktrees
 from trellis._errors import TrellisError, UntrustedObjectError
 from trellis.analysis.seeding import draws_unseeded
 from trellis.queries.checkpoints import received_from
 from trellis.queries.runs import resolve
+from trellis.replaying import worktrees
 from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.schema import run_keys
+from trellis.store.snapshots import has_commit, source_at
 
 
 
@@ -42,7 +43,7 @@ def reproduce(store: Store, ref: str, tolerance: float = 0.0, trusted: bool = Fa
                                    " line and code recorded there; add --trust if you trust its source")
     if not original["git_commit"]:
         raise TrellisError(f"run {original['uuid'][:8]} was recorded outside git: there is no snapshot to run")
-    if not worktrees.has_commit(store.project, original["git_commit"]):
+    if not has_commit(store.project, original["git_commit"]):
         raise TrellisError(f"run {original['uuid'][:8]} cannot be reproduced: {worktrees.snapshot_gone(original['git_commit'])}")
     folder = Path(tempfile.mkdtemp(prefix="trellis-reproduce-"))
     worktree = folder / "tree"
@@ -231,9 +232,7 @@ def _explanations(store: Store, original: dict[str, Any], copy: dict[str, Any]) 
 
 
 def _snapshot_source(store: Store, run: dict[str, Any]) -> str:
-    done = subprocess.run(["git", "show", f"{run['git_commit']}:{run['filename']}"], cwd=store.project,
-                          capture_output=True, text=True)
-    return done.stdout if done.returncode == 0 else ""
+    return source_at(store.project, run["git_commit"], run["filename"]) or ""
 
 
 def render(report: dict[str, Any]) -> str:

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from trellis._errors import TrellisError
 from trellis.capture.files import hash_file
 from trellis.store.connection import Store
-
-
-def git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise TrellisError(f"git {args[0]} {args[1] if len(args) > 1 else ''} failed: {done.stderr.strip()}")
-    return done.stdout
+from trellis.store.snapshots import GitError, git
 
 
 def snapshot_gone(commit: str) -> str:
@@ -33,20 +26,20 @@ def snapshot_gone(commit: str) -> str:
             " git fetch REMOTE 'refs/trellis/runs/*:refs/trellis/runs/*'")
 
 
-def has_commit(root: Path, commit: str) -> bool:
-    done = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=root, capture_output=True)
-    return done.returncode == 0
-
-
 def check_out(root: Path, commit: str, folder: Path) -> Path:
     """A worktree of ``commit`` at ``folder``."""
-    git(root, "worktree", "add", "--detach", str(folder), commit)
+    try:
+        git(root, "worktree", "add", "--detach", str(folder), commit)
+    except GitError as error:
+        raise TrellisError(f"cannot check out {commit[:8]}: {error}") from error
     return folder
 
 
 def remove(root: Path, folder: Path) -> None:
-    subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=root,
-                   capture_output=True, text=True)
+    try:
+        git(root, "worktree", "remove", "--force", str(folder))
+    except GitError:
+        pass  # not a worktree (any more): removing the folder is enough
     shutil.rmtree(folder, ignore_errors=True)
 
 

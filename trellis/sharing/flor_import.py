@@ -13,7 +13,6 @@ read leaves the store as it was.
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from trellis._errors import TrellisError
 from trellis.store.cells import cell
 from trellis.store.connection import Store
 from trellis.store.schema import NOTE_LOG_NAME, RUN_SHIFT
+from trellis.store.snapshots import GitError, git
 
 VALUE, OUTPUT, TIMING = 1, 2, 3
 AUTO_COMMIT = "FLOR::Auto-commit::"
@@ -79,16 +79,11 @@ def _read_run_file(path: Path) -> tuple[str, list[dict[str, Any]]]:
 def _auto_commits(root: Path) -> dict[str, dict[str, Any]]:
     """tstamp -> the auto-commit FlorDB made for it: hash, branch, and the args its message lists."""
     try:
-        done = subprocess.run(
-            ["git", "log", "--all", "--source", "--format=%H%x00%S%x00%B%x01"], cwd=root, capture_output=True,
-            text=True, timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    if done.returncode != 0:
+        listing = git(root, "log", "--all", "--source", "--format=%H%x00%S%x00%B%x01", strip=False)
+    except GitError:
         return {}
     found: dict[str, dict[str, Any]] = {}
-    for entry in done.stdout.split("\x01"):
+    for entry in listing.split("\x01"):
         parts = entry.strip("\n").split("\x00")
         if len(parts) != 3 or not parts[2].startswith(AUTO_COMMIT):
             continue
