@@ -1,9 +1,9 @@
 """The labelling app: every PDF's pages, coloured by segment (a new colour at each first page).
 
 What it shows comes from the store: the newest predictions (infer.py's predicted_first_page)
-and, where people have labelled a page, their newest first_page, which wins. Click a page to
-mark or unmark it as a first page, then confirm the PDF: each confirmation is logged as
-first_page per document and page and committed at once, so it survives a restart of the app and
+and, where people have labelled a page, their newest first_page (by labelled_at), which wins.
+Click a page to mark or unmark it as a first page, then confirm the PDF: each confirmation is
+logged as first_page per document and page and committed at once, so it survives a restart of the app and
 the next training round reads it. It touches `labels`, so that make knows the model is stale.
 """
 
@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import uvicorn
@@ -32,7 +33,7 @@ pictures = {name: [page["pictures"] for page in pages]
 predicted = {(row.document_value, row.page): bool(row.predicted_first_page) for row in
              trellis.dataframe("predicted_first_page", latest=True).itertuples()}
 try:
-    labelled = trellis.dataframe("first_page").sort_values("tstamp")
+    labelled = trellis.dataframe("first_page", "labelled_at").sort_values("labelled_at", kind="stable")
 except trellis.UnknownNameError:
     labelled = None  # nobody has labelled a page yet
 by_people = {} if labelled is None else {
@@ -61,11 +62,14 @@ async def confirm(request: Request) -> JSONResponse:
     name, flags = body.get("document"), body.get("first_pages")
     if name not in pictures or not isinstance(flags, list) or len(flags) != len(pictures[name]):
         return JSONResponse({"error": "send a known document and one flag per page"}, status_code=400)
+    # the store's tstamp is the run's start; labelled_at orders confirmations within a run
+    labelled_at = time.time()
     with trellis.iteration("document", order.index(name), name):
         for position, flag in enumerate(flags):
             with trellis.iteration("page", position):
                 trellis.log("first_page", bool(flag))
-    trellis.commit()  # each confirmation is its own consistent point, with its own timestamp
+                trellis.log("labelled_at", labelled_at)
+    trellis.commit()  # each confirmation is written at once, as its own consistent point
     for position, flag in enumerate(flags):
         by_people[name, position] = bool(flag)
     Path("labels").touch()

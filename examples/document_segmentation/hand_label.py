@@ -3,6 +3,7 @@ first_page per loop("document") / loop("page"), as the labelling app logs later 
 The person here is simulated: their answers are the true ones, from raw/answers.json."""
 
 import json
+import time
 from pathlib import Path
 
 import trellis
@@ -13,4 +14,5 @@ answers = json.loads(Path("raw/answers.json").read_text())
 for document in trellis.loop("document", sorted(answers)[:HAND_LABELLED]):
     for position in trellis.loop("page", range(len(answers[document]))):
         trellis.log("first_page", answers[document][position])
+        trellis.log("labelled_at", time.time())
 print(f"{HAND_LABELLED} PDFs labelled by hand")

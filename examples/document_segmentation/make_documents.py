@@ -12,6 +12,7 @@ Writes raw/doc_*.pdf and raw/answers.json: the true first pages, which only the 
 """
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,10 @@ def footer(pdf: FPDF, text: str) -> None:
 def body(pdf: FPDF, paragraphs: int) -> None:
     pdf.set_font("Helvetica", size=10)
     for _ in range(paragraphs):
-        pdf.multi_cell(170, 5, paragraph())
+        # wrapped here, a line per cell: fpdf2's own line breaking is slow for hundreds of pages
+        for line in textwrap.wrap(paragraph(), 95):
+            pdf.set_x(20)
+            pdf.cell(170, 5, line, new_x="LMARGIN", new_y="NEXT")
         pdf.ln(3)
 
 
@@ -165,7 +169,7 @@ def report(pdf: FPDF) -> int:
         if page == 0:
             pdf.set_xy(20, float(rng.integers(60, 110)))
             pdf.set_font("Helvetica", "B", size=int(rng.integers(20, 27)))
-            pdf.multi_cell(170, 12, str(rng.choice(TITLES)), align="C")
+            pdf.cell(170, 12, str(rng.choice(TITLES)), align="C", new_x="LMARGIN", new_y="NEXT")
             pdf.set_font("Helvetica", size=12)
             pdf.set_x(20)
             pdf.cell(170, 8, f"Prepared by {rng.choice(PEOPLE)}", align="C", new_x="LMARGIN", new_y="NEXT")

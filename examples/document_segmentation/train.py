@@ -19,7 +19,7 @@ epochs = trellis.arg("epochs", 20)
 steps = trellis.arg("steps", 10)
 
 pages, x_all = features()
-labels = trellis.dataframe("first_page").sort_values("tstamp")
+labels = trellis.dataframe("first_page", "labelled_at").sort_values("labelled_at", kind="stable")
 labels = labels.drop_duplicates(["document_value", "page"], keep="last")  # the newest label wins
 labelled = pages.reset_index().merge(labels[["document_value", "page", "first_page"]])
 labelled = labelled[labelled["document_value"].map(split_of) == "pool"]  # never validation or test
