@@ -1,5 +1,6 @@
-"""A scripted round of feedback: a person confirms the true segments of PDFs the model got
-wrong, through the same HTTP calls the labelling page makes.
+"""A scripted round of feedback: a person reviews the PDFs nobody has labelled yet, in order,
+and confirms each one's true segments (correcting the model where it was wrong), through the
+same HTTP calls the labelling page makes.
 
 It starts the app itself, on a free port it picks, with a secret, and talks to the app only
 after the process answering on that port has proved to be that app (its pid and the secret's
@@ -61,12 +62,12 @@ app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)],
 try:
     wait_for(app, url, token)
     answers = json.loads(Path("raw/answers.json").read_text())
-    documents, pages = 0, 0
+    documents, pages, corrected = 0, 0, 0
     for document in call(f"{url}/api/documents"):
         name = document["name"]
-        wrong = document["first_pages"] != answers[name]
-        if split_of(name) != "pool" or document["labelled_by_people"] or not wrong:
+        if split_of(name) != "pool" or document["labelled_by_people"]:
             continue
+        corrected += document["first_pages"] != answers[name]
         confirmed = call(f"{url}/api/confirm", {"document": name, "first_pages": answers[name]})
         if confirmed.get("confirmed") != len(answers[name]):
             sys.exit(f"feedback: the app did not record {name}: {confirmed}")
@@ -79,4 +80,5 @@ try:
 finally:
     if app.poll() is None:
         app.kill()
-print(f"confirmed {documents} PDFs ({pages} pages) in the labelling app")
+print(f"confirmed {documents} PDFs ({pages} pages) in the labelling app;"
+      f" the model was wrong on {corrected} of them")

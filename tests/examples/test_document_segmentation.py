@@ -119,7 +119,7 @@ def test_labels_flow_through_the_store_and_round_two_trains_on_the_apps(loop):
     )
     second = rounds["run_id"].iloc[1]
     used = inputs[inputs["reader"] == second]
-    assert {("app.py", "first_page"), ("hand_label.py", "first_page")} <= set(zip(used["source"], used["detail"]))
+    assert {("app.py", "first_page,labelled_at"), ("hand_label.py", "first_page,labelled_at")} <= set(zip(used["source"], used["detail"]))
 
 
 def test_each_round_exports_its_own_training_runs_best_validation_checkpoint(loop):
@@ -165,7 +165,7 @@ def test_lineage_of_the_model_runs_through_round_two_to_the_human_labels_and_the
     model = next(n["id"] for n in graph["nodes"] if n.get("path") == "model/model.npz")
     assert (model, f"run:{export}", "wasGeneratedBy") in edges
     assert (f"run:{export}", f"run:{train}", "used checkpoint (model)") in edges
-    assert (f"run:{train}", f"run:{app}", "used dataframe (first_page)") in edges
+    assert (f"run:{train}", f"run:{app}", "used dataframe (first_page,labelled_at)") in edges
     # the first round's run, trained without the app's labels, did not make this model
     assert f"run:{first_train}" not in {to for _, to, _ in edges}
     pdfs = {n["path"] for n in graph["nodes"] if n["kind"] == "file" and n["path"].endswith(".pdf")}
