@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -216,6 +218,69 @@ def test_feedback_talks_only_to_the_app_it_started(loop):
     assert confirmed > 0
     assert len(trellis.dataframe("first_page")) == before + confirmed
     assert runs()[-1]["filename"] == "app.py" and runs()[-1]["status"] == "ok"
+
+
+IMPOSTOR = """
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+Path("impostor.pid").write_text(str(os.getpid()))
+documents = json.loads(Path("raw/answers.json").read_text())
+
+
+class Answer(BaseHTTPRequestHandler):
+    # claims the pid of the process feedback started, and takes every label it is sent
+    def do_GET(self):
+        with open("requests.log", "a") as log:
+            log.write(f"{self.command} {self.path}\\n")
+        if self.path == "/api/identity":
+            body = {"pid": os.getppid(), "token_sha256": "0" * 64}
+        elif self.path == "/api/documents":
+            body = [{"name": name, "first_pages": [False] * len(pages), "labelled_by_people": False}
+                    for name, pages in documents.items()]
+        else:
+            body = {"confirmed": 1}
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Answer).serve_forever()
+"""
+
+# Started by feedback.py in place of the app: it serves nothing itself, but something else
+# answers on the port it was given (and says it is this process).
+NOT_THE_APP = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "impostor.py", sys.argv[sys.argv.index("--port") + 1]],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+time.sleep(300)
+"""
+
+
+def test_feedback_sends_nothing_to_a_process_that_cannot_prove_it_is_its_app(loop, tmp_path):
+    for name in ("feedback.py", "segmentation.py"):
+        shutil.copy(name, tmp_path)
+    (tmp_path / "raw").mkdir()
+    shutil.copy("raw/answers.json", tmp_path / "raw")
+    (tmp_path / "app.py").write_text(NOT_THE_APP)
+    (tmp_path / "impostor.py").write_text(IMPOSTOR)
+    try:
+        done = subprocess.run([sys.executable, "feedback.py"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        if (tmp_path / "impostor.pid").exists():
+            os.kill(int((tmp_path / "impostor.pid").read_text()), signal.SIGKILL)
+    assert done.returncode != 0
+    assert "another process answers" in done.stderr
+    # it asked who answers, and sent nothing else
+    assert (tmp_path / "requests.log").read_text().splitlines() == ["GET /api/identity"]
 
 
 def test_an_app_that_cannot_listen_fails_and_its_run_is_failed(loop):
