@@ -1,5 +1,5 @@
 """The labelling page, driven in real headless Chromium: a person flips a page and confirms; the
-app is restarted, and the page shows the confirmed labels, read back from the store."""
+app is killed and restarted, and the page shows the confirmed labels, read back from the store."""
 
 from __future__ import annotations
 
@@ -73,6 +73,14 @@ def shown(browser, port: int) -> tuple[list[str], bool]:
         page.close()
 
 
+def app_labels():
+    try:
+        logged = trellis.dataframe("first_page")
+    except trellis.UnknownNameError:
+        return None
+    return logged[logged["filename"] == "app.py"].sort_values("page")
+
+
 @pytest.mark.browser
 def test_a_confirmation_in_the_browser_is_logged_and_shown_after_a_restart(
         project: Project, browser, tmp_path, monkeypatch):
@@ -104,14 +112,16 @@ def test_a_confirmation_in_the_browser_is_logged_and_shown_after_a_restart(
             expect(button).to_have_class(re.compile(r"\bconfirmed\b"))
         finally:
             page.close()
+        # committed as it was confirmed: in the store while the app runs, and kept by a kill -9
+        logged = app_labels()
     finally:
-        stop(app)
+        app.kill()
+        app.wait()
     # the colours shown were the model's, then the person's
     assert (before, confirmed_before) == (page_classes(predicted), False)
     assert after_click == page_classes(confirmed)[FLIPPED] != before[FLIPPED]
 
-    logged = trellis.dataframe("first_page")
-    logged = logged[logged["filename"] == "app.py"].sort_values("page")
+    assert logged is not None, "no confirmation was in the store while the app ran"
     assert set(logged["document_value"]) == {DOCUMENT}
     assert logged["page"].tolist() == list(range(len(predicted)))
     assert logged["first_page"].tolist() == confirmed
