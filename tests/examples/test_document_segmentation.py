@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 
 import trellis
-from tests.conftest import Project, git
+from tests.conftest import Project, git, stop
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "document_segmentation"
 GENERATED = ("raw", "pages", "model", ".trellis", "demux", "featurize", "hand_label", "labels",
@@ -38,6 +40,31 @@ def make(project: Project, *goals: str, check: bool = True) -> subprocess.Comple
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_app(project: Project, port: int, log: Path) -> subprocess.Popen:
+    """The app reads the store before it binds the port: wait until the port accepts."""
+    with log.open("a") as output:
+        app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=project.root,
+                               env=project.env(), stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        if app.poll() is not None:
+            raise AssertionError(f"app.py exited ({app.returncode}) before serving:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return app
+        except OSError:
+            if time.monotonic() > deadline:
+                stop(app)
+                raise AssertionError(f"app.py did not listen on port {port}:\n{log.read_text()}")
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +322,32 @@ def test_an_app_that_cannot_listen_fails_and_its_run_is_failed(loop):
     assert "cannot listen on 127.0.0.1" in done.stderr
     last = runs()[-1]
     assert (last["filename"], last["status"]) == ("app.py", "failed")
+
+
+def test_the_app_shows_a_pages_newest_label_after_a_restart(loop, tmp_path):
+    project, _ = loop
+    truth = answers()
+    document = sorted(trellis.dataframe("first_page").query("filename == 'app.py'")["document_value"])[0]
+    changed = [not first for first in truth[document]]  # the person changes their mind
+
+    def listed(port: int) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/documents", timeout=30) as answer:
+            return next(d for d in json.load(answer) if d["name"] == document)
+
+    port = free_port()
+    app = start_app(project, port, tmp_path / "app.log")
+    try:
+        assert listed(port)["first_pages"] == truth[document]  # as confirmed in round two
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/confirm", headers={"Content-Type": "application/json"},
+            data=json.dumps({"document": document, "first_pages": changed}).encode())
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.load(answer)["confirmed"] == len(changed)
+    finally:
+        stop(app)
+    port = free_port()
+    app = start_app(project, port, tmp_path / "app.log")
+    try:
+        assert listed(port)["first_pages"] == changed
+    finally:
+        stop(app)

@@ -4,47 +4,17 @@ app is killed and restarted, and the page shows the confirmed labels, read back 
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 import trellis
 from tests.conftest import Project, stop
-from tests.examples.test_document_segmentation import copy_example, make
+from tests.examples.test_document_segmentation import copy_example, free_port, make, start_app
 
 DOCUMENT = "doc_010"  # a PDF nobody labelled by hand
 FLIPPED = 0  # its first page: the model predicts it a first page, the person says otherwise
 TIMEOUT_MS = 30_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_app(project: Project, port: int, log: Path) -> subprocess.Popen:
-    """The app reads the store before it binds the port: wait until the port accepts."""
-    with log.open("a") as output:
-        app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=project.root,
-                               env=project.env(), stdout=output, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while True:
-        if app.poll() is not None:
-            raise AssertionError(f"app.py exited ({app.returncode}) before serving:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return app
-        except OSError:
-            if time.monotonic() > deadline:
-                stop(app)
-                raise AssertionError(f"app.py did not listen on port {port}:\n{log.read_text()}")
-            time.sleep(0.1)
 
 
 def page_classes(segmentation: list[bool]) -> list[str]:
