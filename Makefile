@@ -12,7 +12,10 @@ UV := $(BIN)/uv
 BUNDLE := trellis/ui/static/trellis.js
 SETUP := $(READY) $(BUNDLE)
 
-.PHONY: demo test bench screenshots clean
+.PHONY: setup demo test bench screenshots clean
+
+# `make` alone: everything installed and the bundle built, as the UI's error message asks.
+setup: $(SETUP)
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +38,7 @@ $(BUNDLE): node_modules/.package-lock.json $(wildcard frontend/*)
 # The demo project is a fresh git repository, so its store holds exactly the runs made here.
 DEMO := build/document_segmentation
 # Two rounds of the loop (hand labels -> model; the app's confirmations -> a new model).
-# The dashboard's bundle is not needed for it; `trellis ui` and `make test` build it.
+# The dashboard's bundle is not needed for it; `make` (setup) and `make test` build it.
 demo: $(DEMO_READY)
 	rm -rf $(DEMO) && mkdir -p $(DEMO) && cp examples/document_segmentation/* $(DEMO)/
 	cd $(DEMO) && git init -q && git add -A \
