@@ -351,3 +351,14 @@ def test_the_app_shows_a_pages_newest_label_after_a_restart(loop, tmp_path):
         assert listed(port)["first_pages"] == changed
     finally:
         stop(app)
+
+
+def test_make_demo_sets_up_only_the_core_and_the_demo_extra():
+    repository = EXAMPLE.parents[1]
+    # -n -B: every command of the demo's set-up as on a fresh clone, none run (the recursive
+    # make of the loop is, and fails for want of the project it would have copied: ignored)
+    planned = subprocess.run(["make", "-n", "-B", "demo"], cwd=repository, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "MAKEFLAGS": ""}).stdout
+    set_up = planned.split("rm -rf build/document_segmentation")[0]
+    assert "-e '.[demo]'" in set_up
+    assert "[dev]" not in set_up and "npm" not in set_up
