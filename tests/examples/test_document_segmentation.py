@@ -310,6 +310,17 @@ def test_feedback_sends_nothing_to_a_process_that_cannot_prove_it_is_its_app(loo
     assert (tmp_path / "requests.log").read_text().splitlines() == ["GET /api/identity"]
 
 
+def test_feedback_fails_when_its_app_cannot_start(loop, tmp_path):
+    for name in ("feedback.py", "segmentation.py"):
+        shutil.copy(name, tmp_path)
+    (tmp_path / "app.py").write_text('raise RuntimeError("the labelling app cannot listen")\n')
+    done = subprocess.run([sys.executable, "feedback.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0
+    assert "the labelling app exited (1) before it served" in done.stderr
+    assert "confirmed" not in done.stdout
+
+
 def test_an_app_that_cannot_listen_fails_and_its_run_is_failed(loop):
     project, _ = loop
     with socket.socket() as taken:
