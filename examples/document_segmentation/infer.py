@@ -1,47 +1,17 @@
-"""Segment every document with the checkpoint that had the best recall, and export it."""
-
-import json
-from pathlib import Path
+"""Segment every PDF with the exported model: predicted_first_page per loop("document") /
+loop("page"), into the store, where the labelling app reads it."""
 
 import numpy as np
 
 import trellis
+from segmentation import features, first_page_scores
 
-pages = np.load("features/pages.npz")
-try:
-    scores = trellis.dataframe("acc", "recall")
-except trellis.UnknownNameError:
-    scores = None
-model = None
-if scores is not None and len(scores):
-    checkpointed = trellis.query(
-        "SELECT r.uuid AS run_id, c.idx AS epoch FROM checkpoints c JOIN runs r ON r.id = c.run"
-    )
-    candidates = scores.merge(checkpointed, on=["run_id", "epoch"])
-    if len(candidates):
-        best = candidates.sort_values(["recall", "acc", "tstamp"]).iloc[-1]
-        model = trellis.load_checkpoint(best.run_id, int(best.epoch))["model"]
-        trellis.log("chosen_run", best.run_id)
-        trellis.log("chosen_epoch", int(best.epoch))
-        trellis.log("chosen_recall", float(best.recall))
-if model is None:
-    # no trained model yet: the fallback says every document is one page long
-    model = {"weights": np.zeros(pages["features"].shape[1]), "bias": np.array([-1.0])}
-    trellis.log("chosen_run", "fallback")
-
-Path("model").mkdir(exist_ok=True)
-np.savez("model/model.npz", weights=model["weights"], bias=model["bias"])
-
-probability = 1.0 / (1.0 + np.exp(-(pages["features"] @ model["weights"] + model["bias"][0])))
-predictions: dict[str, list[bool]] = {}
-for document in trellis.loop("document", sorted(set(pages["document"].tolist()))):
-    rows = np.flatnonzero(pages["document"] == document)
-    rows = rows[np.argsort(pages["position"][rows])]
-    flags = []
-    for position in trellis.loop("page", range(len(rows))):
-        first = bool(probability[rows[position]] > 0.5)
-        flags.append(first)
-        trellis.log("first_page", first)
-    predictions[document] = flags
-Path("predictions.json").write_text(json.dumps(predictions, indent=1))
-print(f"segmented {len(predictions)} documents")
+model = np.load("model/model.npz")
+pages, x = features()
+first = dict(zip(zip(pages["document_value"], pages["page"]), (first_page_scores(model, x) > 0).tolist()))
+documents = sorted(set(pages["document_value"]))
+for document in trellis.loop("document", documents):
+    count = int((pages["document_value"] == document).sum())
+    for position in trellis.loop("page", range(count)):
+        trellis.log("predicted_first_page", first[document, position])
+print(f"segmented {len(documents)} PDFs: {sum(first.values())} documents found")

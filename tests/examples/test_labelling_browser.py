@@ -1,47 +1,20 @@
-"""The labelling page, driven once in real headless Chromium: a person flips a page and confirms."""
+"""The labelling page, driven in real headless Chromium: a person flips a page and confirms; the
+app is killed and restarted, and the page shows the confirmed labels, read back from the store."""
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 import trellis
-from tests.conftest import Project, git, stop
+from tests.conftest import Project, stop
+from tests.examples.test_document_segmentation import copy_example, free_port, make, start_app
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "document_segmentation"
-DOCUMENT = "doc_010"
-FLIPPED = 1  # the document's second page
+DOCUMENT = "doc_010"  # a PDF nobody labelled by hand
+FLIPPED = 0  # its first page: the model predicts it a first page, the person says otherwise
 TIMEOUT_MS = 30_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_listening(app: subprocess.Popen, port: int, log: Path, seconds: float = 60.0) -> None:
-    """The app imports its documents before it binds the port: wait for the port to accept."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if app.poll() is not None:
-            raise AssertionError(f"app.py exited ({app.returncode}) before serving:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"app.py did not listen on port {port}:\n{log.read_text()}")
-            time.sleep(0.1)
 
 
 def page_classes(segmentation: list[bool]) -> list[str]:
@@ -54,32 +27,47 @@ def page_classes(segmentation: list[bool]) -> list[str]:
     return classes
 
 
-@pytest.mark.browser
-def test_a_page_flipped_and_confirmed_in_the_browser_is_logged(project: Project, browser, tmp_path, monkeypatch):
-    root = project.root
-    shutil.copytree(EXAMPLE, root, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("raw", "features", "model", ".trellis", "predictions.json"))
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "example")
-    built = subprocess.run(
-        ["make", "featurize", "train", "infer", f"PYTHON={sys.executable}"],
-        cwd=root, env=project.env(), capture_output=True, text=True, timeout=240,
-    )
-    assert built.returncode == 0, built.stdout + built.stderr
+def shown(browser, port: int) -> tuple[list[str], bool]:
+    """The classes of DOCUMENT's pages as the page shows them, and whether it shows it confirmed."""
+    page = browser.new_page()
+    try:
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("body[data-ready=true]")
+        row = page.locator(f'div.document[data-name="{DOCUMENT}"]')
+        pages = row.locator("div.page")
+        classes = [pages.nth(i).get_attribute("class") for i in range(pages.count())]
+        button_class = row.get_by_role("button", name="Confirm").get_attribute("class") or ""
+        return classes, "confirmed" in button_class.split()
+    finally:
+        page.close()
 
-    predicted = json.loads((root / "predictions.json").read_text())[DOCUMENT]
+
+def app_labels():
+    try:
+        logged = trellis.dataframe("first_page")
+    except trellis.UnknownNameError:
+        return None
+    return logged[logged["filename"] == "app.py"].sort_values("page")
+
+
+@pytest.mark.browser
+def test_a_confirmation_in_the_browser_is_logged_and_shown_after_a_restart(
+        project: Project, browser, tmp_path, monkeypatch):
+    copy_example(project.root)
+    make(project, "infer")
+    monkeypatch.chdir(project.root)
+    predictions = trellis.dataframe("predicted_first_page", latest=True)
+    predicted = predictions[predictions["document_value"] == DOCUMENT].sort_values("page")
+    predicted = predicted["predicted_first_page"].astype(bool).tolist()
     confirmed = list(predicted)
     confirmed[FLIPPED] = not confirmed[FLIPPED]
+    log = tmp_path / "app.log"
 
     port = free_port()
-    log = tmp_path / "app.log"
-    with log.open("w") as output:
-        app = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)], cwd=root, env=project.env(),
-            stdout=output, stderr=subprocess.STDOUT,
-        )
+    app = start_app(project, port, log)
     try:
-        wait_until_listening(app, port, log)
+        before, confirmed_before = shown(browser, port)
         page = browser.new_page()
         try:
             page.set_default_timeout(TIMEOUT_MS)
@@ -87,23 +75,31 @@ def test_a_page_flipped_and_confirmed_in_the_browser_is_logged(project: Project,
             page.wait_for_selector("body[data-ready=true]")
             row = page.locator(f'div.document[data-name="{DOCUMENT}"]')
             pages = row.locator("div.page")
-            assert pages.count() == len(predicted)
-            before = pages.nth(FLIPPED).get_attribute("class")
             pages.nth(FLIPPED).click()
-            after = pages.nth(FLIPPED).get_attribute("class")
+            after_click = pages.nth(FLIPPED).get_attribute("class")
             button = row.get_by_role("button", name="Confirm")
             button.click()
             expect(button).to_have_class(re.compile(r"\bconfirmed\b"))
         finally:
             page.close()
+        # committed as it was confirmed: in the store while the app runs, and kept by a kill -9
+        logged = app_labels()
     finally:
-        stop(app)
+        app.kill()
+        app.wait()
+    # the colours shown were the model's, then the person's
+    assert (before, confirmed_before) == (page_classes(predicted), False)
+    assert after_click == page_classes(confirmed)[FLIPPED] != before[FLIPPED]
 
-    assert before == page_classes(predicted)[FLIPPED]
-    assert after == page_classes(confirmed)[FLIPPED] != before
-
-    monkeypatch.chdir(root)
-    logged = trellis.dataframe("confirmed_first_page").sort_values("page")
+    assert logged is not None, "no confirmation was in the store while the app ran"
     assert set(logged["document_value"]) == {DOCUMENT}
     assert logged["page"].tolist() == list(range(len(predicted)))
-    assert logged["confirmed_first_page"].tolist() == confirmed
+    assert logged["first_page"].tolist() == confirmed
+
+    restarted_port = free_port()
+    app = start_app(project, restarted_port, log)
+    try:
+        after_restart = shown(browser, restarted_port)
+    finally:
+        stop(app)
+    assert after_restart == (page_classes(confirmed), True)
