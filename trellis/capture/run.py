@@ -54,6 +54,9 @@ _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "
 # Most values are floats: their rows leave out the columns they would bind NULL to, which takes
 # a third off inserting them.
 _FLOAT_LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "float_value")
+# Called as ``observer(run, ended)`` once the run has begun and its context is written, and once
+# more when its end is written; the face adds the OpenLineage sender when one is configured.
+observers: list = []
 
 
 class Run:
@@ -103,6 +106,7 @@ class Run:
         self.stopping = threading.Event()
         self.flush_lock = threading.RLock()
         self.finished = False
+        self.announced = False  # the observers have been told the run began
         self.out: streams.Tee | None = None
         self.err: streams.Tee | None = None
         self.recorder = threading.Thread(target=self._record, name="trellis-recorder", daemon=True)
@@ -155,8 +159,27 @@ class Run:
             began = time.monotonic()
             self.flush(consistent=consistent)
             took.append(time.monotonic() - began)
+            if observers and not self.announced:
+                self._announce_start(final=False)
             # By deadline, not a sleep after each flush (``next_flush``).
             due = next_flush(began, max(took), interval)
+
+    def _announce_start(self, final: bool) -> None:
+        """Tell the observers the run began, once what they describe it by is known: its context
+        (a make target), and its file (a kernel learns its notebook's at its first cell)."""
+        known = (self.context is not None and not self.context.is_alive()
+                 and (self.filename is not None or self.script is not None))
+        if self.run_id is None or not (known or final):
+            return
+        self.announced = True
+        self._notify(ended=False)
+
+    def _notify(self, ended: bool) -> None:
+        for observer in observers:
+            try:
+                observer(self, ended)
+            except Exception as error:
+                self.problem("the run's OpenLineage events", error)
 
     def _capture_context_quietly(self) -> None:
         if self.files is not None:
@@ -625,6 +648,10 @@ class Run:
         if self.context is not None:
             self.context.join(120)
         self.flush(final=True)
+        if observers and self.run_id is not None:
+            if not self.announced:
+                self._announce_start(final=True)
+            self._notify(ended=True)
         if self.out is not None and self.err is not None:
             streams.uninstall(self.out, self.err)
 
