@@ -32,7 +32,7 @@ VARIABLES = (
     Variable("TRELLIS_CHECKPOINT_SHARE", "0.05", "the largest share of loop time checkpoints may take; 1 keeps one at every boundary"),
     Variable("TRELLIS_STREAM_LIMIT", "262144", "characters of stdout/stderr kept per run"),
     Variable("TRELLIS_HASH_LIMIT", "536870912 (512 MiB)", "files larger than this (bytes) are recorded unhashed"),
-    Variable("TRELLIS_OPENLINEAGE_URL", "",
+    Variable("TRELLIS_OPENLINEAGE_URL", "unset: no events, unless the client is configured",
              "an OpenLineage HTTP endpoint (such as Marquez's `http://localhost:5000`) every run sends"
              " its START and COMPLETE/FAIL events to; the client's own settings (`OPENLINEAGE_URL`,"
              " `OPENLINEAGE_CONFIG`, `openlineage.yml`, `OPENLINEAGE__TRANSPORT__*`) are used when"

@@ -54,8 +54,9 @@ _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "
 # Most values are floats: their rows leave out the columns they would bind NULL to, which takes
 # a third off inserting them.
 _FLOAT_LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "float_value")
-# Called as ``observer(run, ended)`` once the run has begun and its context is written, and once
-# more when its end is written; the face adds the OpenLineage sender when one is configured.
+# Told of the run's life, off the program's thread where they can be: ``prepare()`` while the
+# context is taken, ``started(run)`` once the run's context (and file) is written, ``ended(run)``
+# once its end is; the face adds the OpenLineage sender when one is configured.
 observers: list = []
 
 
@@ -159,32 +160,34 @@ class Run:
             began = time.monotonic()
             self.flush(consistent=consistent)
             took.append(time.monotonic() - began)
-            if observers and not self.announced:
+            if observers and not self.announced and not self.context.is_alive():
                 self._announce_start(final=False)
             # By deadline, not a sleep after each flush (``next_flush``).
             due = next_flush(began, max(took), interval)
 
     def _announce_start(self, final: bool) -> None:
-        """Tell the observers the run began, once what they describe it by is known: its context
-        (a make target), and its file (a kernel learns its notebook's at its first cell)."""
-        known = (self.context is not None and not self.context.is_alive()
-                 and (self.filename is not None or self.script is not None))
-        if self.run_id is None or not (known or final):
+        """Tell the observers the run began, once what they describe it by is written: its
+        context (a make target), and its file (a kernel learns its notebook's at its first cell)."""
+        if self.run_id is None or not (final or self.filename is not None or self.script is not None):
             return
         self.announced = True
-        self._notify(ended=False)
+        self._notify("started", self)
 
-    def _notify(self, ended: bool) -> None:
+    def _notify(self, moment: str, *args: Any) -> None:
         for observer in observers:
             try:
-                observer(self, ended)
+                getattr(observer, moment)(*args)
             except Exception as error:
                 self.problem("the run's OpenLineage events", error)
 
     def _capture_context_quietly(self) -> None:
         if self.files is not None:
             self.files.quiet(threading.current_thread())
+        if observers:
+            self._notify("prepare")
         self._capture_context()
+        if observers and not self.announced:
+            self._announce_start(final=False)
 
     def _register(self, store: Any = None) -> bool:
         """Insert this run into ``store`` (by default: open the configured one)."""
@@ -651,7 +654,7 @@ class Run:
         if observers and self.run_id is not None:
             if not self.announced:
                 self._announce_start(final=True)
-            self._notify(ended=True)
+            self._notify("ended", self)
         if self.out is not None and self.err is not None:
             streams.uninstall(self.out, self.err)
 

@@ -24,9 +24,10 @@ from trellis._errors import TrellisError
 from trellis.queries.run_record import run_record
 
 ENDED = {"ok": "COMPLETE", "failed": "FAIL", "interrupted": "ABORT"}
-# Sending must not hold a run's end for long: a dead endpoint is given up after one retry.
+# Sending must not hold a run's end for long: an endpoint that refuses or does not answer the
+# connection is given up at once, a slow answer after one retry.
 _TIMEOUT_SECONDS = 5.0
-_RETRY = {"total": 1, "connect": 1, "read": 1, "backoff_factor": 0.2}
+_RETRY = {"total": 1, "connect": 0, "read": 1, "backoff_factor": 0.2}
 
 
 def events(record: dict[str, Any]) -> list[Any]:
@@ -246,25 +247,43 @@ def send_run(store: Any, run_id: int, url: str | None = None, file: str | Path |
 class LiveSender:
     """Sends the events of the run this process records, as it begins and ends.
 
-    Called by the run (``capture.run.observers``) on its recorder thread once the run's context
-    is recorded, and once more when its last flush has written how it ended; a failure is raised
-    to the run, which warns once and carries on, and nothing more is sent for the run.
+    The run (``capture.run.observers``) has it import the client beside the run's context, off
+    the program's thread, then send START once the context is written and the end once the
+    run's last flush wrote it. A failure is raised to the run, which warns once and carries on;
+    nothing more is sent for the run then.
     """
 
     def __init__(self) -> None:
         self.sender: Any = None
         self.failed = False
+        # A module that registers a clean-up with threading (the client's file transport imports
+        # fsspec, which imports this) cannot be imported once the main thread has finished, which
+        # a short script does before the client is imported beside it: imported now (15 ms).
+        import concurrent.futures.thread  # noqa: F401
 
-    def __call__(self, run: Any, ended: bool) -> None:
+    def prepare(self) -> None:
+        self._send(lambda: None)
+
+    def started(self, run: Any) -> None:
+        self._send(lambda: start_event(self._record(run)))
+
+    def ended(self, run: Any) -> None:
+        self._send(lambda: end_event(self._record(run)))
+
+    @staticmethod
+    def _record(run: Any) -> dict[str, Any]:
+        with run.flush_lock:  # the run's store connection is shared with its flushes
+            return run_record(run.store, run.run_id, filename=run.filename)
+
+    def _send(self, build: Any) -> None:
         if self.failed:
             return
         try:
-            with run.flush_lock:  # the run's store connection is shared with its flushes
-                record = run_record(run.store, run.run_id, filename=run.filename)
-            event = end_event(record) if ended else start_event(record)
             if self.sender is None:
                 self.sender = client()
-            send(self.sender, event)
+            event = build()
+            if event is not None:
+                send(self.sender, event)
         except Exception:
             self.failed = True
             raise
