@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 from trellis import _config
 from trellis._errors import TrellisError
-from trellis.queries.run_record import run_record
 
 ENDED = {"ok": "COMPLETE", "failed": "FAIL", "interrupted": "ABORT"}
 # Sending must not hold a run's end for long: an endpoint that refuses or does not answer the
@@ -236,6 +235,8 @@ def _destination(sender: Any) -> str:
 
 def send_run(store: Any, run_id: int, url: str | None = None, file: str | Path | None = None) -> list[dict]:
     """Send the START and (when it has ended) the end of a recorded run; returns the events sent."""
+    from trellis.queries.run_record import run_record
+
     sender = client(url, file)
     sent = []
     for event in events(run_record(store, run_id)):
@@ -272,6 +273,8 @@ class LiveSender:
 
     @staticmethod
     def _record(run: Any) -> dict[str, Any]:
+        from trellis.queries.run_record import run_record
+
         with run.flush_lock:  # the run's store connection is shared with its flushes
             return run_record(run.store, run.run_id, filename=run.filename)
 
