@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from referencing import Registry, Resource
 
 from tests.conftest import Project
@@ -369,3 +372,82 @@ def test_the_command_says_in_one_line_when_there_is_nowhere_to_send(project):
     unreachable = project.cli("openlineage", "latest", "--url", f"http://127.0.0.1:{closed_port()}", check=False)
     assert unreachable.returncode != 0 and len(unreachable.stderr.strip().splitlines()) == 1
     assert unreachable.stderr.startswith("Error: sending to http://127.0.0.1:")
+
+
+def test_a_terminated_script_sends_abort(project, receiver):
+    project.write("stop.py", """
+        import os, signal, trellis
+        open("partial.txt", "w").write("half")
+        os.kill(os.getpid(), signal.SIGTERM)
+    """)
+    done = project.run("stop.py", check=False, TRELLIS_OPENLINEAGE_URL=receiver.url)
+    assert done.returncode == -signal.SIGTERM
+
+    start, end = receiver.events
+    assert (start["eventType"], end["eventType"]) == ("START", "ABORT")
+    assert end["run"]["facets"]["errorMessage"]["message"] == "terminated by SIGTERM"
+    status, _, writes = recorded(project, start["run"]["runId"])
+    assert status == {"status": "interrupted"}
+    assert datasets(end, "outputs", project.root.resolve()) == writes == {
+        "partial.txt": sha256(project.root / "partial.txt")}
+    for event in receiver.events:
+        parse(event)
+
+
+def test_a_reproduction_has_the_run_it_reproduces_as_parent(project, receiver):
+    from tests.conftest import git
+
+    project.write("data/raw.txt", "7\n")
+    project.write("double.py", PIPELINE)
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-q", "-m", "pipeline")
+    project.run("double.py", "data/raw.txt", "data/doubled.txt")
+    original = json.loads(project.cli("runs", "--json").stdout)[0]["run_id"]
+    project.cli("reproduce", original, env={"TRELLIS_OPENLINEAGE_URL": receiver.url})
+
+    start, end = receiver.events
+    assert (start["eventType"], end["eventType"]) == ("START", "COMPLETE")
+    assert start["run"]["runId"] != original
+    for event in receiver.events:
+        parent = event["run"]["facets"]["parent"]
+        assert parent["run"]["runId"] == original
+        assert parent["job"] == {"namespace": event["job"]["namespace"], "name": "double.py", "facets": {}}
+        parse(event)
+
+
+# A script's reads and writes, drawn: (file, content written, or None to read it). The truth is
+# kept here, independently of trellis: a file's input version is its content when first read,
+# its output version its content when last written.
+operations = st.lists(
+    st.tuples(st.sampled_from(["a.txt", "b.txt", "sub/c.txt"]), st.none() | st.text(max_size=20)),
+    min_size=1, max_size=6)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=operations)
+def test_the_datasets_are_the_versions_the_script_read_and_left(tmp_path_factory, receiver, steps):
+    root = tmp_path_factory.mktemp("drawn")
+    project = Project(root)
+    contents = {name: f"first {name}\n" for name in ("a.txt", "b.txt", "sub/c.txt")}
+    for name, text in contents.items():
+        project.write(name, text)
+    first_read: dict[str, str] = {}
+    last_written: dict[str, str] = {}
+    lines = ["import trellis"]
+    for name, written in steps:
+        if written is None:
+            lines.append(f"open({name!r}, encoding='utf-8').read()")
+            first_read.setdefault(name, contents[name])
+        else:
+            lines.append(f"open({name!r}, 'w', encoding='utf-8').write({written!r})")
+            contents[name] = last_written[name] = written
+    project.write("drawn.py", "\n".join(lines) + "\n")
+    receiver.events.clear()
+    project.run("drawn.py", TRELLIS_OPENLINEAGE_URL=receiver.url)
+
+    start, end = receiver.events
+    digest = lambda text: hashlib.sha256(text.encode("utf-8")).hexdigest()  # noqa: E731
+    assert datasets(end, "inputs", root.resolve()) == {n: digest(t) for n, t in first_read.items()}
+    assert datasets(end, "outputs", root.resolve()) == {n: digest(t) for n, t in last_written.items()}
+    _, reads, writes = recorded(project, start["run"]["runId"])
+    assert (reads, writes) == (datasets(end, "inputs", root.resolve()), datasets(end, "outputs", root.resolve()))
