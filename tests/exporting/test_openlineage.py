@@ -34,16 +34,24 @@ FACETS_SCHEMA = Path(__file__).resolve().parents[2] / "trellis" / "exporting" / 
 
 
 class Receiver:
-    """An OpenLineage endpoint: keeps what is POSTed to /api/v1/lineage, in order."""
+    """An OpenLineage endpoint: keeps what is POSTed to /api/v1/lineage, in order; answers 201,
+    or once it has taken ``accept`` events, 500."""
 
-    def __init__(self) -> None:
+    def __init__(self, accept: int | None = None) -> None:
         self.events: list[dict] = []
         self.paths: list[str] = []
+        self.refused = 0
         received = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if accept is not None and len(received.events) >= accept:
+                    received.refused += 1
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 received.paths.append(self.path)
                 received.events.append(json.loads(body))
                 self.send_response(201)
@@ -327,10 +335,30 @@ def test_an_unreachable_endpoint_warns_once_and_the_run_is_still_recorded(projec
     assert len(warnings) == 1, done.stderr
     assert "could not record the run's OpenLineage events" in warnings[0]
     assert "Traceback" not in done.stderr
-    run_id = json.loads(project.cli("runs", "--json").stdout)[0]["run_id"]
-    status, reads, writes = recorded(project, run_id)
+    shown = json.loads(project.cli("show", "latest", "--json").stdout)
+    assert shown["status"] == "ok" and len(shown["problems"]) == 1
+    status, reads, writes = recorded(project, shown["run_id"])
     assert status == {"status": "ok"}
     assert set(writes) == {"data/doubled.txt"}
+
+
+def test_an_endpoint_failing_at_the_end_is_warned_once_and_recorded_as_a_problem(project):
+    failing = Receiver(accept=1)
+    try:
+        project.write("data/raw.txt", "1\n")
+        project.write("double.py", PIPELINE)
+        done = project.run("double.py", "data/raw.txt", "data/doubled.txt",
+                           TRELLIS_OPENLINEAGE_URL=failing.url)
+    finally:
+        failing.close()
+    assert [e["eventType"] for e in failing.events] == ["START"]
+    assert failing.refused == 2  # the end, and its one retry
+    warnings = [line for line in done.stderr.splitlines() if "Warning" in line]
+    assert len(warnings) == 1 and "OpenLineage" in warnings[0], done.stderr
+    shown = json.loads(project.cli("show", "latest", "--json").stdout)
+    assert shown["status"] == "ok"
+    assert len(shown["problems"]) == 1
+    assert shown["problems"][0].startswith("the run's OpenLineage events: TrellisError: sending to")
 
 
 def test_the_clients_own_settings_are_used(project, receiver, tmp_path):

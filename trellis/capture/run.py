@@ -654,9 +654,21 @@ class Run:
         if observers and self.run_id is not None:
             if not self.announced:
                 self._announce_start(final=True)
+            problems = len(self.problems)
             self._notify("ended", self)
+            if len(self.problems) > problems:
+                self._record_problems()
         if self.out is not None and self.err is not None:
             streams.uninstall(self.out, self.err)
+
+    def _record_problems(self) -> None:
+        """Problems met after the last flush (an observer told of the end) join the run's."""
+        try:
+            with self.store.transaction() as store:
+                store.execute("UPDATE runs SET problems = ? WHERE id = ?",
+                              (json.dumps(self.problems), self.run_id))
+        except Exception:
+            pass  # warned already; the run itself is written
 
     def record_input(self, sources: list[str], via: str, detail: str) -> None:
         """This run read what other runs recorded (their values, their checkpoints)."""
