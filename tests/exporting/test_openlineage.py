@@ -293,6 +293,34 @@ def test_a_notebook_run_in_a_real_kernel_sends_its_epoch(project, receiver):
         parse(event)
 
 
+@pytest.mark.kernel
+def test_a_kernel_that_learns_its_notebook_at_the_first_cell_starts_under_its_name(project, receiver):
+    # a plain kernel loading the extension, as nbclient runs it: nothing names the notebook
+    # until trellis finds the file that holds the cell being run
+    project.write("data.csv", "5\n")
+    write_notebook(project.root / "found.ipynb", {
+        # the run's context is written while this cell sleeps, still without a notebook
+        "load": "%load_ext trellis\nimport time\ntime.sleep(4)",
+        "read": "rows = open('data.csv').read().split()",
+    })
+    done = project.python("""
+        import nbformat
+        from nbclient import NotebookClient
+        book = nbformat.read("found.ipynb", as_version=4)
+        NotebookClient(book, kernel_name="python3", timeout=120).execute()
+    """, TRELLIS_OPENLINEAGE_URL=receiver.url)
+    assert done.returncode == 0
+
+    start, end = receiver.events
+    assert (start["eventType"], end["eventType"]) == ("START", "COMPLETE")
+    assert start["job"]["name"] == end["job"]["name"] == "found.ipynb"
+    _, reads, _ = recorded(project, start["run"]["runId"])
+    assert datasets(end, "inputs", project.root.resolve()) == reads
+    assert reads["data.csv"] == sha256(project.root / "data.csv")
+    for event in receiver.events:
+        parse(event)
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 def test_runs_under_make_are_their_targets_with_the_make_invocation_as_parent(project, receiver):
     project.write("raw.txt", "1\n2\n")

@@ -56,7 +56,8 @@ _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "
 _FLOAT_LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "float_value")
 # Told of the run's life, off the program's thread where they can be: ``prepare()`` while the
 # context is taken, ``started(run)`` once the run's context (and file) is written, ``ended(run)``
-# once its end is; the face adds the OpenLineage sender when one is configured.
+# once its end is; what one raises is a problem of the run about its ``what``. The face adds the
+# OpenLineage sender when one is configured.
 observers: list = []
 
 
@@ -168,7 +169,8 @@ class Run:
     def _announce_start(self, final: bool) -> None:
         """Tell the observers the run began, once what they describe it by is written: its
         context (a make target), and its file (a kernel learns its notebook's at its first cell)."""
-        if self.run_id is None or not (final or self.filename is not None or self.script is not None):
+        named = self.filename is not None or (self.kind == "script" and self.script is not None)
+        if self.run_id is None or not (final or named):
             return
         self.announced = True
         self._notify("started", self)
@@ -178,7 +180,7 @@ class Run:
             try:
                 getattr(observer, moment)(*args)
             except Exception as error:
-                self.problem("the run's OpenLineage events", error)
+                self.problem(getattr(observer, "what", "telling an observer"), error)
 
     def _capture_context_quietly(self) -> None:
         if self.files is not None:

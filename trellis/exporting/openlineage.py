@@ -254,6 +254,8 @@ class LiveSender:
     nothing more is sent for the run then.
     """
 
+    what = "the run's OpenLineage events"
+
     def __init__(self) -> None:
         self.sender: Any = None
         self.failed = False
