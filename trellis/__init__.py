@@ -46,6 +46,7 @@ __all__ = [
     "reproduce",
     "replay",
     "export",
+    "openlineage",
     "import_runs",
     "forget",
     "notebook_history",
@@ -360,6 +361,18 @@ def load_checkpoint(run: str, iteration: int | None = None, *, trusted: bool = F
     return states
 
 
+def openlineage(run: str = "latest", url: str | None = None, file: str | None = None) -> list[dict[str, Any]]:
+    """Send a recorded run's OpenLineage events (START, then COMPLETE, FAIL or ABORT once it
+    has ended) to the HTTP endpoint ``url``, or append them to ``file`` as JSON lines, or else
+    where ``TRELLIS_OPENLINEAGE_URL`` or the OpenLineage client's own settings say. Returns the
+    events sent, as dicts."""
+    from trellis.exporting.openlineage import send_run
+    from trellis.queries.runs import resolve
+
+    with _reading() as store:
+        return send_run(store, resolve(store, run)["id"], url=url, file=file)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext trellis``: record this kernel session and every cell execution."""
     from trellis.capture.notebook import install
@@ -386,6 +399,21 @@ def _imported_by_main_script() -> bool:
     script = frame.f_globals.get("__file__") or ""
     return script.endswith(".py") and __path__[0] not in script
 
+
+def _send_lineage_when_configured() -> None:
+    """Every run sends OpenLineage events once they are configured; the client is imported
+    only then (it takes most of a second)."""
+    from trellis import _config
+
+    if _config.openlineage_configured():
+        from trellis.capture.run import observers
+        from trellis.exporting.openlineage import LiveSender
+
+        if not any(isinstance(observer, LiveSender) for observer in observers):
+            observers.append(LiveSender())
+
+
+_send_lineage_when_configured()
 
 if _imported_by_main_script():
     from trellis.capture.run import begin as _begin

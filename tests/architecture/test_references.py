@@ -74,7 +74,7 @@ PUBLIC = [
     "log", "arg", "loop", "iteration", "checkpointing", "commit", "dataframe", "query", "runs",
     "show", "checkpoints", "load_checkpoint", "lineage", "diff", "reproduce", "replay", "export",
     "import_runs", "forget", "notebook_history", "embed_notebook", "push",
-    "pull", "sparql", "widget", "TrellisError", "BadArgumentError", "UnknownRunError",
+    "pull", "sparql", "widget", "openlineage", "TrellisError", "BadArgumentError", "UnknownRunError",
     "UnknownNameError", "NoCheckpointError", "StoreError", "UntrustedObjectError",
 ]
 

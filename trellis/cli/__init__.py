@@ -333,6 +333,23 @@ def export_command(target: str | None, everything: bool, format_: str, output: A
         click.echo(f"wrote {output}", err=True)
 
 
+@cli.command("openlineage")
+@click.argument("run", default="latest")
+@click.option("--url", help="The OpenLineage HTTP endpoint (a server such as Marquez, or its full /api/v1/lineage URL).")
+@click.option("--file", "file_", type=click.Path(dir_okay=False),
+              help="Append the events to this file as JSON lines instead.")
+@_one_line_errors
+def openlineage_command(run: str, url: str | None, file_: str | None) -> None:
+    """Send RUN's (id prefix, default latest) OpenLineage events: START and COMPLETE/FAIL/ABORT.
+    Without --url or --file: TRELLIS_OPENLINEAGE_URL, else the OpenLineage client's own settings."""
+    if url and file_:
+        raise TrellisError("give --url or --file, not both")
+    sent = trellis.openlineage(run, url=url, file=file_)
+    for event in sent:
+        click.echo(f"{event['eventType']} {event['run']['runId']} {event['job']['name']}"
+                   f" ({len(event.get('inputs', []))} inputs, {len(event.get('outputs', []))} outputs)")
+
+
 @cli.command("sparql")
 @click.argument("query")
 @click.option("--bind", "bindings", multiple=True, metavar="NAME=VALUE",
