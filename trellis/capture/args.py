@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import Any
 
 from trellis._errors import BadArgumentError, TrellisError
 from trellis.capture import run as _runs
+from trellis.capture.imports import when_imported
 from trellis.capture.values import encode
 from trellis.store.cells import PLAIN
 
@@ -108,3 +110,51 @@ def arg(name: str, default: Any = None) -> Any:
                 return value
         run.params[name] = (recorded, "default" if raw is None else "command line")
     return value
+
+
+def watch_argparse() -> None:
+    """What the script's own ``argparse`` parser reads from its command line is recorded as
+    params, as ``arg`` records its own (a name ``arg`` recorded first keeps its value)."""
+    when_imported("argparse", _patch_argparse)
+
+
+def _patch_argparse(argparse: Any) -> None:
+    parse = argparse.ArgumentParser.parse_known_args
+    if getattr(parse, "__trellis_wrapped__", False):
+        return
+
+    @functools.wraps(parse)
+    def parse_known_args(self: Any, args: Any = None, namespace: Any = None) -> Any:
+        parsed = parse(self, args, namespace)
+        if args is None:  # the command line itself, not a list the program parses for itself
+            _record_parsed(self, parsed[0])
+        return parsed
+
+    parse_known_args.__trellis_wrapped__ = True  # type: ignore[attr-defined]
+    argparse.ArgumentParser.parse_known_args = parse_known_args
+
+
+def _record_parsed(parser: Any, namespace: Any) -> None:
+    run = _runs.current()
+    if run is None or run.replaying is not None:
+        return
+    from trellis.capture.environment import is_secret_name
+
+    try:
+        for name, value in vars(namespace).items():
+            if name in run.params:
+                continue
+            source = "default" if value == parser.get_default(name) else "command line"
+            if is_secret_name(name) and value is not None:  # None: no secret was given
+                value = "***"
+            elif type(value) not in PLAIN:
+                # lists of plain values keep their items; anything else (a path, an open file)
+                # is recorded as the text it shows
+                value = encode(name, value, "argparse") if _plain_items(value) else str(value)[:1000]
+            run.params[name] = (value, source)
+    except Exception as error:
+        run.problem("the arguments argparse read", error)
+
+
+def _plain_items(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(type(item) in PLAIN for item in value)

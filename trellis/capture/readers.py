@@ -2,20 +2,18 @@
 
 pyarrow's parquet functions (which ``pandas.read_parquet``/``to_parquet`` call) and
 ``torch.save``/``torch.load`` open files in C++; ``requests`` fetches URLs through sockets. Each
-module is wrapped when it is first imported (or at once, if it already is), by a finder placed
-in front of ``sys.meta_path`` that hands the import on and patches the module after it runs.
+module is wrapped when it is first imported (or at once, if it already is: ``imports.py``).
 ``urllib`` needs no wrapper: it raises a ``urllib.Request`` audit event of its own.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import os
-import sys
 from typing import Any, Callable
 
 from trellis.capture.files import READ, WRITE, FileWatcher
+from trellis.capture.imports import when_imported
 
 # module -> [(function name, direction or "mode", which argument is the path: position, keyword)]
 _TARGETS: dict[str, list[tuple[str, str, int, str]]] = {
@@ -70,35 +68,6 @@ def _patch(module: Any, watcher: FileWatcher) -> None:
             setattr(module, name, _wrap(function, watcher, direction, position, keyword))
 
 
-class _PatchingFinder(importlib.abc.MetaPathFinder):
-    def __init__(self, watcher: FileWatcher) -> None:
-        self.watcher = watcher
-
-    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name not in _TARGETS:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(name, path, target)
-            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                execute = spec.loader.exec_module
-                watcher = self.watcher
-
-                def exec_module(module: Any, execute: Callable = execute) -> None:
-                    execute(module)
-                    _patch(module, watcher)
-
-                spec.loader.exec_module = exec_module
-                return spec
-            if spec is not None:
-                return spec
-        return None
-
-
 def watch_readers(watcher: FileWatcher) -> None:
     for name in _TARGETS:
-        if name in sys.modules:
-            _patch(sys.modules[name], watcher)
-    if not any(isinstance(f, _PatchingFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchingFinder(watcher))
+        when_imported(name, lambda module: _patch(module, watcher))

@@ -767,6 +767,10 @@ def begin(kind: str = "script", filename: str | None = None) -> Run | None:
         from trellis.capture.readers import watch_readers
 
         watch_readers(run.files)
+        if kind == "script":
+            from trellis.capture.args import watch_argparse
+
+            watch_argparse()
         _run = run
         run.recorder.start()
         atexit.register(_at_exit)
