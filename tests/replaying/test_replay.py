@@ -140,6 +140,7 @@ def test_replayed_values_equal_forward_runs_of_both_code_versions(project, histo
     first, second, third = history
     done = project.cli("replay", "grad_norm", "weight_norm", "--workers", "2", "--yes")
     assert "3 run(s)" in done.stdout and "failed" not in done.stdout
+    assert "\r" not in done.stdout + done.stderr  # no progress bar where no terminal shows it
     replayed = frame(project, "loss", "grad_norm")
     replayed_epochs = frame(project, "weight_norm")
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import runpy
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,15 @@ def run_notebook(path: Path, output: Path | None = None, timeout: int = 600,
         """Sends each cell's id with its execute request."""
 
         current_cell: Any = None
+        sockets: str | None = None
+
+        def create_kernel_manager(self) -> Any:
+            manager = super().create_kernel_manager()
+            if os.name == "posix":  # sockets in a private folder, not TCP ports any local user can reach
+                Client.sockets = tempfile.mkdtemp(prefix="trellis-kernel-")
+                manager.transport = "ipc"
+                manager.ip = os.path.join(Client.sockets, "kernel")
+            return manager
 
         async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
             Client.current_cell = cell
@@ -77,6 +88,8 @@ def run_notebook(path: Path, output: Path | None = None, timeout: int = 600,
         raise TrellisError(f"the kernel died while running {path}: {error}") from None
     finally:
         os.environ.pop("TRELLIS_NOTEBOOK", None)
+        if Client.sockets is not None:
+            shutil.rmtree(Client.sockets, ignore_errors=True)
     cells = [c for c in notebook.cells if c.cell_type == "code" and c.source.strip()]
     failed = sum(any(o.get("output_type") == "error" for o in c.get("outputs", [])) for c in cells)
     if output is not None:
@@ -125,7 +138,6 @@ def run_script(path: Path, args: list[str]) -> None:
 def install_kernel(user: bool = True, name: str = "trellis") -> str:
     """Install the "Python 3 (trellis)" kernelspec, which loads the extension in every kernel."""
     import json
-    import tempfile
 
     try:
         from jupyter_client.kernelspec import KernelSpecManager

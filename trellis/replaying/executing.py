@@ -95,7 +95,8 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
             if progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=len(order), desc="replay segments", leave=False)
+                # disable=None: no bar where stderr is not a terminal (a log file, CI)
+                bar = tqdm(total=len(order), desc="replay segments", leave=False, disable=None)
             while pending:
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for future in done:
