@@ -34,6 +34,7 @@ from trellis.capture import run as _runs
 from trellis.capture.environment import module_distributions, user_cache
 from trellis.capture.variables import summarize
 from trellis.store import objects
+from trellis.store.paths import recorded_path
 
 _PREVIEW = 200
 _MAX_OUTPUT_BYTES = 8 << 20
@@ -420,7 +421,7 @@ class NotebookCapture:
             return
         with run.store.transaction() as store:
             store.execute("UPDATE runs SET filename = ? WHERE id = ?",
-                          (_runs._relative(self.notebook, store.project), run.run_id))
+                          (recorded_path(self.notebook, store.project), run.run_id))
 
     def _record_modules(self, number: int, analysis: Any) -> None:
         """The modules this execution's own import statements loaded, the first time in the epoch;

@@ -23,14 +23,14 @@ KEEP_IN_MEMORY = 2_000_000
 def _places(run: Any) -> list[tuple[Path, str]]:
     import tempfile
 
-    from trellis.store.connection import DB_NAME, STORE_DIR, configured_url, project_root
+    from trellis.store.connection import DB_NAME, STORE_DIR, configured_url, is_own_store, project_root
 
     root = project_root(run.cwd)
     local = root / STORE_DIR / DB_NAME
     name = f"{run.uuid}.db"
     places = []
     configured = configured_url(root)
-    if configured and Path(configured.removeprefix("sqlite:///")).expanduser().resolve() not in (local, local.parent):
+    if not is_own_store(configured, root):
         places.append((local, "`trellis push` uploads it to the shared store"))
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     for path in (root / STORE_DIR / "recovery" / name, state / "trellis" / "recovery" / name,

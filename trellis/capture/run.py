@@ -31,6 +31,7 @@ from trellis.capture.values import describe_item, echo, encode
 from trellis.store.cells import PLAIN, Encoded, cell, fits, storable
 from trellis.store.schema import FLOAT, NOTE_LOG_NAME, RUN_SHIFT
 from trellis.store.spans import pack_starts
+from trellis.store.paths import recorded_path
 
 # What a run (and its unfinished step) found with its process gone says of its end.
 KILLED = "its process ended without finishing the run (killed, or its machine stopped)"
@@ -74,6 +75,7 @@ class Run:
         self.started = time.time()
         main = sys.modules.get("__main__")
         script = getattr(main, "__file__", None)
+        # the file itself, not a link's name for it: replay and reproduction read it from the snapshot
         self.script = Path(script).resolve() if script else None
         self.argv = list(sys.argv)
         self.iterations: deque = deque()
@@ -200,7 +202,7 @@ class Run:
             if store is None:
                 store = open_store(root=self.cwd)
             root = store.project
-            filename = _relative(self.filename, root) if self.filename else None
+            filename = recorded_path(self.filename, root) if self.filename else None
             if filename is None and self.script is not None:
                 try:
                     filename = str(self.script.relative_to(root))
@@ -218,7 +220,7 @@ class Run:
                     found[0][1] if found else root.name,  # a reproduction belongs to its original's project
                     self.kind,
                     None if filename is None else storable(filename),
-                    storable(_relative(str(self.cwd), root)),
+                    storable(recorded_path(str(self.cwd), root)),
                     json.dumps(mask_secrets(self.argv)),
                     self.started,
                     "running",
@@ -574,7 +576,7 @@ class Run:
         written = []
         for live, step in steps:
             if not step.get("written"):
-                notebook = _relative(step["notebook"], store.project) if step["notebook"] else None
+                notebook = recorded_path(step["notebook"], store.project) if step["notebook"] else None
                 store.execute(
                     f"INSERT INTO steps (id, run, {', '.join(columns)}) VALUES"
                     f" ({', '.join('?' * (len(columns) + 2))})",
@@ -989,10 +991,3 @@ def set_step(number: int) -> None:
     _append_value((None, number, None))
     if run.files is not None:
         run.files.step = number
-
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(root))
-    except (ValueError, OSError):
-        return str(path)

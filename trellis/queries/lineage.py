@@ -9,14 +9,13 @@ to the version it read, known by its hash or, unhashed, as the last one written 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from trellis._errors import TrellisError
 from trellis.queries.runs import params_of, program_name, resolve, timestamp
 from trellis.store.connection import Store
+from trellis.store.paths import recorded_path
 
 
 @dataclass
@@ -41,18 +40,6 @@ class Graph:
 
 def _file_id(path: str, digest: str | None) -> str:
     return f"file:{path}@{digest[:12] if digest else '?'}"
-
-
-def _relative_path(store: Store, path: str) -> str:
-    """A path as the store records it: relative to the project root when inside it."""
-    absolute = Path(path).expanduser()
-    if not absolute.is_absolute():
-        absolute = Path.cwd() / absolute
-    absolute = Path(os.path.normpath(absolute))
-    try:
-        return str(absolute.relative_to(store.project))
-    except ValueError:
-        return str(absolute)
 
 
 Activity = tuple[str, int]  # ("run", run id) or ("step", step id): what reads and writes
@@ -268,7 +255,7 @@ def lineage(store: Store, target: str, downstream: bool = False) -> dict[str, An
         walker.graph.target = walker.node(activity)
         (walker.downstream if downstream else walker.upstream)(activity, set())
         return walker.graph.to_dict()
-    path = _relative_path(store, target)
+    path = recorded_path(target, store.project)
     known = store.execute("SELECT 1 FROM files WHERE path = ? LIMIT 1", (path,))
     if not known:
         raise TrellisError(
@@ -283,7 +270,7 @@ def lineage(store: Store, target: str, downstream: bool = False) -> dict[str, An
 
 def _variable_step(store: Store, notebook: str, name: str) -> int:
     """The latest execution in ``notebook`` that defined or changed variable ``name``."""
-    path = _relative_path(store, notebook)
+    path = recorded_path(notebook, store.project)
     rows = store.execute(
         "SELECT v.step FROM variables v JOIN steps s ON s.id = v.step JOIN runs r ON r.id = s.run"
         " WHERE r.filename = ? AND r.kind = 'notebook' AND v.name = ? ORDER BY s.started DESC LIMIT 1",

@@ -14,7 +14,7 @@ from typing import Any
 
 from trellis._errors import TrellisError
 from trellis.analysis.magics import to_python
-from trellis.queries.lineage import _relative_path
+from trellis.store.paths import recorded_path
 from trellis.queries.runs import timestamp
 from trellis.store.connection import Store
 
@@ -27,7 +27,7 @@ def execution_key(run_uuid: str, step_id: int) -> str:
 
 
 def history(store: Store, notebook: str) -> dict[str, Any]:
-    path = _relative_path(store, notebook)
+    path = recorded_path(notebook, store.project)
     epochs = store.execute(
         "SELECT id, uuid, started, ended, status, environment_id FROM runs"
         " WHERE filename = ? AND kind = 'notebook' ORDER BY started, id",

@@ -10,6 +10,7 @@ from trellis._errors import TrellisError, UnknownRunError
 from trellis.store.connection import Store
 from trellis.store.cells import decode as decode_row
 from trellis.store.schema import GENERATOR_STATES, run_keys
+from trellis.store.paths import recorded_path
 
 RUN_COLUMNS = (
     "id", "uuid", "projid", "kind", "filename", "cwd", "argv", "started", "ended", "committed", "status",
@@ -146,9 +147,7 @@ def select_runs(store: Store, target: str | None, everything: bool) -> list[int]
     if everything:
         return [run for (run,) in store.execute("SELECT id FROM runs ORDER BY started, id")]
     if target.endswith(".ipynb"):
-        from trellis.queries.lineage import _relative_path
-
-        path = _relative_path(store, target)
+        path = recorded_path(target, store.project)
         found = [run for (run,) in store.execute(
             "SELECT id FROM runs WHERE filename = ? ORDER BY started, id", (path,))]
         if not found:

@@ -18,6 +18,7 @@ from trellis.store.connection import (
     STORE_DIR,
     Store,
     configured_url,
+    is_own_store,
     open_store,
     project_root,
 )
@@ -36,8 +37,7 @@ def _own_objects(root: Path) -> str:
 def shared_url(url: str | None, root: Path) -> str:
     """The shared store: ``url``, else the configured one when it is not the project's own."""
     url = url or configured_url(root)
-    local = local_store_path(root)
-    if not url or Path(url.removeprefix("sqlite:///")).expanduser().resolve() in (local, local.parent):
+    if is_own_store(url, root):
         raise TrellisError(
             "name the shared store, e.g. postgresql+psycopg://host/trellis (or set it once with"
             " `trellis config store URL`)"

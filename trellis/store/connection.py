@@ -377,6 +377,22 @@ _ACTIONS = {
 POSTGRES_SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 
 
+def sqlite_file(url: str) -> Path:
+    """The database file a SQLite store location names: a file (``.db``, ``.sqlite``), a folder
+    holding one, or either as ``sqlite:///PATH``."""
+    target = Path(url.removeprefix("sqlite:///")).expanduser()
+    return target if target.suffix in (".db", ".sqlite", ".sqlite3") else target / DB_NAME
+
+
+def is_own_store(url: str | None, root: Path) -> bool:
+    """Whether ``url`` names the project's own store under ``.trellis/`` (nothing names it too)."""
+    if not url:
+        return True
+    if url.startswith(POSTGRES_SCHEMES):
+        return False
+    return sqlite_file(url).resolve() == (root / STORE_DIR / DB_NAME).resolve()
+
+
 def libpq_url(url: str) -> str:
     """The URL as libpq (psycopg, ADBC) reads it: without SQLAlchemy's driver suffix."""
     return "postgresql://" + url.split("://", 1)[1]
@@ -499,8 +515,7 @@ def open_store(
                 db.parent.mkdir(exist_ok=True)
                 _exclude_from_git(root)
         else:
-            target = Path(url.removeprefix("sqlite:///")).expanduser()
-            db = target if target.suffix in (".db", ".sqlite", ".sqlite3") else target / DB_NAME
+            db = sqlite_file(url)
         try:
             connection = _connect_sqlite(db, read_only)
         except sqlite3.Error as error:
