@@ -39,6 +39,7 @@ __all__ = [
     "runs",
     "load_checkpoint",
     "lineage",
+    "status",
     "diff",
     "reproduce",
     "replay",
@@ -153,6 +154,19 @@ def lineage(target: str, downstream: bool = False) -> dict[str, Any]:
     store = _read_store()
     try:
         return walk(store, target, downstream)
+    finally:
+        store.close()
+
+
+def status(paths: Sequence[str] | None = None) -> dict[str, Any]:
+    """Whether each recorded output (or those under ``paths``) is up to date; for each stale one
+    why (an input, the script's code or the cell changed, an upstream output is stale, the file
+    was deleted or changed) and what to run again: ``{"outputs", "stale", "rerun"}``."""
+    from trellis.queries.status import status as judge
+
+    store = _read_store()
+    try:
+        return judge(store, list(paths) if paths else None)
     finally:
         store.close()
 

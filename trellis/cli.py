@@ -166,6 +166,21 @@ def lineage(target: str, downstream: bool, as_json: bool) -> None:
     click.echo(json.dumps(graph, indent=2, default=str) if as_json else render(graph, downstream))
 
 
+@cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line_errors
+def status(paths: tuple[str, ...], as_json: bool) -> None:
+    """Whether each recorded output (or PATHs) is up to date, why not, and what to run again;
+    exit status 1 when something is stale."""
+    from trellis.queries.status import render
+
+    result = trellis.status(list(paths))
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+    if result["stale"]:
+        raise SystemExit(1)
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("path", type=click.Path(path_type=__import__("pathlib").Path))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)

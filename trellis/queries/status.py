@@ -1,0 +1,526 @@
+"""Whether each recorded output is still what its inputs, code and cells would make today, and
+what to run again when it is not.
+
+An output is a path some run or cell execution wrote; only its newest writer counts. The writer
+is *stale* when a file it read no longer has the content it read (by hash), when the code of its
+script (the file and the local modules it imported, against the run's code snapshot) or the
+source of its notebook cell changed, when a variable it used was changed by a later execution
+of the same kernel, or when something it read is itself a stale output. An output is stale when
+its writer is, or when it was deleted or changed since it was written.
+
+Files are hashed with the function capture records them with (``store/file_hashes.py``), so the
+digests compare. A digest is kept in ``.trellis/file-digests.json`` beside the file's size,
+mtime, ctime and inode, and a file is hashed again only when one of those changed: the second
+``status`` of a project hashes nothing it has seen. A file changed within the last couple of
+seconds is not cached, so an edit made in the same clock tick as the hashing is not missed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trellis._errors import TrellisError
+from trellis.queries.lineage import _relative_path
+from trellis.queries.notebooks import execution_key
+from trellis.store.connection import STORE_DIR, Store
+from trellis.store.file_hashes import file_digest
+
+DIGEST_CACHE = "file-digests.json"
+_SETTLED_NS = 2_000_000_000  # a file untouched this long has a stat worth trusting
+
+Activity = tuple[str, int]  # ("run", run id) or ("step", step id): what reads and writes
+
+
+@dataclass
+class _Access:
+    path: str
+    hash: str | None
+    size: int | None
+    at: float
+
+
+@dataclass
+class _Writer:
+    activity: Activity
+    access: _Access
+
+
+@dataclass
+class _Records:
+    """The rows status needs, read once: files, runs, steps and their links."""
+
+    reads: dict[Activity, list[_Access]] = field(default_factory=dict)
+    written_by: dict[Activity, set[str]] = field(default_factory=dict)
+    newest: dict[str, _Writer] = field(default_factory=dict)
+    runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    steps: dict[int, dict[str, Any]] = field(default_factory=dict)
+    uses: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # step -> (definer, name)
+    changed: dict[int, set[str]] = field(default_factory=dict)  # step -> names it changed
+    modules: dict[int, list[str]] = field(default_factory=dict)  # run -> local top-level modules
+
+
+def _read(store: Store) -> _Records:
+    found = _Records()
+    for run_id, uuid, kind, filename, cwd, argv, started, commit, target, build in store.execute(
+        "SELECT id, uuid, kind, filename, cwd, argv, started, git_commit, build_target, build"
+        " FROM runs WHERE kind IN ('script', 'notebook')"
+    ):
+        found.runs[run_id] = {
+            "uuid": uuid, "kind": kind, "filename": filename, "cwd": cwd or ".",
+            "argv": json.loads(argv or "[]"), "started": started, "git_commit": commit,
+            "build_target": target, "build": json.loads(build or "{}"),
+        }
+    for step_id, run_id, cell, count, source, started, notebook in store.execute(
+        "SELECT id, run, cell_id, execution_count, source, started, notebook FROM steps"
+    ):
+        if run_id in found.runs:
+            found.steps[step_id] = {
+                "run": run_id, "cell_id": cell, "execution_count": count, "source": source,
+                "started": started, "notebook": notebook or found.runs[run_id]["filename"],
+            }
+    for run_id, step_id, path, mode, digest, size, at in store.execute(
+        "SELECT run, step, path, mode, hash, size, at FROM files ORDER BY at"
+    ):
+        if run_id not in found.runs or "://" in path:
+            continue
+        activity: Activity = ("step", step_id) if step_id is not None else ("run", run_id)
+        access = _Access(path, digest, size, at)
+        if mode == "read":
+            found.reads.setdefault(activity, []).append(access)
+        else:
+            found.written_by.setdefault(activity, set()).add(path)
+            found.newest[path] = _Writer(activity, access)  # ordered by time: the last wins
+    for step_id, definer, name in store.execute(
+        "SELECT step, depends_on, name FROM dependencies WHERE via = 'variable' ORDER BY name"
+    ):
+        found.uses.setdefault(step_id, []).append((definer, name))
+    for step_id, name in store.execute("SELECT step, name FROM variables"):
+        found.changed.setdefault(step_id, set()).add(name)
+    for run_id, module in store.execute(
+        "SELECT run, module FROM modules WHERE step IS NULL AND distribution IS NULL"
+    ):
+        found.modules.setdefault(run_id, []).append(module)
+    return found
+
+
+class _CurrentFiles:
+    """Today's digest of each file, hashed only when its stat changed since it was last hashed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cache_file = root / STORE_DIR / DIGEST_CACHE
+        try:
+            loaded = json.loads(self.cache_file.read_text())
+            self.cache: dict[str, list] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.cache = {}
+        self.added = False
+        self.seen: dict[str, tuple[os.stat_result | None, str | None]] = {}
+        self.hashed = 0
+
+    def absolute(self, path: str) -> str:
+        return path if os.path.isabs(path) else str(self.root / path)
+
+    def get(self, path: str) -> tuple[os.stat_result | None, str | None]:
+        """(stat, sha256) of ``path`` now; no stat when it is gone, no digest when too big."""
+        if path not in self.seen:
+            self.seen[path] = self._look(self.absolute(path))
+        return self.seen[path]
+
+    def _look(self, full: str) -> tuple[os.stat_result | None, str | None]:
+        try:
+            stat = os.stat(full)
+        except OSError:
+            return None, None
+        key = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+        cached = self.cache.get(full)
+        if isinstance(cached, list) and len(cached) == 5 and cached[:4] == key:
+            return stat, cached[4]
+        digest, _ = file_digest(full, (stat.st_mtime_ns, stat.st_size))
+        self.hashed += 1
+        now = time.time_ns()
+        if digest and now - max(stat.st_mtime_ns, stat.st_ctime_ns) > _SETTLED_NS:
+            self.cache[full] = [*key, digest]
+            self.added = True
+        return stat, digest
+
+    def save(self) -> None:
+        """Keep the digests for next time; a cache that cannot be written is only slower."""
+        if not self.added or not self.cache_file.parent.is_dir():
+            return
+        partial = self.cache_file.with_name(f"{DIGEST_CACHE}.{os.getpid()}")
+        try:
+            partial.write_text(json.dumps(self.cache))
+            os.replace(partial, self.cache_file)
+        except OSError:
+            partial.unlink(missing_ok=True)
+
+
+class _Code:
+    """The files of a run's code snapshot compared with the working tree, through git."""
+
+    def __init__(self, project: Path) -> None:
+        self.project = project
+        self.top = self._toplevel()
+        self.compared: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+    def _git(self, *args: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        return subprocess.run(["git", *args], cwd=self.top or self.project, capture_output=True,
+                              text=True, env=env, timeout=120)
+
+    def _toplevel(self) -> Path | None:
+        try:
+            done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=self.project,
+                                  capture_output=True, text=True, timeout=120,
+                                  env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")})
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+
+    def changed(self, commit: str, paths: list[str]) -> list[str]:
+        """Which of ``paths`` (relative to the project; a folder stands for its ``.py`` files)
+        differ now from ``commit``, or are gone; paths the snapshot lacks are not code it ran."""
+        key = (commit, tuple(paths))
+        if key not in self.compared:
+            self.compared[key] = self._compare(commit, paths) if self.top else []
+        return self.compared[key]
+
+    def _compare(self, commit: str, paths: list[str]) -> list[str]:
+        prefix = self.project.resolve().relative_to(self.top.resolve()).as_posix()
+        to_git = {(p if prefix == "." else f"{prefix}/{p}"): p for p in paths}
+        try:
+            listed = self._git("ls-tree", "-r", "-z", commit, "--", *to_git)
+        except (OSError, subprocess.SubprocessError):
+            return []
+        if listed.returncode != 0:
+            return []
+        recorded: dict[str, str] = {}
+        for entry in listed.stdout.split("\0"):
+            if not entry:
+                continue
+            meta, name = entry.split("\t", 1)
+            kind, blob = meta.split()[1:3]
+            if kind == "blob" and (name in to_git or name.endswith(".py")):
+                recorded[name] = blob
+        if not recorded:
+            return []
+        present = [name for name in recorded if (self.top / name).is_file()]
+        now: dict[str, str] = {}
+        if present:
+            try:
+                hashed = self._git("hash-object", "--", *present)
+            except (OSError, subprocess.SubprocessError):
+                return []
+            if hashed.returncode != 0:
+                return []
+            now = dict(zip(present, hashed.stdout.split()))
+        differing = [name for name, blob in recorded.items() if now.get(name) != blob]
+        return sorted(name[len(prefix) + 1:] if prefix != "." else name for name in differing)
+
+
+class _Judge:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.records = _read(store)
+        self.files = _CurrentFiles(store.project)
+        self.code = _Code(store.project)
+        self.judged: dict[Activity, list[dict[str, Any]]] = {}
+        self.outputs: dict[str, list[dict[str, Any]]] = {}
+        self.judging: set[Activity] = set()
+        self.notebooks: dict[str, dict[str, str] | None] = {}
+        # what made an activity stale upstream: the activities to run again before it
+        self.upstream: dict[Activity, list[Activity]] = {}
+
+    # -- files ------------------------------------------------------------------------------
+
+    def difference(self, access: _Access, read: bool) -> str | None:
+        """"deleted" or "changed" when the file is no longer as it was read or written."""
+        stat, digest = self.files.get(access.path)
+        if stat is None:
+            return "deleted"
+        if access.hash and digest:
+            return None if digest == access.hash else "changed"
+        if access.size is not None and stat.st_size != access.size:
+            return "changed"
+        # unhashed (larger than the hash limit): a read is older than any later change
+        if read and stat.st_mtime_ns / 1e9 > access.at:
+            return "changed"
+        return None
+
+    def output(self, path: str) -> list[dict[str, Any]]:
+        """Why the file at ``path`` is out of date (nothing when it is up to date)."""
+        if path not in self.outputs:
+            writer = self.records.newest[path]
+            reasons = []
+            changed = self.difference(writer.access, read=False)
+            if changed:
+                reasons.append({"kind": f"output {changed}", "path": path,
+                                "text": f"{path} was {changed} since it was written"})
+            reasons += self.activity(writer.activity)
+            self.outputs[path] = reasons
+        return self.outputs[path]
+
+    # -- activities -------------------------------------------------------------------------
+
+    def activity(self, activity: Activity) -> list[dict[str, Any]]:
+        if activity in self.judged:
+            return self.judged[activity]
+        if activity in self.judging:  # a cycle of reads and writes: judged where it started
+            return []
+        self.judging.add(activity)
+        upstream: list[Activity] = []
+        reasons = self.inputs(activity, upstream)
+        if activity[0] == "run":
+            reasons += self.script_code(activity[1])
+        else:
+            reasons += self.cell(activity[1], upstream)
+        self.judging.discard(activity)
+        self.judged[activity] = reasons
+        self.upstream[activity] = list(dict.fromkeys(upstream))
+        return reasons
+
+    def inputs(self, activity: Activity, upstream: list[Activity]) -> list[dict[str, Any]]:
+        reasons = []
+        own = self.records.written_by.get(activity, set())
+        seen: set[str] = set()
+        for access in self.records.reads.get(activity, []):
+            # a file the activity also wrote is its own output, not something it was built from
+            if access.path in own or access.path in seen:
+                continue
+            seen.add(access.path)
+            changed = self.difference(access, read=True)
+            if changed:
+                reasons.append({"kind": f"input {changed}", "path": access.path,
+                                "text": f"{access.path} was {changed} since it was read"})
+            writer = self.records.newest.get(access.path)
+            if writer is not None and writer.activity != activity and self.output(access.path):
+                upstream.append(writer.activity)
+                if not changed:
+                    reasons.append({"kind": "upstream stale", "path": access.path,
+                                    "text": f"{access.path} is itself out of date"})
+        return reasons
+
+    def script_code(self, run_id: int) -> list[dict[str, Any]]:
+        run = self.records.runs[run_id]
+        if run["kind"] != "script" or not run["git_commit"] or not run["filename"]:
+            return []
+        script = run["filename"]
+        folder = str(Path(script).parent)
+        paths = [script] + [
+            os.path.normpath(os.path.join(folder, name)) for module in self.records.modules.get(run_id, [])
+            for name in (f"{module}.py", module)
+        ]
+        return [{"kind": "code changed", "path": path,
+                 "text": f"{path} changed since the run's code snapshot {run['git_commit'][:10]}"}
+                for path in self.code.changed(run["git_commit"], paths)]
+
+    def cell(self, step_id: int, upstream: list[Activity]) -> list[dict[str, Any]]:
+        step = self.records.steps[step_id]
+        reasons = []
+        current = self.notebook_cells(step["notebook"])
+        label = f"cell {step['cell_id']} [{step['execution_count']}]"
+        if current is not None and step["cell_id"] is not None:
+            if step["cell_id"] not in current:
+                reasons.append({"kind": "cell removed", "cell_id": step["cell_id"],
+                                "text": f"{label} is no longer in {step['notebook']}"})
+            elif current[step["cell_id"]].rstrip() != (step["source"] or "").rstrip():
+                reasons.append({"kind": "cell changed", "cell_id": step["cell_id"],
+                                "text": f"the source of {label} changed in {step['notebook']}"})
+        elif current is None and step["notebook"]:
+            reasons.append({"kind": "notebook missing", "cell_id": step["cell_id"],
+                            "text": f"{step['notebook']} is gone"})
+        later = [(other, info) for other, info in self.records.steps.items()
+                 if info["run"] == step["run"] and (info["started"], other) > (step["started"], step_id)]
+        for definer, name in self.records.uses.get(step_id, []):
+            changers = [info for other, info in later if name in self.records.changed.get(other, ())]
+            if changers:
+                by = changers[0]
+                reasons.append({"kind": "variable changed", "name": name, "cell_id": by["cell_id"],
+                                "text": f"{name} was changed since by cell {by['cell_id']}"
+                                        f" [{by['execution_count']}]"})
+            elif definer in self.records.steps and self.activity(("step", definer)):
+                upstream.append(("step", definer))
+                cell = self.records.steps[definer]
+                reasons.append({"kind": "upstream stale", "name": name, "cell_id": cell["cell_id"],
+                                "text": f"{name} comes from cell {cell['cell_id']}"
+                                        f" [{cell['execution_count']}], itself out of date"})
+        return reasons
+
+    def notebook_cells(self, notebook: str | None) -> dict[str, str] | None:
+        """Cell id -> source of the notebook file as it is now (None when unreadable)."""
+        if notebook is None:
+            return None
+        if notebook not in self.notebooks:
+            try:
+                cells = json.loads(Path(self.files.absolute(notebook)).read_text()).get("cells", [])
+                self.notebooks[notebook] = {
+                    cell["id"]: "".join(cell.get("source", "")) for cell in cells
+                    if isinstance(cell, dict) and isinstance(cell.get("id"), str)
+                    and cell.get("cell_type") == "code"
+                }
+            except (OSError, ValueError, AttributeError, TypeError):
+                self.notebooks[notebook] = None
+        return self.notebooks[notebook]
+
+    # -- what to run again ------------------------------------------------------------------
+
+    def order(self, roots: list[Activity]) -> list[Activity]:
+        """The stale activities behind ``roots``, each after those it was built from."""
+        ordered: list[Activity] = []
+        placed: set[Activity] = set()
+
+        def place(activity: Activity) -> None:
+            if activity in placed:
+                return
+            placed.add(activity)
+            for earlier in sorted(self.upstream.get(activity, []), key=self.started):
+                place(earlier)
+            ordered.append(activity)
+
+        for root in sorted(roots, key=self.started):
+            place(root)
+        return ordered
+
+    def started(self, activity: Activity) -> float:
+        kind, number = activity
+        return (self.records.runs[number] if kind == "run" else self.records.steps[number])["started"]
+
+    def commands(self, activities: list[Activity]) -> list[dict[str, Any]]:
+        """One entry per command, in order; cells of one notebook in a row are one entry."""
+        found: list[dict[str, Any]] = []
+        for activity in activities:
+            command = self.command(activity)
+            if command in found:
+                continue
+            last = found[-1] if found else None
+            if (command["kind"] == "cells" and last and last["kind"] == "cells"
+                    and last["notebook"] == command["notebook"]):
+                cells = list(dict.fromkeys(last["cells"] + command["cells"]))
+                last["cells"] = self.in_notebook_order(command["notebook"], cells)
+                last["text"] = self.cells_text(last["notebook"], last["cells"])
+                continue
+            found.append(command)
+        return found
+
+    def command(self, activity: Activity) -> dict[str, Any]:
+        kind, number = activity
+        if kind == "step":
+            step = self.records.steps[number]
+            cells = [step["cell_id"]]
+            return {"kind": "cells", "notebook": step["notebook"], "cells": cells,
+                    "text": self.cells_text(step["notebook"], cells)}
+        run = self.records.runs[number]
+        if run["build_target"]:
+            make = ["make"]
+            directory = run["build"].get("directory")
+            if directory and Path(directory).resolve() != self.store.project.resolve():
+                make += ["-C", os.path.relpath(directory, self.store.project)]
+            make.append(run["build_target"])
+            return {"kind": "make", "target": run["build_target"], "text": shlex.join(make)}
+        if run["kind"] == "notebook":
+            text = shlex.join(["trellis", "run", run["filename"] or "NOTEBOOK.ipynb"])
+            return {"kind": "notebook", "notebook": run["filename"], "text": text}
+        argv = run["argv"] or [run["filename"] or "SCRIPT"]
+        text = shlex.join(["python", *argv])
+        if run["cwd"] not in (".", ""):
+            text = f"cd {shlex.quote(run['cwd'])} && {text}"
+        return {"kind": "script", "script": run["filename"], "argv": argv, "cwd": run["cwd"],
+                "text": text}
+
+    def in_notebook_order(self, notebook: str, cells: list[str]) -> list[str]:
+        current = list(self.notebook_cells(notebook) or {})
+        return sorted(cells, key=lambda c: (current.index(c) if c in current else len(current)))
+
+    @staticmethod
+    def cells_text(notebook: str, cells: list[str]) -> str:
+        named = ", ".join(str(c) for c in cells)
+        return f"run cell{'s' if len(cells) > 1 else ''} {named} of {notebook}" + (
+            ", in this order" if len(cells) > 1 else "")
+
+    def writer(self, activity: Activity) -> dict[str, Any]:
+        kind, number = activity
+        if kind == "step":
+            step = self.records.steps[number]
+            run = self.records.runs[step["run"]]
+            return {"kind": "execution", "run_id": run["uuid"], "notebook": step["notebook"],
+                    "cell_id": step["cell_id"], "execution_count": step["execution_count"]}
+        run = self.records.runs[number]
+        return {"kind": run["kind"], "run_id": run["uuid"], "filename": run["filename"],
+                "build_target": run["build_target"]}
+
+
+def status(store: Store, paths: list[str] | None = None) -> dict[str, Any]:
+    """Each recorded output (or those under ``paths``): up to date or stale, why, and what to
+    run again, in order. ``stale`` counts the outputs out of date."""
+    judge = _Judge(store)
+    known = sorted(judge.records.newest)
+    if paths:
+        chosen: list[str] = []
+        for given in paths:
+            wanted = _relative_path(store, given)
+            matched = [p for p in known if p == wanted or p.startswith(wanted.rstrip("/") + "/")]
+            if not matched:
+                raise TrellisError(f"no recorded run wrote {wanted!r}; `trellis status` with no"
+                                   " path lists every output the store knows")
+            chosen += [p for p in matched if p not in chosen]
+        known = chosen
+    outputs = []
+    stale_roots: list[Activity] = []
+    for path in known:
+        reasons = judge.output(path)
+        writer = judge.records.newest[path].activity
+        entry: dict[str, Any] = {"path": path, "stale": bool(reasons), "reasons": reasons,
+                                 "writer": judge.writer(writer)}
+        if reasons:
+            entry["rerun"] = judge.commands(judge.order([writer]))
+            stale_roots.append(writer)
+        outputs.append(entry)
+    judge.files.save()
+    return {"outputs": outputs, "stale": sum(entry["stale"] for entry in outputs),
+            "rerun": judge.commands(judge.order(stale_roots)), "hashed": judge.files.hashed}
+
+
+def notebook_staleness(store: Store, notebook: str) -> dict[str, list[dict[str, Any]]]:
+    """Why each out-of-date execution of ``notebook`` is stale, by execution id
+    (``<epoch>/<n>``): the last execution of each cell in each epoch is judged."""
+    path = _relative_path(store, notebook)
+    judge = _Judge(store)
+    last: dict[tuple[int, str | None], int] = {}
+    for step_id, step in sorted(judge.records.steps.items(), key=lambda item: (item[1]["started"], item[0])):
+        if step["notebook"] == path:
+            last[(step["run"], step["cell_id"] or f"#{step_id}")] = step_id
+    found = {}
+    for (run_id, _), step_id in last.items():
+        reasons = judge.activity(("step", step_id))
+        if reasons:
+            found[execution_key(judge.records.runs[run_id]["uuid"], step_id)] = reasons
+    judge.files.save()
+    return found
+
+
+def render(result: dict[str, Any]) -> str:
+    """Each output's state and reasons, then the commands to run again, in order."""
+    lines = []
+    for entry in result["outputs"]:
+        if not entry["stale"]:
+            lines.append(f"up to date  {entry['path']}")
+            continue
+        lines.append(f"stale       {entry['path']}")
+        lines += [f"              {reason['text']}" for reason in entry["reasons"]]
+    if not result["outputs"]:
+        lines.append("no recorded run wrote a file yet")
+    if result["rerun"]:
+        lines.append("")
+        lines.append("to bring them up to date, run in this order:")
+        lines += [f"  {command['text']}" for command in result["rerun"]]
+    elif result["outputs"]:
+        lines.append(f"all {len(result['outputs'])} outputs are up to date")
+    return "\n".join(lines)
