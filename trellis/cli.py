@@ -461,10 +461,21 @@ def notebook() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the history as data.")
 @_one_line_errors
 def notebook_show(path: str, as_json: bool) -> None:
-    """Epochs and executions of PATH: names defined and used, files, dependencies."""
+    """Epochs and executions of PATH: names defined and used, files, dependencies, and which
+    executions are stale (a file or variable they used changed since, or their cell did)."""
     from trellis.queries.notebooks import history, render
+    from trellis.queries.status import notebook_staleness
 
-    described = _with_store(lambda store: history(store, path))
+    def read(store: Any) -> dict[str, Any]:
+        described = history(store, path)
+        stale = notebook_staleness(store, path)
+        for epoch in described["epochs"]:
+            for execution in epoch["executions"]:
+                if execution["id"] in stale:
+                    execution["stale"] = stale[execution["id"]]
+        return described
+
+    described = _with_store(read)
     click.echo(json.dumps(described, indent=2, default=str) if as_json else render(described))
 
 

@@ -191,6 +191,7 @@ def render(described: dict[str, Any]) -> str:
                 + (f" | depends {links}" if links else "")
                 + (f" | {'; '.join(files)}" if files else "")
                 + (f" | {e['error']}" if e["error"] else "")
+                + (f" | STALE: {'; '.join(r['text'] for r in e['stale'])}" if e.get("stale") else "")
             )
     if described["unused_imports"]:
         lines.append(f"imported but never used: {', '.join(described['unused_imports'])}")

@@ -4,8 +4,8 @@ what to run again when it is not.
 An output is a path some run or cell execution wrote; only its newest writer counts. The writer
 is *stale* when a file it read no longer has the content it read (by hash), when the code of its
 script (the file and the local modules it imported, against the run's code snapshot) or the
-source of its notebook cell changed, when a variable it used was changed by a later execution
-of the same kernel, or when something it read is itself a stale output. An output is stale when
+source of its notebook cell changed, when the cell that gave it a variable ran again in the
+same kernel and changed it, or when something it read is itself a stale output. An output is stale when
 its writer is, or when it was deleted or changed since it was written.
 
 Files are hashed with the function capture records them with (``store/file_hashes.py``), so the
@@ -340,11 +340,15 @@ class _Judge:
         later = [(other, info) for other, info in self.records.steps.items()
                  if info["run"] == step["run"] and (info["started"], other) > (step["started"], step_id)]
         for definer, name in self.records.uses.get(step_id, []):
-            changers = [info for other, info in later if name in self.records.changed.get(other, ())]
-            if changers:
-                by = changers[0]
+            # the cell that gave the value ran again and changed it (another cell rebinding the
+            # name later is how a notebook reads top to bottom, not a sign of staleness)
+            cell_id = self.records.steps.get(definer, {}).get("cell_id")
+            again = [info for other, info in later if info["cell_id"] == cell_id
+                     and name in self.records.changed.get(other, ())]
+            if again:
+                by = again[0]
                 reasons.append({"kind": "variable changed", "name": name, "cell_id": by["cell_id"],
-                                "text": f"{name} was changed since by cell {by['cell_id']}"
+                                "text": f"{name} changed since: cell {by['cell_id']} ran again"
                                         f" [{by['execution_count']}]"})
             elif definer in self.records.steps and self.activity(("step", definer)):
                 upstream.append(("step", definer))
