@@ -5,8 +5,10 @@ An output is a path some run or cell execution wrote; only its newest writer cou
 is *stale* when a file it read no longer has the content it read (by hash), when the code of its
 script (the file and the local modules it imported, against the run's code snapshot) or the
 source of its notebook cell changed, when the cell that gave it a variable ran again in the
-same kernel and changed it, or when something it read is itself a stale output. An output is stale when
-its writer is, or when it was deleted or changed since it was written.
+same kernel and changed it, when a run whose values or checkpoint it read ran again since (the
+same script with the same arguments), or when something it read (a file, a variable, a run's
+values) is itself out of date. An output is stale when its writer is, or when it was deleted or
+changed since it was written.
 
 Files are hashed with the function capture records them with (``store/file_hashes.py``), so the
 digests compare. A digest is kept in ``.trellis/file-digests.json`` beside the file's size,
@@ -22,6 +24,7 @@ import os
 import shlex
 import subprocess
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +67,10 @@ class _Records:
     uses: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # step -> (definer, name)
     changed: dict[int, set[str]] = field(default_factory=dict)  # step -> names it changed
     modules: dict[int, list[str]] = field(default_factory=dict)  # run -> local top-level modules
+    # activity -> (run id, how, what, when) of other runs whose values or checkpoints it read
+    used_runs: dict[Activity, list[tuple[int, str, str, float]]] = field(default_factory=dict)
+    # (script, argv, make target) -> its runs, oldest first: a later one supersedes the others
+    programs: dict[tuple, list[int]] = field(default_factory=dict)
 
 
 def _read(store: Store) -> _Records:
@@ -77,6 +84,17 @@ def _read(store: Store) -> _Records:
             "argv": json.loads(argv or "[]"), "started": started, "git_commit": commit,
             "build_target": target, "build": json.loads(build or "{}"),
         }
+    by_uuid = {run["uuid"]: run_id for run_id, run in found.runs.items()}
+    for run_id, run in sorted(found.runs.items(), key=lambda item: (item[1]["started"], item[0])):
+        program = (run["kind"], run["filename"], json.dumps(run["argv"][1:]), run["build_target"])
+        found.programs.setdefault(program, []).append(run_id)
+        run["program"] = program
+    for run_id, step_id, source, via, detail, at in store.execute(
+        "SELECT run, step, source, via, detail, at FROM run_inputs ORDER BY at"
+    ):
+        if run_id in found.runs and source in by_uuid:
+            activity = ("step", step_id) if step_id is not None else ("run", run_id)
+            found.used_runs.setdefault(activity, []).append((by_uuid[source], via, detail or "", at))
     for step_id, run_id, cell, count, source, started, notebook in store.execute(
         "SELECT id, run, cell_id, execution_count, source, started, notebook FROM steps"
     ):
@@ -226,18 +244,56 @@ class _Code:
         return sorted(name[len(prefix) + 1:] if prefix != "." else name for name in differing)
 
 
+Node = tuple[str, Any]  # an activity, or ("file", path): an output as it is on disk
+
+
 class _Judge:
+    """Staleness as a graph: each node's own reasons, and edges to what it was built from; a
+    node is stale when it has a reason of its own or an edge to a stale node. Loops (a closed
+    loop of feedback, a script reading what it wrote) need no special case."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self.records = _read(store)
         self.files = _CurrentFiles(store.project)
         self.code = _Code(store.project)
-        self.judged: dict[Activity, list[dict[str, Any]]] = {}
-        self.outputs: dict[str, list[dict[str, Any]]] = {}
-        self.judging: set[Activity] = set()
         self.notebooks: dict[str, dict[str, str] | None] = {}
-        # what made an activity stale upstream: the activities to run again before it
-        self.upstream: dict[Activity, list[Activity]] = {}
+        self.own: dict[Node, list[dict[str, Any]]] = {}
+        self.edges: dict[Node, list[tuple[Node, dict[str, Any] | None]]] = {}
+        self.stale: set[Node] = set()
+        self.sources: dict[Activity, set[Activity]] = {}
+
+    def judge(self, roots: list[Node]) -> None:
+        """Every node behind ``roots``, its own reasons and edges; then which are stale."""
+        pending = list(roots)
+        while pending:
+            node = pending.pop()
+            if node in self.own:
+                continue
+            self.own[node], self.edges[node] = (self.file(node[1]) if node[0] == "file"
+                                                else self.activity(node))
+            pending += [target for target, _ in self.edges[node]]
+        readers: dict[Node, list[Node]] = {}
+        for node, edges in self.edges.items():
+            for target, _ in edges:
+                readers.setdefault(target, []).append(node)
+        reached = deque(node for node, reasons in self.own.items() if reasons)
+        while reached:
+            node = reached.popleft()
+            if node not in self.stale:
+                self.stale.add(node)
+                reached.extend(readers.get(node, []))
+
+    def reasons(self, node: Node) -> list[dict[str, Any]]:
+        """Why ``node`` is stale: its own reasons, then the stale things it was built from; for
+        an output, those of its writer too."""
+        found = list(self.own[node])
+        for target, reason in self.edges[node]:
+            if target in self.stale and reason:
+                found.append(reason)
+            elif target in self.stale and node[0] == "file":
+                found += self.reasons(target)
+        return found
 
     # -- files ------------------------------------------------------------------------------
 
@@ -255,40 +311,27 @@ class _Judge:
             return "changed"
         return None
 
-    def output(self, path: str) -> list[dict[str, Any]]:
-        """Why the file at ``path`` is out of date (nothing when it is up to date)."""
-        if path not in self.outputs:
-            writer = self.records.newest[path]
-            reasons = []
-            changed = self.difference(writer.access, read=False)
-            if changed:
-                reasons.append({"kind": f"output {changed}", "path": path,
-                                "text": f"{path} was {changed} since it was written"})
-            reasons += self.activity(writer.activity)
-            self.outputs[path] = reasons
-        return self.outputs[path]
+    def file(self, path: str) -> tuple[list, list]:
+        writer = self.records.newest[path]
+        changed = self.difference(writer.access, read=False)
+        reasons = [{"kind": f"output {changed}", "path": path,
+                    "text": f"{path} was {changed} since it was written"}] if changed else []
+        return reasons, [(writer.activity, None)]
 
     # -- activities -------------------------------------------------------------------------
 
-    def activity(self, activity: Activity) -> list[dict[str, Any]]:
-        if activity in self.judged:
-            return self.judged[activity]
-        if activity in self.judging:  # a cycle of reads and writes: judged where it started
-            return []
-        self.judging.add(activity)
-        upstream: list[Activity] = []
-        reasons = self.inputs(activity, upstream)
+    def activity(self, activity: Activity) -> tuple[list, list]:
+        reasons: list[dict[str, Any]] = []
+        edges: list[tuple[Node, dict[str, Any] | None]] = []
+        self.inputs(activity, reasons, edges)
+        self.runs_used(activity, reasons, edges)
         if activity[0] == "run":
             reasons += self.script_code(activity[1])
         else:
-            reasons += self.cell(activity[1], upstream)
-        self.judging.discard(activity)
-        self.judged[activity] = reasons
-        self.upstream[activity] = list(dict.fromkeys(upstream))
-        return reasons
+            self.cell(activity[1], reasons, edges)
+        return reasons, edges
 
-    def inputs(self, activity: Activity, upstream: list[Activity]) -> list[dict[str, Any]]:
-        reasons = []
+    def inputs(self, activity: Activity, reasons: list, edges: list) -> None:
         own = self.records.written_by.get(activity, set())
         seen: set[str] = set()
         for access in self.records.reads.get(activity, []):
@@ -296,17 +339,60 @@ class _Judge:
             if access.path in own or access.path in seen:
                 continue
             seen.add(access.path)
+            writer = self.records.newest.get(access.path)
+            if (writer is not None and writer.activity != activity and writer.access.at > access.at
+                    and activity in self.built_from(writer.activity)):
+                continue  # rewritten by what this led to: the next turn of a loop, not a change
             changed = self.difference(access, read=True)
             if changed:
                 reasons.append({"kind": f"input {changed}", "path": access.path,
                                 "text": f"{access.path} was {changed} since it was read"})
-            writer = self.records.newest.get(access.path)
-            if writer is not None and writer.activity != activity and self.output(access.path):
-                upstream.append(writer.activity)
-                if not changed:
-                    reasons.append({"kind": "upstream stale", "path": access.path,
-                                    "text": f"{access.path} is itself out of date"})
-        return reasons
+            if writer is not None and writer.activity != activity:
+                edges.append((("file", access.path), None if changed else {
+                    "kind": "upstream stale", "path": access.path,
+                    "text": f"{access.path} is itself out of date"}))
+
+    def built_from(self, activity: Activity) -> set[Activity]:
+        """Everything ``activity`` was built from, however far back, by the recorded links."""
+        if activity not in self.sources:
+            found: set[Activity] = set()
+            pending = [activity]
+            while pending:
+                for source in self.direct_sources(pending.pop()):
+                    if source not in found:
+                        found.add(source)
+                        pending.append(source)
+            self.sources[activity] = found
+        return self.sources[activity]
+
+    def direct_sources(self, activity: Activity) -> list[Activity]:
+        found = [writer.activity for access in self.records.reads.get(activity, [])
+                 if (writer := self.records.newest.get(access.path)) is not None]
+        found += [("run", source) for source, *_ in self.records.used_runs.get(activity, [])]
+        if activity[0] == "step":
+            found += [("step", definer) for definer, _ in self.records.uses.get(activity[1], [])]
+        return [source for source in found if source != activity]
+
+    def runs_used(self, activity: Activity, reasons: list, edges: list) -> None:
+        """Other runs whose values or checkpoints it read: stale when the same command ran again
+        since, or when the run it read is itself stale. A run already superseded when it was
+        read was read as history (the values of earlier runs), and is not followed."""
+        for source, via, detail, at in self.records.used_runs.get(activity, []):
+            run = self.records.runs[source]
+            runs = self.records.programs[run["program"]]
+            newest = self.records.runs[runs[-1]]
+            name = run["filename"] or run["kind"]
+            if runs[-1] != source and newest["started"] > at:
+                reason = {"kind": "run again", "run_id": newest["uuid"],
+                          "text": f"{name} ran again ({newest['uuid'][:8]}) since its {via} was read"}
+                if reason not in reasons:
+                    reasons.append(reason)
+            elif runs[-1] == source and ("run", source) != activity:
+                edge = (("run", source), {"kind": "upstream stale", "run_id": run["uuid"],
+                                          "text": f"the {via} it read from {name}"
+                                                  f" ({run['uuid'][:8]}) is itself out of date"})
+                if edge not in edges:
+                    edges.append(edge)
 
     def script_code(self, run_id: int) -> list[dict[str, Any]]:
         run = self.records.runs[run_id]
@@ -322,9 +408,8 @@ class _Judge:
                  "text": f"{path} changed since the run's code snapshot {run['git_commit'][:10]}"}
                 for path in self.code.changed(run["git_commit"], paths)]
 
-    def cell(self, step_id: int, upstream: list[Activity]) -> list[dict[str, Any]]:
+    def cell(self, step_id: int, reasons: list, edges: list) -> None:
         step = self.records.steps[step_id]
-        reasons = []
         current = self.notebook_cells(step["notebook"])
         label = f"cell {step['cell_id']} [{step['execution_count']}]"
         if current is not None and step["cell_id"] is not None:
@@ -350,13 +435,12 @@ class _Judge:
                 reasons.append({"kind": "variable changed", "name": name, "cell_id": by["cell_id"],
                                 "text": f"{name} changed since: cell {by['cell_id']} ran again"
                                         f" [{by['execution_count']}]"})
-            elif definer in self.records.steps and self.activity(("step", definer)):
-                upstream.append(("step", definer))
+            elif definer in self.records.steps:
                 cell = self.records.steps[definer]
-                reasons.append({"kind": "upstream stale", "name": name, "cell_id": cell["cell_id"],
-                                "text": f"{name} comes from cell {cell['cell_id']}"
-                                        f" [{cell['execution_count']}], itself out of date"})
-        return reasons
+                edges.append((("step", definer), {
+                    "kind": "upstream stale", "name": name, "cell_id": cell["cell_id"],
+                    "text": f"{name} comes from cell {cell['cell_id']} [{cell['execution_count']}],"
+                            " itself out of date"}))
 
     def notebook_cells(self, notebook: str | None) -> dict[str, str] | None:
         """Cell id -> source of the notebook file as it is now (None when unreadable)."""
@@ -376,6 +460,15 @@ class _Judge:
 
     # -- what to run again ------------------------------------------------------------------
 
+    def upstream(self, activity: Activity) -> list[Activity]:
+        """The stale activities ``activity`` was built from directly (through files too)."""
+        found = []
+        for target, _ in self.edges.get(activity, []):
+            if target not in self.stale:
+                continue
+            found += [w for w, _ in self.edges[target] if w in self.stale] if target[0] == "file" else [target]
+        return found
+
     def order(self, roots: list[Activity]) -> list[Activity]:
         """The stale activities behind ``roots``, each after those it was built from."""
         ordered: list[Activity] = []
@@ -385,7 +478,7 @@ class _Judge:
             if activity in placed:
                 return
             placed.add(activity)
-            for earlier in sorted(self.upstream.get(activity, []), key=self.started):
+            for earlier in sorted(self.upstream(activity), key=self.started):
                 place(earlier)
             ordered.append(activity)
 
@@ -476,14 +569,16 @@ def status(store: Store, paths: list[str] | None = None) -> dict[str, Any]:
                                    " path lists every output the store knows")
             chosen += [p for p in matched if p not in chosen]
         known = chosen
+    judge.judge([("file", path) for path in known])
     outputs = []
     stale_roots: list[Activity] = []
     for path in known:
-        reasons = judge.output(path)
+        stale = ("file", path) in judge.stale
         writer = judge.records.newest[path].activity
-        entry: dict[str, Any] = {"path": path, "stale": bool(reasons), "reasons": reasons,
+        entry: dict[str, Any] = {"path": path, "stale": stale,
+                                 "reasons": judge.reasons(("file", path)) if stale else [],
                                  "writer": judge.writer(writer)}
-        if reasons:
+        if stale:
             entry["rerun"] = judge.commands(judge.order([writer]))
             stale_roots.append(writer)
         outputs.append(entry)
@@ -501,11 +596,12 @@ def notebook_staleness(store: Store, notebook: str) -> dict[str, list[dict[str, 
     for step_id, step in sorted(judge.records.steps.items(), key=lambda item: (item[1]["started"], item[0])):
         if step["notebook"] == path:
             last[(step["run"], step["cell_id"] or f"#{step_id}")] = step_id
+    judge.judge([("step", step_id) for step_id in last.values()])
     found = {}
     for (run_id, _), step_id in last.items():
-        reasons = judge.activity(("step", step_id))
-        if reasons:
-            found[execution_key(judge.records.runs[run_id]["uuid"], step_id)] = reasons
+        if ("step", step_id) in judge.stale:
+            key = execution_key(judge.records.runs[run_id]["uuid"], step_id)
+            found[key] = judge.reasons(("step", step_id))
     judge.files.save()
     return found
 
