@@ -96,7 +96,7 @@ def test_an_edited_input_makes_its_outputs_and_those_downstream_stale(pipeline):
 
 
 def test_an_edited_script_makes_only_its_own_outputs_stale(pipeline):
-    pipeline.write("train.py", TRAIN + "print('tuned')\n")
+    pipeline.write("train.py", TRAIN + "    print('tuned')\n")
     code, result, _ = status(pipeline)
     assert code == 1
     outputs = by_path(result)
@@ -348,3 +348,51 @@ def test_what_is_stale_is_exactly_what_descends_from_an_edit(case):
         assert all(order.index(p) < order.index(n) for n in order for p in parents[n] if p in reached)
     finally:
         shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def test_values_read_from_another_run_link_it_upstream(pipeline):
+    pipeline.write("train.py", TRAIN + "    trellis.log('total', total)\n")
+    pipeline.write("pick.py", """
+        import trellis
+        best = trellis.dataframe("total")["total"].max()
+        open("best.txt", "w").write(f"{best}\\n")
+    """)
+    pipeline.run("train.py")
+    pipeline.run("pick.py")
+    assert status(pipeline)[0] == 0
+    (pipeline.root / "raw.csv").write_text("a,b\n7,7\n")
+    result = status(pipeline)[1]
+    assert [r["kind"] for r in by_path(result)["best.txt"]["reasons"]] == ["upstream stale"]
+    assert "the dataframe it read from train.py" in by_path(result)["best.txt"]["reasons"][0]["text"]
+    assert [c["text"] for c in result["rerun"]] == [
+        "python prep.py --scale 3", "python train.py", "python pick.py"]
+    pipeline.run("prep.py", "--scale", "3")
+    pipeline.run("train.py")
+    result = status(pipeline)[1]
+    assert [r["kind"] for r in by_path(result)["best.txt"]["reasons"]] == ["run again"]
+    pipeline.run("pick.py")  # reads both runs of train.py; the older one only as history
+    assert status(pipeline)[0] == 0
+
+
+def test_a_closed_loop_is_up_to_date_after_its_turn_and_stale_after_an_edit(project):
+    """prep reads the labels that label.py makes from the model, which train makes from prep's
+    features: the next turn rewrites what the first turn's labelling read, and that is no change."""
+    project.write("raw.csv", "a,b\n1,2\n3,4\n")
+    project.write("prep.py", """
+        import os, trellis
+        extra = open("labels.csv").read() if os.path.exists("labels.csv") else ""
+        open("features.csv", "w").write(open("raw.csv").read() + extra)
+    """)
+    project.write("train.py", "import trellis\nopen('model.txt', 'w').write(str(len(open('features.csv').read())))\n")
+    project.write("label.py", "import trellis\nopen('labels.csv', 'w').write('9,' + open('model.txt').read() + '\\n')\n")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "loop")
+    for script in ("prep.py", "train.py", "label.py", "prep.py", "train.py"):
+        project.run(script)
+    code, result, _ = status(project)
+    assert code == 0, result
+    (project.root / "raw.csv").write_text("a,b\n1,2\n")
+    code, result, _ = status(project)
+    assert code == 1
+    assert {e["path"] for e in result["outputs"] if e["stale"]} == {"features.csv", "model.txt"}
+    assert [c["text"] for c in result["rerun"]] == ["python prep.py", "python train.py"]
