@@ -97,6 +97,7 @@ def _read(store: Store) -> _Records:
             found.used_runs.setdefault(activity, []).append((by_uuid[source], via, detail or "", at))
     for step_id, run_id, cell, count, source, started, notebook in store.execute(
         "SELECT id, run, cell_id, execution_count, source, started, notebook FROM steps"
+        " ORDER BY started, id"
     ):
         if run_id in found.runs:
             found.steps[step_id] = {
@@ -262,6 +263,7 @@ class _Judge:
         self.edges: dict[Node, list[tuple[Node, dict[str, Any] | None]]] = {}
         self.stale: set[Node] = set()
         self.sources: dict[Activity, set[Activity]] = {}
+        self.by_epoch: dict[int, list[tuple[int, dict[str, Any]]]] = {}
 
     def judge(self, roots: list[Node]) -> None:
         """Every node behind ``roots``, its own reasons and edges; then which are stale."""
@@ -412,7 +414,13 @@ class _Judge:
         step = self.records.steps[step_id]
         current = self.notebook_cells(step["notebook"])
         label = f"cell {step['cell_id']} [{step['execution_count']}]"
-        if current is not None and step["cell_id"] is not None:
+        if current is not None and (step["cell_id"] or "").startswith("sha256:"):
+            # a frontend that sends no cell ids: the cell is known by its source only
+            if (step["source"] or "").rstrip() not in {text.rstrip() for text in current.values()}:
+                reasons.append({"kind": "cell changed", "cell_id": step["cell_id"],
+                                "text": f"no cell of {step['notebook']} has the source of"
+                                        f" execution [{step['execution_count']}] any more"})
+        elif current is not None and step["cell_id"] is not None:
             if step["cell_id"] not in current:
                 reasons.append({"kind": "cell removed", "cell_id": step["cell_id"],
                                 "text": f"{label} is no longer in {step['notebook']}"})
@@ -422,8 +430,8 @@ class _Judge:
         elif current is None and step["notebook"]:
             reasons.append({"kind": "notebook missing", "cell_id": step["cell_id"],
                             "text": f"{step['notebook']} is gone"})
-        later = [(other, info) for other, info in self.records.steps.items()
-                 if info["run"] == step["run"] and (info["started"], other) > (step["started"], step_id)]
+        later = [(other, info) for other, info in self.epoch_steps(step["run"])
+                 if (info["started"], other) > (step["started"], step_id)]
         for definer, name in self.records.uses.get(step_id, []):
             # the cell that gave the value ran again and changed it (another cell rebinding the
             # name later is how a notebook reads top to bottom, not a sign of staleness)
@@ -441,6 +449,12 @@ class _Judge:
                     "kind": "upstream stale", "name": name, "cell_id": cell["cell_id"],
                     "text": f"{name} comes from cell {cell['cell_id']} [{cell['execution_count']}],"
                             " itself out of date"}))
+
+    def epoch_steps(self, run_id: int) -> list[tuple[int, dict[str, Any]]]:
+        if not self.by_epoch:
+            for step_id, step in self.records.steps.items():
+                self.by_epoch.setdefault(step["run"], []).append((step_id, step))
+        return self.by_epoch.get(run_id, [])
 
     def notebook_cells(self, notebook: str | None) -> dict[str, str] | None:
         """Cell id -> source of the notebook file as it is now (None when unreadable)."""
