@@ -290,6 +290,24 @@ def test_a_cell_run_again_in_the_same_kernel_makes_what_used_its_variables_stale
     assert len(stale) == 1 and "cell use" in stale[0] and "x changed since: cell define ran again" in stale[0]
 
 
+@pytest.mark.kernel
+def test_cells_without_ids_are_known_by_their_source(project):
+    book = nbformat.v4.new_notebook()
+    book.nbformat_minor = 4  # before cell ids
+    book.cells = [nbformat.v4.new_code_cell("rows = open('data.csv').read().split()"),
+                  nbformat.v4.new_code_cell("open('count.txt', 'w').write(str(len(rows)))")]
+    for cell in book.cells:
+        cell.pop("id", None)
+    nbformat.write(book, project.root / "old.ipynb")
+    project.write("data.csv", "1\n2\n")
+    project.cli("run", "old.ipynb")
+    assert status(project)[0] == 0
+    book.cells[1].source = "open('count.txt', 'w').write(str(len(rows) + 1))"
+    nbformat.write(book, project.root / "old.ipynb")
+    result = status(project)[1]
+    assert [r["kind"] for r in by_path(result)["count.txt"]["reasons"]] == ["cell changed"]
+
+
 # -- property: a random pipeline, random edits ----------------------------------------------
 
 STEP = """

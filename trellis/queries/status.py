@@ -463,10 +463,12 @@ class _Judge:
         if notebook not in self.notebooks:
             try:
                 cells = json.loads(Path(self.files.absolute(notebook)).read_text()).get("cells", [])
+                # a cell without an id (nbformat before 4.5) is known by its place
                 self.notebooks[notebook] = {
-                    cell["id"]: "".join(cell.get("source", "")) for cell in cells
-                    if isinstance(cell, dict) and isinstance(cell.get("id"), str)
-                    and cell.get("cell_type") == "code"
+                    cell["id"] if isinstance(cell.get("id"), str) else f"#{place}":
+                        "".join(cell.get("source", ""))
+                    for place, cell in enumerate(cells)
+                    if isinstance(cell, dict) and cell.get("cell_type") == "code"
                 }
             except (OSError, ValueError, AttributeError, TypeError):
                 self.notebooks[notebook] = None
