@@ -468,6 +468,8 @@ def notebook_show(path: str, as_json: bool) -> None:
 
     def read(store: Any) -> dict[str, Any]:
         described = history(store, path)
+        if as_json:  # the history as recorded; staleness is about this working copy
+            return described
         stale = notebook_staleness(store, path)
         for epoch in described["epochs"]:
             for execution in epoch["executions"]:

@@ -287,7 +287,7 @@ def test_a_cell_run_again_in_the_same_kernel_makes_what_used_its_variables_stale
     assert [c["cells"] for c in result["rerun"]] == [["use"]]
     shown = project.cli("notebook", "show", "live.ipynb").stdout.splitlines()
     stale = [line for line in shown if "STALE:" in line]
-    assert len(stale) == 1 and "cell use" in stale[0] and "x changed since: cell define ran again" in stale[0]
+    assert len(stale) == 1 and "cell use" in stale[0] and "x changed since: cell 'define' ran again" in stale[0]
 
 
 @pytest.mark.kernel

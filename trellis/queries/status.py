@@ -77,7 +77,8 @@ def _read(store: Store) -> _Records:
     found = _Records()
     for run_id, uuid, kind, filename, cwd, argv, started, commit, target, build in store.execute(
         "SELECT id, uuid, kind, filename, cwd, argv, started, git_commit, build_target, build"
-        " FROM runs WHERE kind IN ('script', 'notebook')"
+        # runs received from another store were built from someone else's files
+        " FROM runs WHERE kind IN ('script', 'notebook') AND received_from IS NULL"
     ):
         found.runs[run_id] = {
             "uuid": uuid, "kind": kind, "filename": filename, "cwd": cwd or ".",
@@ -413,7 +414,7 @@ class _Judge:
     def cell(self, step_id: int, reasons: list, edges: list) -> None:
         step = self.records.steps[step_id]
         current = self.notebook_cells(step["notebook"])
-        label = f"cell {step['cell_id']} [{step['execution_count']}]"
+        label = f"cell '{step['cell_id']}' [{step['execution_count']}]"
         if current is not None and (step["cell_id"] or "").startswith("sha256:"):
             # a frontend that sends no cell ids: the cell is known by its source only
             if (step["source"] or "").rstrip() not in {text.rstrip() for text in current.values()}:
@@ -441,13 +442,13 @@ class _Judge:
             if again:
                 by = again[0]
                 reasons.append({"kind": "variable changed", "name": name, "cell_id": by["cell_id"],
-                                "text": f"{name} changed since: cell {by['cell_id']} ran again"
+                                "text": f"{name} changed since: cell '{by['cell_id']}' ran again"
                                         f" [{by['execution_count']}]"})
             elif definer in self.records.steps:
                 cell = self.records.steps[definer]
                 edges.append((("step", definer), {
                     "kind": "upstream stale", "name": name, "cell_id": cell["cell_id"],
-                    "text": f"{name} comes from cell {cell['cell_id']} [{cell['execution_count']}],"
+                    "text": f"{name} comes from cell '{cell['cell_id']}' [{cell['execution_count']}],"
                             " itself out of date"}))
 
     def epoch_steps(self, run_id: int) -> list[tuple[int, dict[str, Any]]]:
