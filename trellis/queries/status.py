@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from trellis.queries.lineage import _relative_path
 from trellis.queries.notebooks import execution_key
 from trellis.store.connection import STORE_DIR, Store
 from trellis.store.file_hashes import file_digest
+from trellis.store.snapshots import GitError, git
 
 DIGEST_CACHE = "file-digests.json"
 _SETTLED_NS = 2_000_000_000  # a file untouched this long has a stat worth trusting
@@ -188,60 +188,37 @@ class _Code:
 
     def __init__(self, project: Path) -> None:
         self.project = project
-        self.top = self._toplevel()
-        self.compared: dict[tuple[str, tuple[str, ...]], list[str]] = {}
-
-    def _git(self, *args: str) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        return subprocess.run(["git", *args], cwd=self.top or self.project, capture_output=True,
-                              text=True, env=env, timeout=120)
-
-    def _toplevel(self) -> Path | None:
         try:
-            done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=self.project,
-                                  capture_output=True, text=True, timeout=120,
-                                  env={k: v for k, v in os.environ.items() if not k.startswith("GIT_")})
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+            self.top: Path | None = Path(git(project, "rev-parse", "--show-toplevel"))
+        except GitError:
+            self.top = None
+        self.compared: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
     def changed(self, commit: str, paths: list[str]) -> list[str]:
         """Which of ``paths`` (relative to the project; a folder stands for its ``.py`` files)
         differ now from ``commit``, or are gone; paths the snapshot lacks are not code it ran."""
         key = (commit, tuple(paths))
         if key not in self.compared:
-            self.compared[key] = self._compare(commit, paths) if self.top else []
+            try:
+                self.compared[key] = self._compare(commit, paths) if self.top else []
+            except GitError:  # a snapshot that is gone (a pruned ref) tells nothing
+                self.compared[key] = []
         return self.compared[key]
 
     def _compare(self, commit: str, paths: list[str]) -> list[str]:
+        assert self.top is not None
         prefix = self.project.resolve().relative_to(self.top.resolve()).as_posix()
         to_git = {(p if prefix == "." else f"{prefix}/{p}"): p for p in paths}
-        try:
-            listed = self._git("ls-tree", "-r", "-z", commit, "--", *to_git)
-        except (OSError, subprocess.SubprocessError):
-            return []
-        if listed.returncode != 0:
-            return []
         recorded: dict[str, str] = {}
-        for entry in listed.stdout.split("\0"):
+        for entry in git(self.top, "ls-tree", "-r", "-z", commit, "--", *to_git, strip=False).split("\0"):
             if not entry:
                 continue
             meta, name = entry.split("\t", 1)
             kind, blob = meta.split()[1:3]
             if kind == "blob" and (name in to_git or name.endswith(".py")):
                 recorded[name] = blob
-        if not recorded:
-            return []
         present = [name for name in recorded if (self.top / name).is_file()]
-        now: dict[str, str] = {}
-        if present:
-            try:
-                hashed = self._git("hash-object", "--", *present)
-            except (OSError, subprocess.SubprocessError):
-                return []
-            if hashed.returncode != 0:
-                return []
-            now = dict(zip(present, hashed.stdout.split()))
+        now = dict(zip(present, git(self.top, "hash-object", "--", *present).split())) if present else {}
         differing = [name for name, blob in recorded.items() if now.get(name) != blob]
         return sorted(name[len(prefix) + 1:] if prefix != "." else name for name in differing)
 
