@@ -290,6 +290,27 @@ def test_a_cell_run_again_in_the_same_kernel_makes_what_used_its_variables_stale
     assert len(stale) == 1 and "cell use" in stale[0] and "x changed since: cell 'define' ran again" in stale[0]
 
 
+def test_a_closed_loop_through_logged_values_is_up_to_date_after_its_turn(project):
+    """train reads the labels label.py logged, infer train's weight, label infer's predictions:
+    infer running again on labels made from its own predictions is the loop's next turn."""
+    read = ("def read(name):\n    try:\n        return len(trellis.dataframe(name))\n"
+            "    except trellis.TrellisError:\n        return 0\n")
+    project.write("train.py", "import trellis\n" + read + "trellis.log('weight', read('label'))\n")
+    project.write("infer.py", "import trellis\n" + read + "trellis.log('prediction', read('weight'))\n")
+    project.write("label.py", "import trellis\n" + read + "trellis.log('label', read('prediction'))\n")
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-qm", "loop")
+    for script in ("train.py", "infer.py", "label.py", "train.py", "infer.py"):
+        project.run(script)
+    code, result, _ = status(project)
+    assert code == 0, result
+    project.write("train.py", "import trellis\n" + read + "trellis.log('weight', 2 * read('label'))\n")
+    code, result, _ = status(project)
+    assert code == 1
+    assert [entry["writer"]["filename"] for entry in result["values"]] == ["train.py", "infer.py"]
+    assert [c["text"] for c in result["rerun"]] == ["python train.py", "python infer.py"]
+
+
 @pytest.mark.kernel
 def test_cells_without_ids_are_known_by_their_source(project):
     book = nbformat.v4.new_notebook()
@@ -375,20 +396,30 @@ def test_values_read_from_another_run_link_it_upstream(pipeline):
         best = trellis.dataframe("total")["total"].max()
         open("best.txt", "w").write(f"{best}\\n")
     """)
+    pipeline.write("score.py", """
+        import trellis
+        trellis.log("best", float(trellis.dataframe("total")["total"].max()))
+    """)
     pipeline.run("train.py")
     pipeline.run("pick.py")
-    assert status(pipeline)[0] == 0
+    pipeline.run("score.py")  # writes no file: what it logged is its output
+    code, result, _ = status(pipeline)
+    assert code == 0 and result["values"] == []
     (pipeline.root / "raw.csv").write_text("a,b\n7,7\n")
-    result = status(pipeline)[1]
+    code, result, text = status(pipeline)
+    assert code == 1
     assert [r["kind"] for r in by_path(result)["best.txt"]["reasons"]] == ["upstream stale"]
     assert "the dataframe it read from train.py" in by_path(result)["best.txt"]["reasons"][0]["text"]
+    assert [entry["writer"]["filename"] for entry in result["values"]] == ["score.py"]
+    assert "the values score.py logged" in text
     assert [c["text"] for c in result["rerun"]] == [
-        "python prep.py --scale 3", "python train.py", "python pick.py"]
+        "python prep.py --scale 3", "python train.py", "python pick.py", "python score.py"]
     pipeline.run("prep.py", "--scale", "3")
     pipeline.run("train.py")
     result = status(pipeline)[1]
     assert [r["kind"] for r in by_path(result)["best.txt"]["reasons"]] == ["run again"]
     pipeline.run("pick.py")  # reads both runs of train.py; the older one only as history
+    pipeline.run("score.py")
     assert status(pipeline)[0] == 0
 
 

@@ -363,6 +363,8 @@ class _Judge:
             newest = self.records.runs[runs[-1]]
             name = run["filename"] or run["kind"]
             if runs[-1] != source and newest["started"] > at:
+                if activity in self.built_from(("run", runs[-1])):
+                    continue  # run again on what this led to: the next turn of a loop
                 reason = {"kind": "run again", "run_id": newest["uuid"],
                           "text": f"{name} ran again ({newest['uuid'][:8]}) since its {via} was read"}
                 if reason not in reasons:
@@ -550,7 +552,8 @@ class _Judge:
 
 def status(store: Store, paths: list[str] | None = None) -> dict[str, Any]:
     """Each recorded output (or those under ``paths``): up to date or stale, why, and what to
-    run again, in order. ``stale`` counts the outputs out of date."""
+    run again, in order. With no ``paths``, ``values`` judges too the newest run of each script
+    that wrote no file: what it logged into the store is its output. ``stale`` counts both."""
     judge = _Judge(store)
     known = sorted(judge.records.newest)
     if paths:
@@ -563,8 +566,12 @@ def status(store: Store, paths: list[str] | None = None) -> dict[str, Any]:
                                    " path lists every output the store knows")
             chosen += [p for p in matched if p not in chosen]
         known = chosen
-    judge.judge([("file", path) for path in known])
-    outputs = []
+    logging_only = [] if paths else [
+        ("run", runs[-1]) for runs in judge.records.programs.values()
+        if judge.records.runs[runs[-1]]["kind"] == "script" and ("run", runs[-1]) not in judge.records.written_by
+    ]
+    judge.judge([("file", path) for path in known] + logging_only)
+    outputs, values = [], []
     stale_roots: list[Activity] = []
     for path in known:
         stale = ("file", path) in judge.stale
@@ -576,8 +583,14 @@ def status(store: Store, paths: list[str] | None = None) -> dict[str, Any]:
             entry["rerun"] = judge.commands(judge.order([writer]))
             stale_roots.append(writer)
         outputs.append(entry)
+    for run in sorted(logging_only, key=judge.started):
+        if run in judge.stale:
+            values.append({"stale": True, "reasons": judge.reasons(run), "writer": judge.writer(run),
+                           "rerun": judge.commands(judge.order([run]))})
+            stale_roots.append(run)
     judge.files.save()
-    return {"outputs": outputs, "stale": sum(entry["stale"] for entry in outputs),
+    return {"outputs": outputs, "values": values,
+            "stale": sum(entry["stale"] for entry in outputs) + len(values),
             "rerun": judge.commands(judge.order(stale_roots)), "hashed": judge.files.hashed}
 
 
@@ -608,6 +621,10 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"up to date  {entry['path']}")
             continue
         lines.append(f"stale       {entry['path']}")
+        lines += [f"              {reason['text']}" for reason in entry["reasons"]]
+    for entry in result.get("values", []):
+        writer = entry["writer"]
+        lines.append(f"stale       the values {writer['filename']} logged (run {writer['run_id'][:8]})")
         lines += [f"              {reason['text']}" for reason in entry["reasons"]]
     if not result["outputs"]:
         lines.append("no recorded run wrote a file yet")
