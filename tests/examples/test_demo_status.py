@@ -4,6 +4,7 @@ date after both rounds, and a changed raw PDF names every stage to run again, in
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -42,5 +43,9 @@ def test_the_demo_is_up_to_date_after_its_loop_and_a_changed_pdf_names_each_stag
         "make demux", "make featurize", "make feedback", "make train", "make model/model.npz",
         "make infer"]
     assert {entry["writer"]["filename"] for entry in result["values"]} >= {"infer.py", "train.py"}
+    text = project.cli("status", check=False).stdout
+    # the page images, all stale for the same reason, are one line
+    assert re.search(r"^stale {7}\d+ files in pages/ \(", text, re.MULTILINE), text
+    assert "raw/doc_000.pdf was changed since it was read" in text
     pdf.write_bytes(original)
     assert status(project)[0] == 0

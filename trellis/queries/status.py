@@ -613,15 +613,28 @@ def notebook_staleness(store: Store, notebook: str) -> dict[str, list[dict[str, 
     return found
 
 
+_GROUP_FROM = 6
+
+
 def render(result: dict[str, Any]) -> str:
-    """Each output's state and reasons, then the commands to run again, in order."""
+    """Each output's state and reasons, then the commands to run again, in order. Many outputs
+    of one folder in the same state for the same reasons (a data set) are one line."""
     lines = []
+    groups: dict[tuple, list[str]] = {}
     for entry in result["outputs"]:
-        if not entry["stale"]:
-            lines.append(f"up to date  {entry['path']}")
+        folder = entry["path"].rsplit("/", 1)[0] if "/" in entry["path"] else ""
+        texts = tuple(reason["text"] for reason in entry["reasons"])
+        groups.setdefault((folder, entry["stale"], texts), []).append(entry["path"])
+    for (folder, stale, texts), paths in sorted(groups.items(), key=lambda item: item[1][0]):
+        state = "stale      " if stale else "up to date "
+        if folder and len(paths) >= _GROUP_FROM:
+            lines.append(f"{state} {len(paths)} files in {folder}/ ({paths[0].rsplit('/', 1)[-1]}"
+                         f" ... {paths[-1].rsplit('/', 1)[-1]})")
+            lines += [f"              {text}" for text in texts]
             continue
-        lines.append(f"stale       {entry['path']}")
-        lines += [f"              {reason['text']}" for reason in entry["reasons"]]
+        for path in paths:
+            lines.append(f"{state} {path}")
+            lines += [f"              {text}" for text in texts]
     for entry in result.get("values", []):
         writer = entry["writer"]
         lines.append(f"stale       the values {writer['filename']} logged (run {writer['run_id'][:8]})")
