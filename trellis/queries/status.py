@@ -200,25 +200,24 @@ class _Code:
         key = (commit, tuple(paths))
         if key not in self.compared:
             try:
-                self.compared[key] = self._compare(commit, paths) if self.top else []
+                self.compared[key] = self._compare(self.top, commit, paths) if self.top else []
             except GitError:  # a snapshot that is gone (a pruned ref) tells nothing
                 self.compared[key] = []
         return self.compared[key]
 
-    def _compare(self, commit: str, paths: list[str]) -> list[str]:
-        assert self.top is not None
-        prefix = self.project.resolve().relative_to(self.top.resolve()).as_posix()
+    def _compare(self, top: Path, commit: str, paths: list[str]) -> list[str]:
+        prefix = self.project.resolve().relative_to(top.resolve()).as_posix()
         to_git = {(p if prefix == "." else f"{prefix}/{p}"): p for p in paths}
         recorded: dict[str, str] = {}
-        for entry in git(self.top, "ls-tree", "-r", "-z", commit, "--", *to_git, strip=False).split("\0"):
+        for entry in git(top, "ls-tree", "-r", "-z", commit, "--", *to_git, strip=False).split("\0"):
             if not entry:
                 continue
             meta, name = entry.split("\t", 1)
             kind, blob = meta.split()[1:3]
             if kind == "blob" and (name in to_git or name.endswith(".py")):
                 recorded[name] = blob
-        present = [name for name in recorded if (self.top / name).is_file()]
-        now = dict(zip(present, git(self.top, "hash-object", "--", *present).split())) if present else {}
+        present = [name for name in recorded if (top / name).is_file()]
+        now = dict(zip(present, git(top, "hash-object", "--", *present).split())) if present else {}
         differing = [name for name, blob in recorded.items() if now.get(name) != blob]
         return sorted(name[len(prefix) + 1:] if prefix != "." else name for name in differing)
 
