@@ -52,3 +52,21 @@ def test_forget_a_notebook_after_exporting_it(project, monkeypatch):
     assert trellis.query("SELECT filename FROM runs")["filename"].tolist() == ["nb.ipynb"]
     for table in ("logs", "log_names"):
         assert trellis.query(f"SELECT COUNT(*) AS n FROM {table}")["n"][0] == 0, table
+
+
+def test_forget_from_python_counts_first_and_exports_what_it_removes(project, monkeypatch):
+    monkeypatch.chdir(project.root)
+    project.write("one.py", "import trellis\ntrellis.log('x', 1)\n")
+    project.run("one.py")
+    project.run("one.py")
+    older = trellis.runs()[-1]["run_id"]
+    assert trellis.forget(older[:8], dry_run=True) == {"runs": 1, "executions": 0}
+    assert len(trellis.runs()) == 2  # counting changes nothing
+    (project.root / "taken.json").write_text("{}")
+    with pytest.raises(trellis.TrellisError, match="taken.json exists"):
+        trellis.forget(older[:8], export_to=project.root / "taken.json")
+    assert len(trellis.runs()) == 2
+    trellis.forget(older[:8], export_to=project.root / "gone.json")
+    assert older not in [run["run_id"] for run in trellis.runs()] and len(trellis.runs()) == 1
+    assert trellis.import_runs(project.root / "gone.json")["imported"] == 1
+    assert older in [run["run_id"] for run in trellis.runs()]

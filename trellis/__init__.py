@@ -7,7 +7,7 @@ their loop coordinates, environment and build context. Read it back with ``trell
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from trellis._errors import (
     BadArgumentError,
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pandas
 
 from trellis._version import __version__
+from trellis.exporting import FORMATS as _PROVENANCE_FORMATS
 
 __all__ = [
     "log",
@@ -37,6 +38,8 @@ __all__ = [
     "dataframe",
     "query",
     "runs",
+    "show",
+    "checkpoints",
     "load_checkpoint",
     "lineage",
     "status",
@@ -44,7 +47,11 @@ __all__ = [
     "reproduce",
     "replay",
     "export",
+    "openlineage",
     "import_runs",
+    "forget",
+    "notebook_history",
+    "embed_notebook",
     "push",
     "pull",
     "sparql",
@@ -59,8 +66,9 @@ __all__ = [
 ]
 
 
-def _read_store() -> Any:
-    """The store, after this process's own buffered values are written to it."""
+def _reading() -> Any:
+    """The store opened to read, after this process's own buffered values are written to it: the
+    read session of every reading function here, and so of the command line."""
     from trellis.capture.run import current
     from trellis.store.connection import open_store
 
@@ -86,12 +94,9 @@ def dataframe(
     """
     from trellis.queries.dataframe import dataframe as build
 
-    store = _read_store()
-    try:
+    with _reading() as store:
         frame = build(store, list(names), runs=runs, latest=latest, verified=verified, broadcast=broadcast,
                       unknown=unknown, tstamp=tstamp)
-    finally:
-        store.close()
     _note_input(frame["run_id"].unique().tolist() if len(frame) else [], "dataframe",
                 ",".join(names) or "params")
     return frame
@@ -111,35 +116,88 @@ def query(sql: str, params: Sequence[Any] = ()) -> "pandas.DataFrame":
     the store (or attach another) is refused with one line."""
     import pandas
 
-    from trellis.capture.run import current
-    from trellis.store.connection import open_store
-
-    run = current()
-    if run is not None:
-        run.flush()
-    store = open_store(read_only=True)
-    try:
+    with _reading() as store:
         columns, rows = store.query(sql, params)
-        return pandas.DataFrame.from_records(rows, columns=columns)
-    except Exception as error:
-        if isinstance(error, TrellisError):
-            raise
-        # PostgreSQL adds lines of context (the PL/pgSQL line, the statement) below the message
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TrellisError(f"query failed: {message}") from None
-    finally:
-        store.close()
+    return pandas.DataFrame.from_records(rows, columns=columns)
 
 
 def runs(limit: int | None = None) -> list[dict[str, Any]]:
     """The recorded runs, newest first, as plain dicts."""
     from trellis.queries.runs import list_runs
 
-    store = _read_store()
-    try:
+    with _reading() as store:
         return list_runs(store, limit)
-    finally:
-        store.close()
+
+
+def show(run: str) -> dict[str, Any]:
+    """Everything captured for ``run`` (an id prefix, or ``latest``): params, values logged,
+    loops, files, environment, code snapshot, build context, output."""
+    from trellis.queries.runs import show_run
+
+    with _reading() as store:
+        return show_run(store, run)
+
+
+def checkpoints(run: str) -> list[dict[str, Any]]:
+    """The checkpoints of ``run``: loop, iteration, name, format, size, seconds, object."""
+    from trellis.queries.checkpoints import list_checkpoints
+
+    with _reading() as store:
+        return list_checkpoints(store, run)
+
+
+def notebook_history(path: str, stale: bool = False) -> dict[str, Any]:
+    """A notebook's recorded epochs (kernel sessions) and executions: sources, names defined and
+    used, files, dependencies within each epoch, outputs. With ``stale``, each execution that is
+    out of date in this working copy carries ``stale``: why (see ``status``)."""
+    from trellis.queries.notebooks import history
+
+    with _reading() as store:
+        described = history(store, path)
+        if stale:
+            from trellis.queries.status import notebook_staleness
+
+            found = notebook_staleness(store, path)
+            for epoch in described["epochs"]:
+                for execution in epoch["executions"]:
+                    if execution["id"] in found:
+                        execution["stale"] = found[execution["id"]]
+        return described
+
+
+def embed_notebook(path: str) -> dict[str, int]:
+    """Write the notebook's recorded history into its own metadata (cells and outputs stay as
+    they are), so it travels with the file; ``import_runs`` of the file reads it back."""
+    from trellis.exporting.notebook import embed
+    from trellis.queries.notebooks import history, notebook_file
+
+    with _reading() as store:
+        described = history(store, str(notebook_file(path)))
+    return embed(notebook_file(path), described)
+
+
+def forget(*targets: str, export_to: Any = None, dry_run: bool = False) -> dict[str, int]:
+    """Remove runs (id prefixes) or a notebook's epochs (``NB.ipynb``) from the store, in one
+    transaction, after writing them as a JSON export to ``export_to`` if given (an existing file
+    is refused). ``dry_run`` only counts what would go. Objects stay: others may share them."""
+    from pathlib import Path
+
+    from trellis.forgetting import describe, forget as remove
+    from trellis.queries.runs import select_runs
+    from trellis.sharing.json_export import export_text
+    from trellis.store.connection import open_store
+
+    with open_store() as store:
+        run_ids = list(dict.fromkeys(run for target in targets for run in select_runs(store, target, False)))
+        counts = describe(store, run_ids)
+        if dry_run:
+            return counts
+        if export_to is not None:
+            if Path(export_to).exists():
+                raise TrellisError(f"{export_to} exists; nothing was forgotten: give another file")
+            Path(export_to).write_text(export_text(store, run_ids))
+        remove(store, run_ids)
+    return counts
 
 
 def lineage(target: str, downstream: bool = False) -> dict[str, Any]:
@@ -151,11 +209,8 @@ def lineage(target: str, downstream: bool = False) -> dict[str, Any]:
     """
     from trellis.queries.lineage import lineage as walk
 
-    store = _read_store()
-    try:
+    with _reading() as store:
         return walk(store, target, downstream)
-    finally:
-        store.close()
 
 
 def status(paths: Sequence[str] | None = None) -> dict[str, Any]:
@@ -164,11 +219,8 @@ def status(paths: Sequence[str] | None = None) -> dict[str, Any]:
     was deleted or changed) and what to run again: ``{"outputs", "stale", "rerun"}``."""
     from trellis.queries.status import status as judge
 
-    store = _read_store()
-    try:
+    with _reading() as store:
         return judge(store, list(paths) if paths else None)
-    finally:
-        store.close()
 
 
 def diff(a: str, b: str) -> dict[str, Any]:
@@ -177,11 +229,8 @@ def diff(a: str, b: str) -> dict[str, Any]:
     """
     from trellis.queries.diff import diff as compare
 
-    store = _read_store()
-    try:
+    with _reading() as store:
         return compare(store, a, b)
-    finally:
-        store.close()
 
 
 def reproduce(run: str, tolerance: float = 0.0, trusted: bool = False) -> dict[str, Any]:
@@ -191,11 +240,8 @@ def reproduce(run: str, tolerance: float = 0.0, trusted: bool = False) -> dict[s
     from trellis.replaying.reproduction import reproduce as again
     from trellis.store.connection import open_store
 
-    store = open_store()
-    try:
+    with open_store() as store:
         return again(store, run, tolerance, trusted)
-    finally:
-        store.close()
 
 
 def replay(
@@ -212,6 +258,7 @@ def replay(
     trusted: bool = False,
     include_failed: bool = False,
     tolerance: float = 0.0,
+    confirm: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
     """Hindsight logging: replay the new ``log`` statements of ``names`` (added to today's script)
     into past runs of it, also of older code versions, from their checkpoints, in parallel.
@@ -219,7 +266,9 @@ def replay(
     ``where`` narrows the checkpointed loop's iterations (``"epoch >= 5"``); ``executor`` is
     ``"process"`` (default, ``workers`` processes), ``"dask://host:port"`` or any
     ``concurrent.futures.Executor``; ``env`` sets variables for every segment (on a cluster,
-    segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned.
+    segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned,
+with the patched source planned for each run; ``confirm`` is asked with the plan's description
+before anything runs, and nothing runs when it answers False (``"cancelled": True``).
     Runs received from someone else's store are left out unless ``trusted``: replaying runs their
     recorded command line and loads their checkpoints.
     Every segment verifies itself against the values the run logged (floats bit for bit, or
@@ -229,19 +278,19 @@ def replay(
     from trellis.replaying.planning import plan_replay
     from trellis.store.connection import open_store
 
-    store = open_store()
-    try:
+    with open_store() as store:
         plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force,
                            trusted=trusted, include_failed=include_failed)
         if dry_run:
-            return {"plan": plan.to_dict(), "description": plan.describe()}
+            return {"plan": plan.to_dict(), "description": plan.describe(),
+                    "patched": {run.uuid: run.patched for run in plan.runs if run.patched is not None}}
+        if confirm is not None and not confirm(plan.describe()):
+            return {"plan": plan.to_dict(), "cancelled": True}
         return {"plan": plan.to_dict(), **execute(store, plan, executor=executor, progress=progress, env=env,
                                                   tolerance=tolerance)}
-    finally:
-        store.close()
 
 
-EXPORT_FORMATS = ("json", "prov-json", "prov-n", "prov-xml", "turtle", "trig", "json-ld", "html")
+EXPORT_FORMATS = ("json", *_PROVENANCE_FORMATS)
 
 
 def export(target: str | None = None, everything: bool = False, format: str = "json",
@@ -250,35 +299,19 @@ def export(target: str | None = None, everything: bool = False, format: str = "j
     ``format``: ``json`` (lossless, for ``trellis.import_runs`` in another store), ``prov-json``,
     ``prov-n``, ``prov-xml`` (W3C PROV), ``turtle``, ``trig``, ``json-ld`` (PROV-O with P-Plan
     and REPRODUCE-ME) or ``html`` (a page of the graph); see docs/export.md."""
-    import json
-
+    from trellis.exporting import serialize
+    from trellis.queries.provenance import provenance
     from trellis.queries.runs import select_runs
+    from trellis.sharing.json_export import export_text
 
     if format not in EXPORT_FORMATS:
         raise TrellisError(f"unknown export format {format!r}; use one of {', '.join(EXPORT_FORMATS)}")
-    store = _read_store()
-    try:
+    with _reading() as store:
         run_ids = select_runs(store, target, everything)
         if format == "json":
-            from trellis.sharing.json_export import export as to_json
-
-            return json.dumps(to_json(store, run_ids, with_objects=objects))
-        from trellis.queries.provenance import provenance
-
+            return export_text(store, run_ids, with_objects=objects)
         data = provenance(store, run_ids)
-    finally:
-        store.close()
-    if format == "html":
-        from trellis.exporting import html
-
-        return html.serialize(data)
-    if format.startswith("prov-"):
-        from trellis.exporting import prov
-
-        return prov.serialize(data, format)
-    from trellis.exporting import rdf
-
-    return rdf.serialize(data, format)
+    return serialize(data, format)
 
 
 def sparql(query: str, bindings: dict[str, str] | None = None,
@@ -288,11 +321,8 @@ def sparql(query: str, bindings: dict[str, str] | None = None,
     of an example in docs/export.md; ``bindings`` give string values to its variables."""
     from trellis.exporting.rdf import sparql as select
 
-    store = _read_store()
-    try:
+    with _reading() as store:
         return select(store, query, bindings, target)
-    finally:
-        store.close()
 
 
 def widget(notebook: str | None = None) -> Any:
@@ -304,55 +334,14 @@ def widget(notebook: str | None = None) -> Any:
 
 
 def import_runs(path: Any) -> dict[str, int]:
-    """Load a JSON export (or the runs of another SQLite store, such as a recovery file, or a
-    FlorDB project's ``.flor/`` folder) into this project's store, all or nothing; runs already
+    """Load a JSON export (or the runs of another SQLite store, such as a recovery file, a
+    notebook's embedded history, or a FlorDB project's ``.flor/`` folder) into this project's
+    store, all or nothing; runs already
     here are skipped. What comes in is checked whole first; a file that is not what it claims is
     refused with one line."""
-    from pathlib import Path
+    from trellis.sharing.importing import import_path
 
-    from trellis.store.connection import open_store
-    from trellis.sharing.flor_import import flor_folder, import_flor
-    from trellis.sharing.importing import import_export
-
-    if (folder := flor_folder(Path(path))) is not None:  # a FlorDB project's history
-        store = open_store()
-        try:
-            return import_flor(store, folder)
-        finally:
-            store.close()
-
-    if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):  # a store, such as a recovery file
-        from trellis.sharing.transfer import copy_runs
-
-        from trellis.sharing.received import check_store
-
-        source = open_store(str(path), read_only=True)
-        try:
-            check_store(source)  # before this project's store is opened or changed
-            store = open_store()
-            try:
-                counts = copy_runs(source, store)
-            finally:
-                store.close()
-        finally:
-            source.close()
-        return {"imported": counts["copied"] + counts["merged"], "skipped": counts["skipped"],
-                "replays": counts["replays"]}
-    from trellis.sharing.received import check_export, parse_json
-
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise TrellisError(f"no file at {path}") from None
-    except OSError as error:
-        raise TrellisError(f"cannot read {path}: {error.strerror or error}") from None
-    exported = parse_json(raw, str(path))
-    check_export(exported)  # before the store is opened: a bad file leaves no trace
-    store = open_store()
-    try:
-        return import_export(store, exported, received_from=str(Path(path).absolute()))
-    finally:
-        store.close()
+    return import_path(path)
 
 
 def push(store: str | None = None, objects: str | None = None) -> dict[str, Any]:
@@ -386,14 +375,23 @@ def load_checkpoint(run: str, iteration: int | None = None, *, trusted: bool = F
 
     from trellis.queries.runs import resolve
 
-    store = _read_store()
-    try:
+    with _reading() as store:
         states = load(store, run, iteration, into, trusted)
         source = resolve(store, run)["uuid"]
-    finally:
-        store.close()
     _note_input([source], "checkpoint", ",".join(states))
     return states
+
+
+def openlineage(run: str = "latest", url: str | None = None, file: str | None = None) -> list[dict[str, Any]]:
+    """Send a recorded run's OpenLineage events (START, then COMPLETE, FAIL or ABORT once it
+    has ended) to the HTTP endpoint ``url``, or append them to ``file`` as JSON lines, or else
+    where ``TRELLIS_OPENLINEAGE_URL`` or the OpenLineage client's own settings say. Returns the
+    events sent, as dicts."""
+    from trellis.exporting.openlineage import send_run
+    from trellis.queries.runs import resolve
+
+    with _reading() as store:
+        return send_run(store, resolve(store, run)["id"], url=url, file=file)
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -422,6 +420,21 @@ def _imported_by_main_script() -> bool:
     script = frame.f_globals.get("__file__") or ""
     return script.endswith(".py") and __path__[0] not in script
 
+
+def _send_lineage_when_configured() -> None:
+    """Every run sends OpenLineage events once they are configured; the client is imported
+    only then (it takes most of a second)."""
+    from trellis import _config
+
+    if _config.openlineage_configured():
+        from trellis.capture.run import observers
+        from trellis.exporting.openlineage import LiveSender
+
+        if not any(isinstance(observer, LiveSender) for observer in observers):
+            observers.append(LiveSender())
+
+
+_send_lineage_when_configured()
 
 if _imported_by_main_script():
     from trellis.capture.run import begin as _begin

@@ -32,6 +32,11 @@ VARIABLES = (
     Variable("TRELLIS_CHECKPOINT_SHARE", "0.05", "the largest share of loop time checkpoints may take; 1 keeps one at every boundary"),
     Variable("TRELLIS_STREAM_LIMIT", "262144", "characters of stdout/stderr kept per run"),
     Variable("TRELLIS_HASH_LIMIT", "536870912 (512 MiB)", "files larger than this (bytes) are recorded unhashed"),
+    Variable("TRELLIS_OPENLINEAGE_URL", "unset: no events, unless the client is configured",
+             "an OpenLineage HTTP endpoint (such as Marquez's `http://localhost:5000`) every run sends"
+             " its START and COMPLETE/FAIL events to; the client's own settings (`OPENLINEAGE_URL`,"
+             " `OPENLINEAGE_CONFIG`, `openlineage.yml`, `OPENLINEAGE__TRANSPORT__*`) are used when"
+             " this is unset (docs/openlineage.md)"),
     Variable("TRELLIS_NOTEBOOK", "", "the notebook a kernel started by `trellis run` executes", public=False),
     Variable("TRELLIS_PARENT_RUN", "", "the run a reproduction reproduces", public=False),
     Variable("TRELLIS_REPLAY", "", "the segment file a replay worker executes", public=False),
@@ -104,6 +109,25 @@ def store_url() -> str | None:
 
 def objects_url() -> str | None:
     return _text("TRELLIS_OBJECTS")
+
+
+def openlineage_url() -> str | None:
+    return _text("TRELLIS_OPENLINEAGE_URL")
+
+
+def openlineage_configured() -> bool:
+    """Whether runs send OpenLineage events: ``TRELLIS_OPENLINEAGE_URL``, or any of the settings
+    the OpenLineage client reads itself (looked at without importing it, which takes long)."""
+    if openlineage_url():
+        return True
+    if os.environ.get("OPENLINEAGE_DISABLED", "").strip().lower() == "true":
+        return False
+    if os.environ.get("OPENLINEAGE_URL") or os.environ.get("OPENLINEAGE_CONFIG"):
+        return True
+    if any(name.startswith("OPENLINEAGE__TRANSPORT") for name in os.environ):
+        return True
+    return any(os.path.isfile(path) for path in (
+        "openlineage.yml", os.path.join(os.path.expanduser("~"), ".openlineage", "openlineage.yml")))
 
 
 def notebook_path() -> str | None:

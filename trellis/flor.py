@@ -100,11 +100,8 @@ def _run_level_frame() -> "pandas.DataFrame":
 
 
 def _read(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-    store = trellis._read_store()
-    try:
+    with trellis._reading() as store:
         return store.execute(sql, params)
-    finally:
-        store.close()
 
 
 def _florish(frame: "pandas.DataFrame", names: list[str]) -> "pandas.DataFrame":
@@ -153,16 +150,13 @@ def _sources(frame: "pandas.DataFrame", names: list[str]) -> list[str]:
 
     if frame.empty:
         return []
-    store = trellis._read_store()
-    try:
+    with trellis._reading() as store:
         ids = {uuid: resolve(store, uuid)["id"] for uuid in frame["run_id"].dropna().unique()}
         keys, bounds = _key_ranges(list(ids.values()))
         replayed = set(store.execute(
             f"SELECT DISTINCT run, name FROM logs WHERE source <> 'forward' AND name IN {_in(names)}"
             f" AND {keys}", [*names, *bounds],
         ))
-    finally:
-        store.close()
     if not replayed:
         return ["forward"] * len(frame)
     runs = frame["run_id"].map(ids).tolist()
@@ -311,11 +305,8 @@ def checkpoints(tstamp: Any) -> list[dict[str, Any]]:
     """The checkpoints of the run with ``tstamp``."""
     from trellis.queries.checkpoints import list_checkpoints
 
-    store = trellis._read_store()
-    try:
+    with trellis._reading() as store:
         return list_checkpoints(store, _run_of(tstamp))
-    finally:
-        store.close()
 
 
 def load_checkpoint(tstamp: Any, name: str | None = None, **_torch_options: Any) -> Any:

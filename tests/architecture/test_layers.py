@@ -116,3 +116,10 @@ def test_git_is_called_from_one_module():
     calling = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
                      if re.search(r'\[\s*"git",', path.read_text()))
     assert calling == ["capture/snapshot.py", "store/snapshots.py"]
+
+
+def test_the_command_line_reads_only_through_the_public_functions():
+    # it renders what trellis.<function> answers; it never opens a store or runs a query itself
+    source = "\n".join(path.read_text() for path in (PACKAGE / "cli").glob("*.py"))
+    assert "open_store" not in source
+    assert not re.findall(r"from trellis\.(?:queries|sharing|replaying|exporting|forgetting)\b", source)

@@ -25,7 +25,7 @@ def test_a_reproduction_is_its_own_run_in_the_original_folders(project, monkeypa
     trellis_run(project, "nb.ipynb")
     monkeypatch.delenv("ONLY_THE_FIRST_TIME")  # the reproduction's second cell now fails
 
-    from trellis.replaying.reproduction import render
+    from trellis.cli.rendering import reproduction as render
 
     report = trellis.reproduce("latest")
     header = render(report).splitlines()[0]

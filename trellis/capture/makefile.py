@@ -113,6 +113,7 @@ def build_context() -> dict:
         make_pid, child_argv = found
         make_argv = _cmdline(make_pid)
         result["make_command"] = mask_secrets(make_argv)
+        result["invocation"] = _invocation(make_pid)
         directory = Path(os.readlink(_PROC / str(make_pid) / "cwd"))
         result["directory"] = str(directory)
         goals, makefiles, options, overrides = _parse_make_args(make_argv[1:])
@@ -162,6 +163,19 @@ def _stat(pid: int) -> tuple[str, int]:
     name = text[text.index("(") + 1 : text.rindex(")")]
     fields = text[text.rindex(")") + 2 :].split()
     return name, int(fields[1])
+
+
+def _invocation(pid: int) -> str | None:
+    """What tells this make process from every other, here and later: the boot, its pid and its
+    start (in clock ticks since boot). Runs of one ``make`` share it; lineage names the
+    invocation by it (exporting/openlineage.py)."""
+    try:
+        boot = (_PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+        text = (_PROC / str(pid) / "stat").read_text(errors="replace")
+        started = text[text.rindex(")") + 2 :].split()[19]
+    except (OSError, IndexError, ValueError):
+        return None
+    return f"{boot}:{pid}:{started}"
 
 
 def _find_make() -> tuple[int, list[str]] | None:

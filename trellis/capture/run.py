@@ -54,6 +54,11 @@ _LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "int_value", "
 # Most values are floats: their rows leave out the columns they would bind NULL to, which takes
 # a third off inserting them.
 _FLOAT_LOG_COLUMNS = ("id", "run", "step", "iteration", "name", "kind", "float_value")
+# Told of the run's life, off the program's thread where they can be: ``prepare()`` while the
+# context is taken, ``started(run)`` once the run's context (and file) is written, ``ended(run)``
+# once its end is; what one raises is a problem of the run about its ``what``. The face adds the
+# OpenLineage sender when one is configured.
+observers: list = []
 
 
 class Run:
@@ -103,6 +108,7 @@ class Run:
         self.stopping = threading.Event()
         self.flush_lock = threading.RLock()
         self.finished = False
+        self.announced = False  # the observers have been told the run began
         self.out: streams.Tee | None = None
         self.err: streams.Tee | None = None
         self.recorder = threading.Thread(target=self._record, name="trellis-recorder", daemon=True)
@@ -155,13 +161,35 @@ class Run:
             began = time.monotonic()
             self.flush(consistent=consistent)
             took.append(time.monotonic() - began)
+            if observers and not self.announced and not self.context.is_alive():
+                self._announce_start(final=False)
             # By deadline, not a sleep after each flush (``next_flush``).
             due = next_flush(began, max(took), interval)
+
+    def _announce_start(self, final: bool) -> None:
+        """Tell the observers the run began, once what they describe it by is written: its
+        context (a make target), and its file (a kernel learns its notebook's at its first cell)."""
+        named = self.filename is not None or (self.kind == "script" and self.script is not None)
+        if self.run_id is None or not (final or named):
+            return
+        self.announced = True
+        self._notify("started", self)
+
+    def _notify(self, moment: str, *args: Any) -> None:
+        for observer in observers:
+            try:
+                getattr(observer, moment)(*args)
+            except Exception as error:
+                self.problem(getattr(observer, "what", "telling an observer"), error)
 
     def _capture_context_quietly(self) -> None:
         if self.files is not None:
             self.files.quiet(threading.current_thread())
+        if observers:
+            self._notify("prepare")
         self._capture_context()
+        if observers and not self.announced:
+            self._announce_start(final=False)
 
     def _register(self, store: Any = None) -> bool:
         """Insert this run into ``store`` (by default: open the configured one)."""
@@ -625,8 +653,24 @@ class Run:
         if self.context is not None:
             self.context.join(120)
         self.flush(final=True)
+        if observers and self.run_id is not None:
+            if not self.announced:
+                self._announce_start(final=True)
+            problems = len(self.problems)
+            self._notify("ended", self)
+            if len(self.problems) > problems:
+                self._record_problems()
         if self.out is not None and self.err is not None:
             streams.uninstall(self.out, self.err)
+
+    def _record_problems(self) -> None:
+        """Problems met after the last flush (an observer told of the end) join the run's."""
+        try:
+            with self.store.transaction() as store:
+                store.execute("UPDATE runs SET problems = ? WHERE id = ?",
+                              (json.dumps(self.problems), self.run_id))
+        except Exception:
+            pass  # warned already; the run itself is written
 
     def record_input(self, sources: list[str], via: str, detail: str) -> None:
         """This run read what other runs recorded (their values, their checkpoints)."""

@@ -17,7 +17,7 @@ from typing import Any
 from trellis.ui.bundle import bundle_text, json_for_script, script_safe
 
 
-def serialize(data: dict[str, Any]) -> str:
+def serialize(data: dict[str, Any], format: str = "html") -> str:
     nodes, edges = graph(data)
     runs = len(data["runs"])
     page = {

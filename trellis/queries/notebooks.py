@@ -173,38 +173,6 @@ def _bound_names(entry: dict[str, Any]) -> list[str]:
     return [module.split(".")[0]] if module else []
 
 
-def render(described: dict[str, Any]) -> str:
-    lines = [f"{described['notebook']}: {len(described['epochs'])} epoch(s)"]
-    for number, epoch in enumerate(described["epochs"], 1):
-        executions = epoch["executions"]
-        total = sum(e["duration"] or 0 for e in executions)
-        lines.append(f"epoch {number} {epoch['run_id'][:8]} {epoch['started']} {epoch['status']}:"
-                     f" {len(executions)} executions, {total:.2f} s")
-        for e in executions:
-            links = ", ".join(f"{d['name']}<-{d['execution'].split('/')[-1]}" for d in e["depends_on"])
-            files = [f"read {r['path']}" for r in e["reads"]] + [f"wrote {w['path']}" for w in e["writes"]]
-            changed = dict.fromkeys(e["defined"] + e["mutated"])
-            lines.append(
-                f"  [{e['execution_count']}] {e['id'].split('/')[-1]:>3} cell {e['cell_id']} {e['status']}"
-                f" defines {','.join(changed) or '-'} uses {','.join(e['used']) or '-'}"
-                + (f" | {_control_flow(e)}" if e.get("loops") or e.get("conditions") else "")
-                + (f" | depends {links}" if links else "")
-                + (f" | {'; '.join(files)}" if files else "")
-                + (f" | {e['error']}" if e["error"] else "")
-                + (f" | STALE: {'; '.join(r['text'] for r in e['stale'])}" if e.get("stale") else "")
-            )
-    if described["unused_imports"]:
-        lines.append(f"imported but never used: {', '.join(described['unused_imports'])}")
-    return "\n".join(lines)
-
-
-def _control_flow(execution: dict[str, Any]) -> str:
-    loops, conditions = execution.get("loops") or 0, execution.get("conditions") or 0
-    parts = [f"{loops} loop{'s' if loops != 1 else ''}" if loops else "",
-             f"{conditions} condition{'s' if conditions != 1 else ''}" if conditions else ""]
-    return ", ".join(part for part in parts if part)
-
-
 def notebook_file(path: str) -> Path:
     found = Path(path)
     if not found.is_file():

@@ -134,39 +134,6 @@ def execute(store: Store, plan: Plan, executor: Executor | str | None = None,
             "verification_seconds": verification}
 
 
-STATUS_TEXT = {
-    "exact": "exact from checkpoints",
-    "rerun": "exact after re-running from an earlier point",
-    "unchecked": "not verified",
-    "inexact": "could not be made exact",
-}
-
-
-def _values(count: int) -> str:
-    return f"{count} value" + ("" if count == 1 else "s")
-
-
-def describe_outcome(run: dict[str, Any]) -> str:
-    """One run's line of the replay report."""
-    names = ", ".join(run["names"])
-    head = f"{run['run'][:8]}  {STATUS_TEXT.get(run['status'], run['status'])}: "
-    if run["status"] == "inexact":
-        kept = f"; {_values(run['values'])} from segments that verified stored" if run["values"] else ""
-        return head + (f"{run['mismatch']}, even from the start of the run;"
-                       f" {_values(run['not_stored'])} of {names} not stored{kept}")
-    line = head + f"{_values(run['values'])} of {names}"
-    if run["status"] == "unchecked":
-        line += (" (resumed from checkpoints, but the iterations replayed recompute no value the run"
-                 " logged, so nothing could be compared)")
-    elif run["compared"]:
-        line += f" ({_values(run['compared'])} the run logged recomputed, all equal)"
-    for rerun in run["reruns"][:3]:
-        line += f"\n      {rerun}"
-    if run["failed"]:
-        line += f", {len(run['failed'])} segment(s) failed: {run['failed'][0]}"
-    return line
-
-
 class _Attempt:
     """One try at a segment: as planned, or in full from an earlier checkpoint (``resumed``,
     -1 for the run's start) after the tries before it computed other values than the run."""

@@ -32,7 +32,6 @@ from trellis.store.schema import run_keys
 from trellis.store.snapshots import has_commit, source_at
 
 
-
 def reproduce(store: Store, ref: str, tolerance: float = 0.0, trusted: bool = False) -> dict[str, Any]:
     original = resolve(store, ref)
     if original["kind"] not in ("script", "notebook"):
@@ -233,28 +232,3 @@ def _explanations(store: Store, original: dict[str, Any], copy: dict[str, Any]) 
 
 def _snapshot_source(store: Store, run: dict[str, Any]) -> str:
     return source_at(store.project, run["git_commit"], run["filename"]) or ""
-
-
-def render(report: dict[str, Any]) -> str:
-    failed = report.get("failed_cells") or {"failed": 0, "of": 0}
-    state = report["status"]
-    if failed["failed"]:
-        state = f"{failed['failed']} of {failed['of']} cells failed"
-    lines = [f"original {report['original'][:8]}, reproduction {report['reproduction'][:8]} ({state})"]
-    if report["inputs_copied"]:
-        lines.append(f"inputs brought from the project (same hash): {', '.join(report['inputs_copied'])}")
-    if report["inputs_missing"]:
-        lines.append(f"inputs missing or changed since: {', '.join(report['inputs_missing'])}")
-    for part in _COMPARED:
-        found = report[part]
-        if part == "cells" and not found["compared"] and not found["differences"]:
-            continue  # a script has no cells
-        if found["differences"]:
-            lines.append(f"{part}: {len(found['differences'])} differ")
-            lines += [f"  {json.dumps(d, default=str)}" for d in found["differences"][:20]]
-        else:
-            lines.append(f"{part}: {found['compared']} compared, all the same")
-    for reason in report["explanations"]:
-        lines.append(f"may explain a difference: {reason}")
-    lines.append("reproduced: everything matched" if report["matched"] else "not reproduced")
-    return "\n".join(lines)

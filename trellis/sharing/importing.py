@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from trellis._errors import TrellisError
+from trellis.queries.notebooks import notebook_file
 from trellis.sharing import received
-from trellis.store.connection import Store
+from trellis.sharing.flor_import import flor_folder, import_flor
+from trellis.sharing.transfer import copy_runs
+from trellis.store.connection import Store, open_store
 from trellis.store.replayed import put_replayed
 from trellis.store.schema import RUN_SHIFT
 
@@ -178,6 +182,39 @@ def _carried_outputs(outputs: list[dict[str, Any]], carried: dict[str, bytes],
 _FINISHING = ("ended", "committed", "status", "error", "problems", "stdout", "stderr", "git_commit",
               "git_ref", "git", "build_target", "build")
 _UNFINISHED = ("running", "interrupted")
+
+
+def import_path(path: Any) -> dict[str, int]:
+    """Import what ``path`` holds into this project's store: a FlorDB project's
+    ``.flor/`` folder, another SQLite store (such as a recovery file), a notebook's embedded
+    history or a JSON export. It is checked whole before the local store is opened, so a bad file
+    leaves no trace."""
+    if Path(path).suffix == ".ipynb":
+        embedded, carried = received.read_notebook(notebook_file(str(path)))
+        received.check_notebook(embedded, str(path))
+        with open_store() as store:
+            return import_notebook(store, embedded, store.project.name, carried, where=str(path),
+                                   received_from=str(Path(path).absolute()))
+    if (folder := flor_folder(Path(path))) is not None:
+        with open_store() as store:
+            return import_flor(store, folder)
+    if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):
+        with open_store(str(path), read_only=True) as source:
+            received.check_store(source)
+            with open_store() as store:
+                counts = copy_runs(source, store)
+        return {"imported": counts["copied"] + counts["merged"], "skipped": counts["skipped"],
+                "replays": counts["replays"]}
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise TrellisError(f"no file at {path}") from None
+    except OSError as error:
+        raise TrellisError(f"cannot read {path}: {error.strerror or error}") from None
+    exported = received.parse_json(raw, str(path))
+    received.check_export(exported)
+    with open_store() as store:
+        return import_export(store, exported, received_from=str(Path(path).absolute()))
 
 
 def import_export(store: Store, exported: dict[str, Any], merge: bool = False,

@@ -7,6 +7,7 @@ outputs) inlined as base64 unless asked not to. ``trellis import`` loads it into
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from trellis._version import __version__
@@ -28,3 +29,7 @@ def export(store: Store, run_ids: list[int], with_objects: bool = True) -> dict[
                 objects[digest] = base64.b64encode(path.read_bytes()).decode("ascii")
     return {"format": FORMAT, "schema_version": SCHEMA_VERSION, "trellis": __version__,
             "tables": tables, "objects": objects}
+
+
+def export_text(store: Store, run_ids: list[int], with_objects: bool = True) -> str:
+    return json.dumps(export(store, run_ids, with_objects))

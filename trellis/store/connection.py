@@ -155,9 +155,16 @@ class Store:
         only read: one statement, in a read-only transaction on PostgreSQL; on SQLite no ATTACH
         (nor VACUUM INTO), no PRAGMA that sets anything, no extension loaded, no write."""
         with self.lock:
-            if self.dialect is SQLITE:
-                return self._query_sqlite(sql, params)
-            return self._query_postgres(sql, params)
+            try:
+                if self.dialect is SQLITE:
+                    return self._query_sqlite(sql, params)
+                return self._query_postgres(sql, params)
+            except TrellisError:
+                raise
+            except Exception as error:  # the database's own message about the user's SQL
+                # PostgreSQL adds lines of context (the PL/pgSQL line, the statement) below it
+                text = str(error).strip()
+                raise TrellisError(f"query failed: {text.splitlines()[0] if text else type(error).__name__}") from None
 
     def _query_sqlite(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple]]:
         refused: list[str] = []
@@ -205,6 +212,12 @@ class Store:
                 raise
             else:
                 self.connection.commit()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         with self.lock:

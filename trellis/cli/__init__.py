@@ -11,6 +11,7 @@ import click
 import trellis
 from trellis._errors import TrellisError
 from trellis._version import __version__
+from trellis.cli import rendering
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -89,9 +90,7 @@ def runs(limit: int, as_json: bool) -> None:
 @_one_line_errors
 def show(run: str, as_json: bool) -> None:
     """Everything captured for RUN (an id prefix, or 'latest')."""
-    from trellis.queries.runs import show_run
-
-    described = _with_store(lambda store: show_run(store, run))
+    described = trellis.show(run)
     if as_json:
         click.echo(json.dumps(described, indent=2, default=str))
         return
@@ -141,9 +140,7 @@ def query(sql: str, as_csv: bool, as_json: bool) -> None:
 @_one_line_errors
 def checkpoints(run: str, as_json: bool) -> None:
     """The checkpoints of RUN."""
-    from trellis.queries.checkpoints import list_checkpoints
-
-    found = _with_store(lambda store: list_checkpoints(store, run))
+    found = trellis.checkpoints(run)
     if as_json:
         click.echo(json.dumps(found, indent=2))
     else:
@@ -160,10 +157,8 @@ def checkpoints(run: str, as_json: bool) -> None:
 @_one_line_errors
 def lineage(target: str, downstream: bool, as_json: bool) -> None:
     """What TARGET (a file path, or run:<id>) was derived from: runs, data files, params."""
-    from trellis.queries.lineage import render
-
     graph = trellis.lineage(target, downstream=downstream)
-    click.echo(json.dumps(graph, indent=2, default=str) if as_json else render(graph, downstream))
+    click.echo(json.dumps(graph, indent=2, default=str) if as_json else rendering.lineage(graph, downstream))
 
 
 @cli.command()
@@ -173,10 +168,8 @@ def lineage(target: str, downstream: bool, as_json: bool) -> None:
 def status(paths: tuple[str, ...], as_json: bool) -> None:
     """Whether each recorded output (or PATHs) is up to date, why not, and what to run again;
     exit status 1 when something is stale."""
-    from trellis.queries.status import render
-
     result = trellis.status(list(paths))
-    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+    click.echo(json.dumps(result, indent=2) if as_json else rendering.status(result))
     if result["stale"]:
         raise SystemExit(1)
 
@@ -227,10 +220,8 @@ def kernel_install(sys_prefix: bool) -> None:
 @_one_line_errors
 def diff_command(a: str, b: str, as_json: bool) -> None:
     """What changed from A to B: two runs/epochs (id prefixes), or two executions (EPOCH/N)."""
-    from trellis.queries.diff import render
-
     result = trellis.diff(a, b)
-    click.echo(json.dumps(result, indent=2, default=str) if as_json else render(result))
+    click.echo(json.dumps(result, indent=2, default=str) if as_json else rendering.diff(result))
 
 
 @cli.command("reproduce")
@@ -242,10 +233,8 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
 @_one_line_errors
 def reproduce_command(run: str, tolerance: float, as_json: bool, trust: bool) -> None:
     """Run RUN again from its snapshot and compare; exit status 0 only if everything matched."""
-    from trellis.replaying.reproduction import render
-
     report = trellis.reproduce(run, tolerance, trusted=trust)
-    click.echo(json.dumps(report, indent=2, default=str) if as_json else render(report))
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else rendering.reproduction(report))
     if not report["matched"]:
         raise SystemExit(1)
 
@@ -277,44 +266,43 @@ def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ..
                    variables: tuple[str, ...], show_code: str | None, dry_run: bool, yes: bool, trust: bool,
                    as_json: bool) -> None:
     """Hindsight logging: replay NAMES, newly logged in today's script, into its past runs."""
-    from trellis.replaying.executing import describe_outcome, execute
-    from trellis.replaying.planning import plan_replay
-    from trellis.queries.runs import resolve
-    from trellis.store.connection import open_store
-
-    env = _variables(variables)
-    store = open_store()
-    try:
-        plan = plan_replay(store, names, file=file, runs=runs or None, where=where, workers=workers, force=force,
-                           include_failed=include_failed, trusted=trust)
-        if show_code:
-            wanted = resolve(store, show_code)["uuid"]
-            chosen = next((r for r in plan.runs if r.uuid == wanted), None)
-            if chosen is None or chosen.patched is None:
-                reason = chosen.reason if chosen is not None else "it is not a run of " + plan.file
-                raise TrellisError(f"no patched code for run {wanted[:8]}: {reason or 'nothing to replay'}")
-            click.echo(chosen.patched, nl=False)
-            return
+    options = dict(file=file, runs=runs or None, where=where, workers=workers, force=force,
+                   include_failed=include_failed, trusted=trust)
+    if show_code or dry_run:
+        planned = trellis.replay(*names, dry_run=True, **options)
         if dry_run:
-            click.echo(json.dumps(plan.to_dict(), indent=2) if as_json else plan.describe())
+            click.echo(json.dumps(planned["plan"], indent=2) if as_json else planned["description"])
             return
+        click.echo(_planned_code(planned, show_code), nl=False)
+        return
+
+    def confirm(description: str) -> bool:
         if not as_json:
-            click.echo(plan.describe())
-        if not yes and not click.confirm("Replay?", default=True):
-            raise SystemExit(1)
-        report = execute(store, plan, executor=executor, progress=not as_json, env=env, tolerance=tolerance)
-    finally:
-        store.close()
+            click.echo(description)
+        return yes or click.confirm("Replay?", default=True)
+
+    report = trellis.replay(*names, executor=executor, progress=not as_json, env=_variables(variables),
+                            tolerance=tolerance, confirm=confirm, **options)
+    if report.get("cancelled"):
+        raise SystemExit(1)
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
     else:
-        for run in report["runs"]:
-            click.echo(describe_outcome(run))
-        for skipped in report["skipped"]:
-            click.echo(f"{skipped['run'][:8]}  skipped: {skipped['reason']}")
-        click.echo(f"replayed in {report['seconds']:.1f} s (planned {report['estimate']:.1f} s)")
+        click.echo(rendering.replay_report(report))
     if any(run["failed"] or run["status"] == "inexact" for run in report["runs"]):
         raise SystemExit(1)
+
+
+def _planned_code(planned: dict[str, Any], ref: str) -> str:
+    wanted = trellis.runs(1)[0]["run_id"] if ref == "latest" and trellis.runs(1) else ref
+    chosen = [run for run in planned["plan"]["runs"] if run["uuid"].startswith(wanted)]
+    if len(chosen) != 1:
+        raise TrellisError(f"no patched code for run {ref}: it is not a run of {planned['plan']['file']}"
+                           if not chosen else f"{ref!r} names several runs; give more of the id")
+    if chosen[0]["uuid"] not in planned["patched"]:
+        reason = chosen[0]["reason"] or "nothing to replay"
+        raise TrellisError(f"no patched code for run {chosen[0]['uuid'][:8]}: {reason}")
+    return planned["patched"][chosen[0]["uuid"]]
 
 
 def _variables(given: tuple[str, ...]) -> dict[str, str]:
@@ -356,6 +344,23 @@ def export_command(target: str | None, everything: bool, format_: str, output: A
     else:
         output.write_text(text)
         click.echo(f"wrote {output}", err=True)
+
+
+@cli.command("openlineage")
+@click.argument("run", default="latest")
+@click.option("--url", help="The OpenLineage HTTP endpoint (a server such as Marquez, or its full /api/v1/lineage URL).")
+@click.option("--file", "file_", type=click.Path(dir_okay=False),
+              help="Append the events to this file as JSON lines instead.")
+@_one_line_errors
+def openlineage_command(run: str, url: str | None, file_: str | None) -> None:
+    """Send RUN's (id prefix, default latest) OpenLineage events: START and COMPLETE/FAIL/ABORT.
+    Without --url or --file: TRELLIS_OPENLINEAGE_URL, else the OpenLineage client's own settings."""
+    if url and file_:
+        raise TrellisError("give --url or --file, not both")
+    sent = trellis.openlineage(run, url=url, file=file_)
+    for event in sent:
+        click.echo(f"{event['eventType']} {event['run']['runId']} {event['job']['name']}"
+                   f" ({len(event.get('inputs', []))} inputs, {len(event.get('outputs', []))} outputs)")
 
 
 @cli.command("sparql")
@@ -463,22 +468,10 @@ def notebook() -> None:
 def notebook_show(path: str, as_json: bool) -> None:
     """Epochs and executions of PATH: names defined and used, files, dependencies, and which
     executions are stale (a file or variable they used changed since, or their cell did)."""
-    from trellis.queries.notebooks import history, render
-    from trellis.queries.status import notebook_staleness
-
-    def read(store: Any) -> dict[str, Any]:
-        described = history(store, path)
-        if as_json:  # the history as recorded; staleness is about this working copy
-            return described
-        stale = notebook_staleness(store, path)
-        for epoch in described["epochs"]:
-            for execution in epoch["executions"]:
-                if execution["id"] in stale:
-                    execution["stale"] = stale[execution["id"]]
-        return described
-
-    described = _with_store(read)
-    click.echo(json.dumps(described, indent=2, default=str) if as_json else render(described))
+    if as_json:  # the history as recorded; staleness is about this working copy
+        click.echo(json.dumps(trellis.notebook_history(path), indent=2, default=str))
+    else:
+        click.echo(rendering.notebook_history(trellis.notebook_history(path, stale=True)))
 
 
 @notebook.command("embed")
@@ -486,11 +479,7 @@ def notebook_show(path: str, as_json: bool) -> None:
 @_one_line_errors
 def notebook_embed(path: str) -> None:
     """Write PATH's provenance into its metadata (cells and outputs are left as they are)."""
-    from trellis.exporting.notebook import embed
-    from trellis.queries.notebooks import history, notebook_file
-
-    described = _with_store(lambda store: history(store, str(notebook_file(path))))
-    counts = embed(notebook_file(path), described)
+    counts = trellis.embed_notebook(path)
     click.echo(f"embedded {counts['epochs']} epochs, {counts['executions']} executions into {path}")
 
 
@@ -499,20 +488,9 @@ def notebook_embed(path: str) -> None:
 @_one_line_errors
 def notebook_import(path: str) -> None:
     """Load the provenance embedded in PATH into this project's store."""
-    from trellis.sharing.received import read_notebook
-    from trellis.queries.notebooks import notebook_file
-    from trellis.store.connection import open_store
-    from trellis.sharing.importing import import_notebook
-    from trellis.sharing.received import check_notebook
-
-    embedded, carried = read_notebook(notebook_file(path))
-    check_notebook(embedded, path)  # before the store is opened: a bad notebook leaves no trace
-    store = open_store()
-    try:
-        counts = import_notebook(store, embedded, store.project.name, carried, where=path,
-                                 received_from=str(notebook_file(path).absolute()))
-    finally:
-        store.close()
+    if not path.endswith(".ipynb"):
+        raise TrellisError(f"{path} is not a notebook (.ipynb); `trellis import` takes exports and stores")
+    counts = trellis.import_runs(path)
     click.echo(f"imported {counts['imported']} epochs ({counts['skipped']} already here)")
 
 
@@ -526,32 +504,20 @@ def forget_command(targets: tuple[str, ...], export_to: Any, yes: bool) -> None:
     """Remove a notebook's history (NB.ipynb) or runs (id prefixes) from the store, after
     offering to export them."""
     from datetime import datetime
+    from pathlib import Path
 
-    from trellis.forgetting import describe, forget
-    from trellis.queries.runs import select_runs
-    from trellis.store.connection import open_store
-
-    store = open_store()
-    try:
-        run_ids = list(dict.fromkeys(run for target in targets for run in select_runs(store, target, False)))
-        counts = describe(store, run_ids)
-        click.echo(f"this forgets {counts['runs']} runs and their {counts['executions']} executions"
-                   f" ({', '.join(targets)})")
-        if export_to is None and not yes and click.confirm("Export them first?", default=True):
-            export_to = __import__("pathlib").Path(click.prompt(
-                "Export to", default=f"trellis-forgotten-{datetime.now():%Y%m%d-%H%M%S}.json"))
-        if export_to is not None:
-            if export_to.exists():
-                raise TrellisError(f"{export_to} exists; nothing was forgotten: give another file")
-            from trellis.sharing.json_export import export as to_json
-
-            export_to.write_text(json.dumps(to_json(store, run_ids)))
-            click.echo(f"exported to {export_to} (bring them back with `trellis import {export_to}`)")
-        if not yes and not click.confirm(f"Forget {counts['runs']} runs?", default=False):
-            raise TrellisError("nothing was forgotten")
-        forget(store, run_ids)
-    finally:
-        store.close()
+    counts = trellis.forget(*targets, dry_run=True)
+    click.echo(f"this forgets {counts['runs']} runs and their {counts['executions']} executions"
+               f" ({', '.join(targets)})")
+    if export_to is None and not yes and click.confirm("Export them first?", default=True):
+        export_to = Path(click.prompt("Export to", default=f"trellis-forgotten-{datetime.now():%Y%m%d-%H%M%S}.json"))
+    if export_to is not None and export_to.exists():
+        raise TrellisError(f"{export_to} exists; nothing was forgotten: give another file")
+    if not yes and not click.confirm(f"Forget {counts['runs']} runs?", default=False):
+        raise TrellisError("nothing was forgotten")
+    counts = trellis.forget(*targets, export_to=export_to)
+    if export_to is not None:
+        click.echo(f"exported to {export_to} (bring them back with `trellis import {export_to}`)")
     click.echo(f"forgot {counts['runs']} runs, {counts['executions']} executions")
 
 
@@ -568,19 +534,6 @@ def ui_command(host: str, port: int, no_browser: bool) -> None:
     serve(host, port, open_browser=not no_browser, announce=click.echo)
 
 
-def _with_store(read: Callable[[Any], Any]) -> Any:
-    from trellis.store.connection import open_store
-
-    store = open_store(read_only=True)
-    try:
-        return read(store)
-    finally:
-        store.close()
-
-
 def main() -> None:
     cli(prog_name="trellis")
 
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""``python -m trellis.cli``: the same as the ``trellis`` command."""
+
+from trellis.cli import main
+
+main()
