@@ -42,6 +42,7 @@ __all__ = [
     "checkpoints",
     "load_checkpoint",
     "lineage",
+    "status",
     "diff",
     "reproduce",
     "replay",
@@ -145,13 +146,23 @@ def checkpoints(run: str) -> list[dict[str, Any]]:
         return list_checkpoints(store, run)
 
 
-def notebook_history(path: str) -> dict[str, Any]:
+def notebook_history(path: str, stale: bool = False) -> dict[str, Any]:
     """A notebook's recorded epochs (kernel sessions) and executions: sources, names defined and
-    used, files, dependencies within each epoch, outputs."""
+    used, files, dependencies within each epoch, outputs. With ``stale``, each execution that is
+    out of date in this working copy carries ``stale``: why (see ``status``)."""
     from trellis.queries.notebooks import history
 
     with _reading() as store:
-        return history(store, path)
+        described = history(store, path)
+        if stale:
+            from trellis.queries.status import notebook_staleness
+
+            found = notebook_staleness(store, path)
+            for epoch in described["epochs"]:
+                for execution in epoch["executions"]:
+                    if execution["id"] in found:
+                        execution["stale"] = found[execution["id"]]
+        return described
 
 
 def embed_notebook(path: str) -> dict[str, int]:
@@ -200,6 +211,16 @@ def lineage(target: str, downstream: bool = False) -> dict[str, Any]:
 
     with _reading() as store:
         return walk(store, target, downstream)
+
+
+def status(paths: Sequence[str] | None = None) -> dict[str, Any]:
+    """Whether each recorded output (or those under ``paths``) is up to date; for each stale one
+    why (an input, the script's code or the cell changed, an upstream output is stale, the file
+    was deleted or changed) and what to run again: ``{"outputs", "stale", "rerun"}``."""
+    from trellis.queries.status import status as judge
+
+    with _reading() as store:
+        return judge(store, list(paths) if paths else None)
 
 
 def diff(a: str, b: str) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def test_settings_are_read_in_one_place_and_each_is_documented():
 
 PUBLIC = [
     "log", "arg", "loop", "iteration", "checkpointing", "commit", "dataframe", "query", "runs",
-    "show", "checkpoints", "load_checkpoint", "lineage", "diff", "reproduce", "replay", "export",
+    "show", "checkpoints", "load_checkpoint", "lineage", "status", "diff", "reproduce", "replay", "export",
     "import_runs", "forget", "notebook_history", "embed_notebook", "push",
     "pull", "sparql", "widget", "openlineage", "TrellisError", "BadArgumentError", "UnknownRunError",
     "UnknownNameError", "NoCheckpointError", "StoreError", "UntrustedObjectError",

@@ -9,7 +9,6 @@ is hashed at a consistent point (``commit`` or the end of the run), when the wri
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat as stat_module
 import sys
@@ -19,8 +18,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from trellis import _config
 from trellis.capture.environment import user_cache
+from trellis.store.file_hashes import file_digest
 
 READ, WRITE = "read", "write"
 
@@ -186,14 +185,14 @@ class FileWatcher:
         events = []
         for _ in range(len(self.reads)):
             step, path, at, opened_stat = self.reads.popleft()
-            digest, size = (None, None) if opened_stat is None else _fingerprint(path, opened_stat)
+            digest, size = (None, None) if opened_stat is None else file_digest(path, opened_stat)
             events.append((step, self.relative(path), READ, digest, size, at))
         if include_writes:
             for (step, path), at in list(self.writes.items()):
                 del self.writes[step, path]
                 # a file written again after this point is a new version
                 self.seen.discard((path, WRITE, step))
-                digest, size = _fingerprint(path, None)
+                digest, size = file_digest(path, None)
                 if size is None:
                     continue  # opened for writing but never created
                 events.append((step, self.relative(path), WRITE, digest, size, at))
@@ -224,26 +223,6 @@ def _is_noise(path: str) -> bool:
     return path.startswith(sys.base_prefix + os.sep + "lib")
 
 
-def _fingerprint(path: str, expected: tuple[int, int] | None) -> tuple[str | None, int | None]:
-    """sha256 and size of a file, or no hash when it changed since it was opened or is too big."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None, None
-    if expected is not None and (stat.st_mtime_ns, stat.st_size) != expected:
-        return None, stat.st_size
-    if stat.st_size > _config.hash_limit() or not os.path.isfile(path):
-        return None, stat.st_size
-    hasher = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                hasher.update(chunk)
-    except OSError:
-        return None, stat.st_size
-    return hasher.hexdigest(), stat.st_size
-
-
 def watch(root: Path, store_dir: Path) -> FileWatcher:
     """Start watching this process's file opens (an audit hook cannot be removed, so once)."""
     global _installed
@@ -254,4 +233,4 @@ def watch(root: Path, store_dir: Path) -> FileWatcher:
 
 
 def hash_file(path: Any) -> str | None:
-    return _fingerprint(os.fspath(path), None)[0]
+    return file_digest(os.fspath(path), None)[0]

@@ -161,6 +161,19 @@ def lineage(target: str, downstream: bool, as_json: bool) -> None:
     click.echo(json.dumps(graph, indent=2, default=str) if as_json else rendering.lineage(graph, downstream))
 
 
+@cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_one_line_errors
+def status(paths: tuple[str, ...], as_json: bool) -> None:
+    """Whether each recorded output (or PATHs) is up to date, why not, and what to run again;
+    exit status 1 when something is stale."""
+    result = trellis.status(list(paths))
+    click.echo(json.dumps(result, indent=2) if as_json else rendering.status(result))
+    if result["stale"]:
+        raise SystemExit(1)
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("path", type=click.Path(path_type=__import__("pathlib").Path))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -453,9 +466,12 @@ def notebook() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the history as data.")
 @_one_line_errors
 def notebook_show(path: str, as_json: bool) -> None:
-    """Epochs and executions of PATH: names defined and used, files, dependencies."""
-    described = trellis.notebook_history(path)
-    click.echo(json.dumps(described, indent=2, default=str) if as_json else rendering.notebook_history(described))
+    """Epochs and executions of PATH: names defined and used, files, dependencies, and which
+    executions are stale (a file or variable they used changed since, or their cell did)."""
+    if as_json:  # the history as recorded; staleness is about this working copy
+        click.echo(json.dumps(trellis.notebook_history(path), indent=2, default=str))
+    else:
+        click.echo(rendering.notebook_history(trellis.notebook_history(path, stale=True)))
 
 
 @notebook.command("embed")

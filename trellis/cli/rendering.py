@@ -167,6 +167,7 @@ def notebook_history(described: dict[str, Any]) -> str:
                 + (f" | depends {links}" if links else "")
                 + (f" | {'; '.join(files)}" if files else "")
                 + (f" | {e['error']}" if e["error"] else "")
+                + (f" | STALE: {'; '.join(r['text'] for r in e['stale'])}" if e.get("stale") else "")
             )
     if described["unused_imports"]:
         lines.append(f"imported but never used: {', '.join(described['unused_imports'])}")
@@ -242,4 +243,38 @@ def replay_report(report: dict[str, Any]) -> str:
     lines = [describe_outcome(run) for run in report["runs"]]
     lines += [f"{skipped['run'][:8]}  skipped: {skipped['reason']}" for skipped in report["skipped"]]
     lines.append(f"replayed in {report['seconds']:.1f} s (planned {report['estimate']:.1f} s)")
+    return "\n".join(lines)
+
+
+def status(result: dict[str, Any]) -> str:
+    """Each output's state and reasons, then the commands to run again, in order. Many outputs
+    of one folder in the same state for the same reasons (a data set) are one line."""
+    lines = []
+    groups: dict[tuple, list[str]] = {}
+    for entry in result["outputs"]:
+        folder = entry["path"].rsplit("/", 1)[0] if "/" in entry["path"] else ""
+        texts = tuple(reason["text"] for reason in entry["reasons"])
+        groups.setdefault((folder, entry["stale"], texts), []).append(entry["path"])
+    for (folder, stale, texts), paths in sorted(groups.items(), key=lambda item: item[1][0]):
+        state = "stale      " if stale else "up to date "
+        if folder and len(paths) >= _GROUP_FROM:
+            lines.append(f"{state} {len(paths)} files in {folder}/ ({paths[0].rsplit('/', 1)[-1]}"
+                         f" ... {paths[-1].rsplit('/', 1)[-1]})")
+            lines += [f"              {text}" for text in texts]
+            continue
+        for path in paths:
+            lines.append(f"{state} {path}")
+            lines += [f"              {text}" for text in texts]
+    for entry in result.get("values", []):
+        writer = entry["writer"]
+        lines.append(f"stale       the values {writer['filename']} logged (run {writer['run_id'][:8]})")
+        lines += [f"              {reason['text']}" for reason in entry["reasons"]]
+    if not result["outputs"]:
+        lines.append("no recorded run wrote a file yet")
+    if result["rerun"]:
+        lines.append("")
+        lines.append("to bring them up to date, run in this order:")
+        lines += [f"  {command['text']}" for command in result["rerun"]]
+    elif result["outputs"]:
+        lines.append(f"all {len(result['outputs'])} outputs are up to date")
     return "\n".join(lines)
