@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from trellis._errors import TrellisError
-from trellis.queries.lineage import _relative_path
 from trellis.queries.notebooks import execution_key
 from trellis.store.connection import STORE_DIR, Store
 from trellis.store.file_hashes import file_digest
 from trellis.store.snapshots import GitError, git
+from trellis.store.paths import recorded_path
 
 DIGEST_CACHE = "file-digests.json"
 _SETTLED_NS = 2_000_000_000  # a file untouched this long has a stat worth trusting
@@ -558,7 +558,7 @@ def status(store: Store, paths: list[str] | None = None) -> dict[str, Any]:
     if paths:
         chosen: list[str] = []
         for given in paths:
-            wanted = _relative_path(store, given)
+            wanted = recorded_path(given, store.project)
             matched = [p for p in known if p == wanted or p.startswith(wanted.rstrip("/") + "/")]
             if not matched:
                 raise TrellisError(f"no recorded run wrote {wanted!r}; `trellis status` with no"
@@ -596,7 +596,7 @@ def status(store: Store, paths: list[str] | None = None) -> dict[str, Any]:
 def notebook_staleness(store: Store, notebook: str) -> dict[str, list[dict[str, Any]]]:
     """Why each out-of-date execution of ``notebook`` is stale, by execution id
     (``<epoch>/<n>``): the last execution of each cell in each epoch is judged."""
-    path = _relative_path(store, notebook)
+    path = recorded_path(notebook, store.project)
     judge = _Judge(store)
     last: dict[tuple[int, str | None], int] = {}
     for step_id, step in sorted(judge.records.steps.items(), key=lambda item: (item[1]["started"], item[0])):
