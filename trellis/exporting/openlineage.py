@@ -239,10 +239,22 @@ def send_run(store: Any, run_id: int, url: str | None = None, file: str | Path |
 
     sender = client(url, file)
     sent = []
-    for event in events(run_record(store, run_id)):
-        send(sender, event)
-        sent.append(as_dict(event))
+    try:
+        for event in events(run_record(store, run_id)):
+            send(sender, event)
+            sent.append(as_dict(event))
+    finally:
+        _close(sender)
     return sent
+
+
+def _close(sender: Any) -> None:
+    # An HTTP session left open is closed by its finaliser at interpreter exit, when the modules
+    # it needs may be gone: a traceback after the program ended. Closed while they are alive.
+    try:
+        sender.close(0)
+    except Exception:
+        pass
 
 
 class LiveSender:
@@ -271,7 +283,13 @@ class LiveSender:
         self._send(lambda: start_event(self._record(run)))
 
     def ended(self, run: Any) -> None:
-        self._send(lambda: end_event(self._record(run)))
+        try:
+            self._send(lambda: end_event(self._record(run)))
+        finally:
+            if self.sender is not None:
+                _close(self.sender)
+                self.sender = None
+            self.failed = True  # the run has ended: nothing more is sent for it
 
     @staticmethod
     def _record(run: Any) -> dict[str, Any]:
