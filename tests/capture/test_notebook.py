@@ -257,15 +257,17 @@ def test_a_kernel_killed_mid_cell_keeps_what_was_recorded(in_project):
     try:
         reply = client.execute_interactive("import trellis\ntrellis.log('before', 1)", timeout=60)
         assert reply["content"]["status"] == "ok"
-        client.execute("import time\ntime.sleep(60)")
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        client.execute("import time\ntime.sleep(600)")
+        # a loaded machine can take long to start the cell: wait for its row, then kill
+        deadline = time.time() + 180
+        seen = False
+        while not seen and time.time() < deadline:
             try:
-                if "running" in set(steps()["status"]):
-                    break
+                seen = "running" in set(steps()["status"])
             except trellis.StoreError:
                 pass
             time.sleep(0.2)
+        assert seen, "the running cell was never recorded"
     finally:
         os.kill(manager.provisioner.pid, 9)  # no atexit, no final flush
         manager.shutdown_kernel(now=True)
