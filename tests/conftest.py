@@ -147,7 +147,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "sqlite_only(reason): reads the SQLite file itself")
+    config.addinivalue_line("markers", "sqlite_only(reason): runs on the SQLite pass only (reads the SQLite file itself, or checks what the store does not change)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

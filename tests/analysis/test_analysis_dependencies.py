@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from trellis.analysis import VariableVersion, analyze_cell, dependencies, version_graph
+
+pytestmark = pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks")
 
 LOAD = "import pandas as pd\ndf = pd.read_csv('data.csv')"
 SPLIT = "X = df[features]\ny = df['label']"

@@ -12,6 +12,8 @@ import pytest
 from trellis.analysis import CellAnalysis, Import, analyze_cell
 from trellis.analysis.cells import MAX_SOURCE_CHARS
 
+pytestmark = pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks")
+
 
 def analyse(source: str) -> CellAnalysis:
     result = analyze_cell(textwrap.dedent(source))

@@ -18,6 +18,8 @@ import pytest
 
 import trellis
 
+pytestmark = pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks")
+
 CASES = sorted((Path(__file__).parent / "dependency_cases").glob("*.toml"))
 THRESHOLD = 0.98
 

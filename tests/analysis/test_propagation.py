@@ -8,6 +8,8 @@ import pytest
 
 from trellis.analysis.propagation import PlacementError, find_statements, patch, place
 
+pytestmark = pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks")
+
 
 def placed(today: str, old: str, names: list[str], loop: str | None = "epoch") -> str:
     today, old = textwrap.dedent(today), textwrap.dedent(old)

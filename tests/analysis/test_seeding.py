@@ -8,6 +8,8 @@ import pytest
 
 from trellis.analysis.seeding import draws_unseeded
 
+pytestmark = pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks")
+
 SEEDED = [
     "import numpy as np\nSEED = 7\nrng = np.random.default_rng(SEED)\nx = rng.normal()",
     "import numpy as np\nrng = np.random.default_rng(seed=3)\nrng.integers(0, 9)",

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.sqlite_only("reads the source tree, not a store")
+
 PACKAGE = Path(__file__).resolve().parents[2] / "trellis"
 
 # room -> the rooms it may import (its own always allowed); the base is allowed everywhere

@@ -15,6 +15,8 @@ import pytest
 import trellis
 from trellis._config import VARIABLES
 
+pytestmark = pytest.mark.sqlite_only("reads the source tree, not a store")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
