@@ -13,7 +13,10 @@ from test_cell_properties import SEEDS, assert_answers
 
 from trellis.analysis.cells import MAX_SOURCE_CHARS
 
-pytestmark = [pytest.mark.filterwarnings("ignore::SyntaxWarning"), pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::SyntaxWarning"),
+    pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks"),
+]
 
 CEILING = 10.0  # seconds for any one cell, on a loaded two-core machine
 

@@ -8,7 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from test_cell_properties import check_generated
 
 hypothesmith = pytest.importorskip("hypothesmith")
-pytestmark = [pytest.mark.filterwarnings("ignore::SyntaxWarning"), pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks")]  # from compiling generated code
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::SyntaxWarning"),
+    pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks"),
+]  # from compiling generated code
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -19,7 +19,10 @@ from hypothesis import strategies as st
 
 from trellis.analysis import analyze_cell
 
-pytestmark = [pytest.mark.filterwarnings("ignore::SyntaxWarning"), pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks")]  # from compiling generated code
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::SyntaxWarning"),
+    pytest.mark.sqlite_only("analysis of code and dependencies: the store does not change what it checks"),
+]  # from compiling generated code
 
 BUILTINS = frozenset(dir(builtins))
 

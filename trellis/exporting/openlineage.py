@@ -288,8 +288,6 @@ class LiveSender:
         finally:
             if self.sender is not None:
                 _close(self.sender)
-                self.sender = None
-            self.failed = True  # the run has ended: nothing more is sent for it
 
     @staticmethod
     def _record(run: Any) -> dict[str, Any]:

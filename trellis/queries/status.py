@@ -32,8 +32,8 @@ from trellis._errors import TrellisError
 from trellis.queries.notebooks import execution_key
 from trellis.store.connection import STORE_DIR, Store
 from trellis.store.file_hashes import file_digest
-from trellis.store.snapshots import GitError, git
 from trellis.store.paths import recorded_path
+from trellis.store.snapshots import GitError, git
 
 DIGEST_CACHE = "file-digests.json"
 _SETTLED_NS = 2_000_000_000  # a file untouched this long has a stat worth trusting
