@@ -134,6 +134,50 @@ def test_readers_that_bypass_open_and_urls_are_seen(project, monkeypatch):
     assert hashes["writetable.parquet"] == hashes["readtable.parquet"] == sha(project.root / "table.parquet")
 
 
+def test_a_failed_fetch_or_write_is_neither_a_read_nor_a_write(project, monkeypatch):
+    """Data that never arrived, or a write that raised, must not feed lineage: a URL answered
+    404 (urllib raises, requests does not), a port nobody listens on, ``open(..., "x")`` of a
+    file that exists, a folder that does not."""
+    import http.server
+    import socket
+    import threading
+
+    monkeypatch.chdir(project.root)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        project.write("fetch.py", f"""
+            import urllib.error, urllib.request
+            import requests
+            import trellis
+            for url in ("{base}/missing.csv", "http://127.0.0.1:{closed_port}/data.csv"):
+                try:
+                    urllib.request.urlopen(url).read()
+                except (urllib.error.URLError, OSError):
+                    pass
+            assert not requests.get("{base}/also-missing.csv").ok
+            urllib.request.urlopen(urllib.request.Request("{base}/README")).read()
+            assert requests.get("{base}/fetch.py").ok
+            with open("out.txt", "w") as handle:
+                handle.write("kept")
+            for path, mode in (("out.txt", "x"), ("no/such/folder.txt", "w")):
+                try:
+                    open(path, mode)
+                except OSError:
+                    pass
+        """)
+        project.run("fetch.py")
+    finally:
+        server.shutdown()
+    events = trellis.query("SELECT path, mode FROM files ORDER BY at")
+    assert events.values.tolist() == [
+        [f"{base}/README", "read"], [f"{base}/fetch.py", "read"], ["out.txt", "write"]]
+
+
 def test_folders_opened_are_neither_read_nor_written(project, monkeypatch):
     """``shutil.rmtree`` and ``os.open`` of a folder raise the same audit event as a file."""
     monkeypatch.chdir(project.root)

@@ -26,6 +26,11 @@ LOOP = "kept = [d for d in (1, 2, 3) if d > 1]\nfor d in kept:\n    if d == 2:\n
 CHURN = ["customers = pd.read_csv('data/customers.csv')", *[
     f"joblib.dump({{'depth': {depth}, 'rows': len(customers)}}, 'models/churn_model.joblib')"
     for depth in (1, 2, 3)]]
+# cell-12 writes the report; cell-13's opens for writing fail; cell-14 reads what cell-12 wrote
+REPORT = ["with open('models/report.txt', 'w') as out:\n    out.write('one')",
+          "for path, mode in (('models/report.txt', 'x'), ('gone/report.txt', 'w')):\n"
+          "    try:\n        open(path, mode)\n    except OSError:\n        pass",
+          "report = open('models/report.txt').read()"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,7 @@ def recorded(tmp_path_factory):
     project.write("data/customers.csv", "id,churn\n1,0\n2,1\n")
     (root / "models").mkdir()
     first = [SETUP, "df = pd.read_csv('data/old.csv')", FIT, "joblib.dump(m, 'model.joblib')",
-             SCALE, SCALE, "forest = 1", *CHURN, LOOP]
+             SCALE, SCALE, "forest = 1", *CHURN, LOOP, *REPORT]
     notebook(project, "models.ipynb", first)
     trellis_run(project, "models.ipynb")
     second = [SETUP, "df = pd.read_csv('data/new.csv')", FIT, "joblib.dump(m, 'model.joblib')",
@@ -125,6 +130,17 @@ def test_every_written_version_of_a_file_is_its_own_node(here):
     assert "used:" not in text and "read by:" in text and "generated: models/churn_model.joblib" in text
     assert len({line.split("(sha256 ")[1][:12] for line in text.splitlines()
                 if "generated: models/churn_model.joblib" in line}) == 3
+
+
+def test_a_write_that_failed_makes_no_writer(here):
+    epochs, table = epochs_and_steps()
+    ids = {cell: step for step, run, cell, _ in table.values.tolist() if run == epochs[0]}
+    deps = trellis.query("SELECT step, depends_on, name FROM dependencies WHERE via = 'file'")
+    on = deps[deps["step"] == ids["cell-14"]][["depends_on", "name"]].values.tolist()
+    assert on == [[ids["cell-12"], "models/report.txt"]]
+    writes = trellis.query("SELECT step FROM files WHERE path = 'models/report.txt' AND mode = 'write'")
+    assert writes["step"].tolist() == [ids["cell-12"]]
+    assert not trellis.query("SELECT 1 FROM files WHERE path LIKE 'gone/%'").shape[0]
 
 
 def test_only_the_users_imports_are_the_cells_libraries(here):

@@ -66,7 +66,8 @@ class FileWatcher:
         self.scratch = _temporary_folders()
         self.seen: set[tuple[str, str]] = set()
         self.reads: deque = deque()
-        self.writes: dict[str, float] = {}
+        # (step, path) -> (when first opened for writing, the file's identity just before)
+        self.writes: dict[tuple[int, str], tuple[float, tuple | None]] = {}
         self.quiet_threads: set[int] = set()
         self.permanently_quiet: set[int] = set()
         self.step = 0
@@ -75,9 +76,7 @@ class FileWatcher:
 
     def hook(self, event: str, args: tuple) -> None:
         if event != "open":
-            if event == "urllib.Request":
-                self.note(args[0], READ)
-            elif event == "os.rename":  # os.replace and shutil.move too
+            if event == "os.rename":  # os.replace and shutil.move too
                 try:
                     self._renamed(args)
                 except Exception:
@@ -142,7 +141,7 @@ class FileWatcher:
                 return
             self.reads.append((self.step, path, time.time(), (stat.st_mtime_ns, stat.st_size)))
         else:
-            self.writes.setdefault((self.step, path), time.time())
+            self.writes.setdefault((self.step, path), (time.time(), _identity(path)))
         if self.step:  # only what was recorded: a folder or a failed open is no dependency
             self.step_paths.setdefault((self.step, direction), set()).add(self.relative(path))
 
@@ -188,7 +187,11 @@ class FileWatcher:
             digest, size = (None, None) if opened_stat is None else file_digest(path, opened_stat)
             events.append((step, self.relative(path), READ, digest, size, at))
         if include_writes:
-            for (step, path), at in list(self.writes.items()):
+            for (step, path), (at, before) in list(self.writes.items()):
+                if _identity(path) == before:
+                    # an open that failed (mode "x", no permission) or wrote nothing yet; the
+                    # last drain of the run drops it
+                    continue
                 del self.writes[step, path]
                 # a file written again after this point is a new version
                 self.seen.discard((path, WRITE, step))
@@ -202,12 +205,31 @@ class FileWatcher:
         return sorted(self.step_paths.pop((step, READ), ()))
 
     def paths_written_in(self, step: int) -> list[str]:
-        return sorted(self.step_paths.pop((step, WRITE), ()))
+        """Files the step changed and left behind: an open for writing that failed (no such
+        folder, mode "x" on a file that exists, no permission), or a file removed again, wrote
+        nothing a later step could read."""
+        written = self.step_paths.pop((step, WRITE), ())
+        return sorted(path for path in written if self._changed_in(step, path))
+
+    def _changed_in(self, step: int, path: str) -> bool:
+        full = path if os.path.isabs(path) else os.path.join(self.root, path)
+        opened = self.writes.get((step, full))
+        now = _identity(full)
+        return now is not None and (opened is None or now != opened[1])
 
     def relative(self, path: str) -> str:
         if path.startswith(self.root + os.sep):
             return path[len(self.root) + 1:]
         return path
+
+
+def _identity(path: str) -> tuple | None:
+    """What changes when a file is written: inode, modification time, size (None: no file)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size) if stat_module.S_ISREG(found.st_mode) else None
 
 
 def _is_noise(path: str) -> bool:
