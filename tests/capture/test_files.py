@@ -255,6 +255,25 @@ def test_scratch_files_in_the_temporary_folder_are_not_data(project, monkeypatch
     assert trellis.query("SELECT path, mode FROM files").values.tolist() == [["data.csv", "read"]]
 
 
+def test_a_dataset_cached_in_the_temporary_folder_before_the_run_is_an_input(project, tmp_path, monkeypatch):
+    """seaborn reads a dataset from its cache when it is there; a cache in the temporary folder
+    made before the run is where the data came from, not scratch."""
+    cache = tmp_path / "seaborn-data"
+    cache.mkdir()
+    (cache / "iris.csv").write_text("sepal_length,species\n5.1,setosa\n6.2,virginica\n")
+    monkeypatch.chdir(project.root)
+    project.write("plot.py", f"""
+        import seaborn as sns
+        import trellis
+        iris = sns.load_dataset("iris", data_home={str(cache)!r})
+        assert len(iris) == 2
+    """)
+    project.run("plot.py")
+    events = trellis.query("SELECT path, mode, hash FROM files")
+    assert events[["path", "mode"]].values.tolist() == [[str(cache / "iris.csv"), "read"]]
+    assert events["hash"][0] == sha(cache / "iris.csv")
+
+
 def test_a_file_saved_under_a_temporary_name_is_written_under_its_final_name(project, monkeypatch):
     """An atomic save writes a temporary file and renames it; a moved file is new where it goes,
     and so are the files written in a folder that is renamed."""

@@ -63,7 +63,10 @@ class FileWatcher:
         self.ignored = (str(store_dir) + os.sep,)
         # Outside the project, the temporary folder holds scratch files: joblib's memoized
         # results, multiprocessing's and tempfile's folders. A project inside it is still watched.
+        # Scratch is what this process writes there, or finds there changed since it started; a
+        # file that was there before (a dataset cache) is an input wherever it lives.
         self.scratch = _temporary_folders()
+        self.started_ns = time.time_ns()
         self.seen: set[tuple[str, str]] = set()
         self.reads: deque = deque()
         # (step, path) -> (when first opened for writing, the file's identity just before)
@@ -126,11 +129,12 @@ class FileWatcher:
         if key in self.seen:
             return
         self.seen.add(key)
-        if _is_noise(path) or path.startswith(self.ignored) or (
-            # an environment may itself live in the temporary folder: its packages are not scratch
-            path.startswith(self.scratch) and not path.startswith(self.root + os.sep)
-            and not any(root in path for root in _PACKAGE_ROOTS)
-        ):
+        if _is_noise(path) or path.startswith(self.ignored):
+            return
+        # an environment may itself live in the temporary folder: its packages are not scratch
+        scratch = (path.startswith(self.scratch) and not path.startswith(self.root + os.sep)
+                   and not any(root in path for root in _PACKAGE_ROOTS))
+        if scratch and direction == WRITE:
             return
         if direction == READ:
             try:
@@ -138,6 +142,8 @@ class FileWatcher:
             except OSError:
                 return
             if stat_module.S_ISDIR(stat.st_mode):  # shutil.rmtree and os.scandir open folders
+                return
+            if scratch and stat.st_mtime_ns >= self.started_ns:
                 return
             self.reads.append((self.step, path, time.time(), (stat.st_mtime_ns, stat.st_size)))
         else:
