@@ -178,6 +178,33 @@ def test_a_failed_fetch_or_write_is_neither_a_read_nor_a_write(project, monkeypa
         [f"{base}/README", "read"], [f"{base}/fetch.py", "read"], ["out.txt", "write"]]
 
 
+def test_files_another_program_wrote_are_found_after_the_run(project, monkeypatch):
+    """A child process writes behind the audit hook's back: a scan at the end of the run finds
+    what changed in the project, marked as seen after the fact. What the script wrote itself,
+    hidden folders and files already there are not added."""
+    monkeypatch.chdir(project.root)
+    project.write("data/before.txt", "there before\n")
+    project.write("draw.py", """
+        import subprocess, sys
+        import trellis
+        with open("data/own.txt", "w") as handle:
+            handle.write("written by the script")
+        subprocess.run([sys.executable, "-c",
+                        "import os; os.makedirs('figures', exist_ok=True);"
+                        "open('figures/plot.png', 'wb').write(b'png');"
+                        "os.makedirs('.hidden', exist_ok=True); open('.hidden/x', 'w').write('x')"],
+                       check=True)
+    """)
+    project.run("draw.py")
+    events = trellis.query("SELECT path, mode, hash, seen_after FROM files ORDER BY path")
+    assert events[["path", "mode"]].values.tolist() == [["data/own.txt", "write"], ["figures/plot.png", "write"]]
+    seen = dict(zip(events["path"], events["seen_after"]))
+    assert pd.isna(seen["data/own.txt"]) and seen["figures/plot.png"] == 1
+    assert events["hash"][1] == sha(project.root / "figures/plot.png")
+    text = project.cli("lineage", "figures/plot.png").stdout
+    assert "draw.py" in text and "seen after" in text
+
+
 def test_folders_opened_are_neither_read_nor_written(project, monkeypatch):
     """``shutil.rmtree`` and ``os.open`` of a folder raise the same audit event as a file."""
     monkeypatch.chdir(project.root)

@@ -31,6 +31,9 @@ REPORT = ["with open('models/report.txt', 'w') as out:\n    out.write('one')",
           "for path, mode in (('models/report.txt', 'x'), ('gone/report.txt', 'w')):\n"
           "    try:\n        open(path, mode)\n    except OSError:\n        pass",
           "report = open('models/report.txt').read()"]
+# cell-15 has another program write a file; cell-16 reads it
+DRAWN = ["!echo drawn > models/drawn.txt",
+         "drawn = open('models/drawn.txt').read()"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def recorded(tmp_path_factory):
     project.write("data/customers.csv", "id,churn\n1,0\n2,1\n")
     (root / "models").mkdir()
     first = [SETUP, "df = pd.read_csv('data/old.csv')", FIT, "joblib.dump(m, 'model.joblib')",
-             SCALE, SCALE, "forest = 1", *CHURN, LOOP, *REPORT]
+             SCALE, SCALE, "forest = 1", *CHURN, LOOP, *REPORT, *DRAWN]
     notebook(project, "models.ipynb", first)
     trellis_run(project, "models.ipynb")
     second = [SETUP, "df = pd.read_csv('data/new.csv')", FIT, "joblib.dump(m, 'model.joblib')",
@@ -141,6 +144,19 @@ def test_a_write_that_failed_makes_no_writer(here):
     writes = trellis.query("SELECT step FROM files WHERE path = 'models/report.txt' AND mode = 'write'")
     assert writes["step"].tolist() == [ids["cell-12"]]
     assert not trellis.query("SELECT 1 FROM files WHERE path LIKE 'gone/%'").shape[0]
+
+
+def test_a_file_another_program_wrote_in_a_cell_is_that_cells(here):
+    epochs, table = epochs_and_steps()
+    ids = {cell: step for step, run, cell, _ in table.values.tolist() if run == epochs[0]}
+    writes = trellis.query("SELECT step, seen_after FROM files WHERE path = 'models/drawn.txt'"
+                           " AND mode = 'write'").values.tolist()
+    assert writes == [[ids["cell-15"], 1]]
+    deps = trellis.query("SELECT depends_on, name FROM dependencies WHERE via = 'file' AND step = ?",
+                         (ids["cell-16"],)).values.tolist()
+    assert deps == [[ids["cell-15"], "models/drawn.txt"]]
+    # a cell that started no program and ran briefly is not scanned: the notebook's own save is no write
+    assert not trellis.query("SELECT 1 FROM files WHERE path LIKE '%.ipynb'").shape[0]
 
 
 def test_only_the_users_imports_are_the_cells_libraries(here):

@@ -29,8 +29,15 @@ def _has_index(store, name: str) -> bool:
     return bool(store.execute(catalog, (name,)))
 
 
+def _as_version_4(store) -> None:
+    """Without the mark of a write found after the fact (version 5)."""
+    store.execute("ALTER TABLE files DROP COLUMN seen_after")
+    store.execute("UPDATE schema_version SET version = 4")
+
+
 def _as_version_3(store) -> None:
     """Without the columns of version 4 (how a replayed value was verified, where a run came from)."""
+    _as_version_4(store)
     store.execute("ALTER TABLE logs DROP COLUMN verified")
     store.execute("ALTER TABLE runs DROP COLUMN received_from")
     store.execute("UPDATE schema_version SET version = 3")
@@ -117,6 +124,20 @@ def test_a_version_3_store_gains_the_verification_of_replayed_values(project):
     assert store.execute("SELECT COUNT(*), COUNT(verified) FROM logs") == [(6, 0)]
     store.close()
     assert dataframe(project.store(), ["loss"], verified=True)["loss_verified"].tolist() == ["logged"] * 3
+
+
+def test_a_version_4_store_gains_the_mark_of_writes_found_after_the_fact(project):
+    project.write("save.py", "import trellis\nopen('out.txt', 'w').write('x')\n")
+    project.run("save.py")
+    store = _raw(project)
+    with store.transaction():
+        _as_version_4(store)
+    store.close()
+    project.run("save.py")
+    store = _raw(project)
+    assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert store.execute("SELECT path, seen_after FROM files ORDER BY at") == [("out.txt", None)] * 2
+    store.close()
 
 
 def test_a_store_from_a_newer_trellis_is_refused_unchanged(project):

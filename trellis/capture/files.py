@@ -9,6 +9,7 @@ is hashed at a consistent point (``commit`` or the end of the run), when the wri
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat as stat_module
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trellis.capture.environment import user_cache
+from trellis.capture.snapshot import SECRET_PATTERNS
 from trellis.store.file_hashes import file_digest
 
 READ, WRITE = "read", "write"
@@ -42,6 +44,14 @@ _NOISE_PARTS = ("/.git/", "/__pycache__/", ".dist-info/", ".egg-info/")
 _PACKAGE_ROOTS = ("/site-packages/", "/dist-packages/")
 _PACKAGE_DATA = frozenset({"data", "datasets", "descr", "images", "sample_data"})
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+# Audit events of a program starting another: what it writes no hook of this process sees.
+_SPAWNS = frozenset({"subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn", "os.exec",
+                     "os.fork", "os.forkpty"})
+# The scan for files written behind the hook's back looks at this many entries at most.
+SCAN_LIMIT = 20_000
+_UNSCANNED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages", "dist-packages"})
+_SECRETS = tuple(pattern for pattern in SECRET_PATTERNS if not pattern.startswith("!"))
 
 _installed: "FileWatcher | None" = None
 
@@ -75,11 +85,16 @@ class FileWatcher:
         self.permanently_quiet: set[int] = set()
         self.step = 0
         self.step_paths: dict[tuple[int, str], set[str]] = {}
+        self.written: set[tuple[int, str]] = set()  # (step, path) this process opened to write
+        self.spawned: set[int] = set()  # steps that started another program
+        self.found_after: list[tuple[int, str, float]] = []
         self.failed = False
 
     def hook(self, event: str, args: tuple) -> None:
         if event != "open":
-            if event == "os.rename":  # os.replace and shutil.move too
+            if event in _SPAWNS:
+                self.spawned.add(self.step)
+            elif event == "os.rename":  # os.replace and shutil.move too
                 try:
                     self._renamed(args)
                 except Exception:
@@ -148,6 +163,7 @@ class FileWatcher:
             self.reads.append((self.step, path, time.time(), (stat.st_mtime_ns, stat.st_size)))
         else:
             self.writes.setdefault((self.step, path), (time.time(), _identity(path)))
+            self.written.add((self.step, path))
         if self.step:  # only what was recorded: a folder or a failed open is no dependency
             self.step_paths.setdefault((self.step, direction), set()).add(self.relative(path))
 
@@ -191,7 +207,12 @@ class FileWatcher:
         for _ in range(len(self.reads)):
             step, path, at, opened_stat = self.reads.popleft()
             digest, size = (None, None) if opened_stat is None else file_digest(path, opened_stat)
-            events.append((step, self.relative(path), READ, digest, size, at))
+            events.append((step, self.relative(path), READ, digest, size, at, None))
+        while self.found_after:
+            step, path, at = self.found_after.pop()
+            digest, size = file_digest(path, None)
+            if size is not None:
+                events.append((step, self.relative(path), WRITE, digest, size, at, 1))
         if include_writes:
             for (step, path), (at, before) in list(self.writes.items()):
                 if _identity(path) == before:
@@ -204,8 +225,36 @@ class FileWatcher:
                 digest, size = file_digest(path, None)
                 if size is None:
                     continue  # opened for writing but never created
-                events.append((step, self.relative(path), WRITE, digest, size, at))
+                events.append((step, self.relative(path), WRITE, digest, size, at, None))
         return events
+
+    def find_written_after(self, step: int, since: float, exclude: tuple[str, ...] = ()) -> None:
+        """Files of the project created or changed since ``since`` (a time) that no open of this
+        process wrote in ``step``: a child process (``!dot -Tpng``, ``subprocess.run``) or a C
+        library wrote them. They are recorded as written by ``step``, seen after the fact. The
+        scan is bounded (``SCAN_LIMIT`` entries) and skips hidden, cache and environment folders,
+        the store, and files that look like secrets."""
+        me = threading.get_ident()
+        self.quiet_threads.add(me)
+        try:
+            since_ns = int(since * 1e9)
+            known = {path for known_step, path in self.written if not step or known_step == step}
+            for path, at in _changed_files(self.root, since_ns):
+                if (path in known or path in exclude or path.startswith(self.ignored)
+                        or _is_noise(path)):
+                    continue
+                self.found_after.append((step, path, at))
+                if step:
+                    self.step_paths.setdefault((step, WRITE), set()).add(self.relative(path))
+        finally:
+            if me not in self.permanently_quiet:
+                self.quiet_threads.discard(me)
+
+    def spawned_in(self, step: int) -> bool:
+        if step in self.spawned:
+            self.spawned.discard(step)
+            return True
+        return False
 
     def paths_read_in(self, step: int) -> list[str]:
         return sorted(self.step_paths.pop((step, READ), ()))
@@ -227,6 +276,36 @@ class FileWatcher:
         if path.startswith(self.root + os.sep):
             return path[len(self.root) + 1:]
         return path
+
+
+def _changed_files(root: str, since_ns: int) -> list[tuple[str, float]]:
+    """(path, modification time) of the files under ``root`` changed at or after ``since_ns``."""
+    found: list[tuple[str, float]] = []
+    folders, visited = [root], 0
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                visited += 1
+                if visited > SCAN_LIMIT:
+                    return found
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if name not in _UNSCANNED_FOLDERS:
+                            folders.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        modified = entry.stat(follow_symlinks=False).st_mtime_ns
+                        if modified >= since_ns and not any(fnmatch.fnmatch(name, p) for p in _SECRETS):
+                            found.append((entry.path, modified / 1e9))
+                except OSError:
+                    continue
+    return found
 
 
 def _identity(path: str) -> tuple | None:

@@ -38,6 +38,9 @@ from trellis.store.paths import recorded_path
 
 _PREVIEW = 200
 _MAX_OUTPUT_BYTES = 8 << 20
+# seconds: a cell this long is scanned for files other programs wrote, whether or not it
+# started one (a C library writes without ``open``)
+LONG_CELL = 1.0
 
 
 def notebook_path(shell: Any) -> str | None:
@@ -237,9 +240,23 @@ class NotebookCapture:
             self._record_modules(step["number"], analysis)
         except Exception as error:
             self.run.problem("imported modules", error)
+        try:
+            self._find_written_after(step, ended["ended"])
+        except Exception as error:
+            self.run.problem("files written by other programs", error)
         ended["analysis"] = self._analyze(step, analysis, status)
         ended["status"] = status
         step.update(ended)
+
+    def _find_written_after(self, step: dict[str, Any], ended: float) -> None:
+        """A cell that started another program (``!cmd``, ``subprocess``), or ran long enough for
+        a scan of the project to cost little beside it, gets the files changed while it ran."""
+        files = self.run.files
+        if files is None:
+            return
+        if files.spawned_in(step["number"]) or ended - step["started"] >= LONG_CELL:
+            own = (os.path.abspath(self.notebook),) if self.notebook else ()
+            files.find_written_after(step["number"], step["started"], exclude=own)
 
     def _output(self, kind: str, value: Any) -> None:
         """A mime bundle of a result or display, content-addressed; the step keeps references."""

@@ -460,8 +460,8 @@ class Run:
                 [(run, base + iteration, *rest) for iteration, *rest in checkpoints],
             )
             store.executemany(
-                "INSERT INTO files (run, step, path, mode, hash, size, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files (run, step, path, mode, hash, size, at, seen_after)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run, base + step if step else None, storable(path), *event)
                  for step, path, *event in files],
             )
@@ -654,6 +654,11 @@ class Run:
             self.recorder.join(120)
         if self.context is not None:
             self.context.join(120)
+        if self.kind == "script" and self.files is not None:
+            try:
+                self.files.find_written_after(0, self.started)
+            except Exception as error:
+                self.problem("files written by other programs", error)
         self.flush(final=True)
         if observers and self.run_id is not None:
             if not self.announced:

@@ -90,7 +90,8 @@ def lineage(graph: dict[str, Any], downstream: bool = False) -> str:
         node = nodes[node_id]
         if node["kind"] == "file":
             digest = f"sha256 {node['hash'][:12]}" if node["hash"] else "not hashed"
-            return f"{node['path']} ({digest}{', source' if node['source'] else ''})"
+            return (f"{node['path']} ({digest}{', source' if node['source'] else ''}"
+                    f"{', written by another program: seen after the fact' if node.get('seen_after') else ''})")
         if node["kind"] == "execution":
             return (f"cell {node['cell_id']} [{node['execution_count']}] of {node['notebook']}"
                     f" (epoch {node['run_id'][:8]}) {node['status']} {node['started']}")
@@ -158,7 +159,8 @@ def notebook_history(described: dict[str, Any]) -> str:
                      f" {len(executions)} executions, {total:.2f} s")
         for e in executions:
             links = ", ".join(f"{d['name']}<-{d['execution'].split('/')[-1]}" for d in e["depends_on"])
-            files = [f"read {r['path']}" for r in e["reads"]] + [f"wrote {w['path']}" for w in e["writes"]]
+            files = [f"read {r['path']}" for r in e["reads"]] + [
+                f"wrote {w['path']}{' (seen after)' if w.get('seen_after') else ''}" for w in e["writes"]]
             changed = dict.fromkeys(e["defined"] + e["mutated"])
             lines.append(
                 f"  [{e['execution_count']}] {e['id'].split('/')[-1]:>3} cell {e['cell_id']} {e['status']}"

@@ -103,20 +103,21 @@ class _Walker:
     # -- upstream ---------------------------------------------------------------------------
 
     def writer_of(self, path: str, digest: str | None, before: float | None) -> tuple | None:
-        """What wrote the version of ``path`` that was read at ``before``: (activity, hash, size).
+        """What wrote the version of ``path`` that was read at ``before``: (activity, hash, size,
+        whether the write was only seen after the fact).
 
         The last write before the read, matched by hash when both sides have one; with no time,
         the last write of all.
         """
-        sql = "SELECT run, step, hash, size FROM files WHERE path = ? AND mode = 'write'"
+        sql = "SELECT run, step, hash, size, seen_after FROM files WHERE path = ? AND mode = 'write'"
         params: list[Any] = [path]
         if before is not None:
             sql += " AND at <= ?"
             params.append(before)
-        for run, step, written, size in self.store.execute(sql + " ORDER BY at DESC", params):
+        for run, step, written, size, seen_after in self.store.execute(sql + " ORDER BY at DESC", params):
             if not digest or not written or written == digest:
                 activity = ("step", step) if step is not None else ("run", run)
-                return activity, written, size
+                return activity, written, size, bool(seen_after)
         return None
 
     def upstream_of_file(self, path: str, digest: str | None, size: int | None,
@@ -126,6 +127,8 @@ class _Walker:
                               size if size is not None else (written[2] if written else None))
         if written is not None:
             self.graph.nodes[node]["source"] = False
+            if written[3]:
+                self.graph.nodes[node]["seen_after"] = True
             self.graph.edge(node, self.node(written[0]), "wasGeneratedBy")
             self.upstream(written[0], seen)
         return node
@@ -218,12 +221,14 @@ class _Walker:
         if (visit := self.first_visit(activity, seen)) is None:
             return
         kind, number, me, column = visit
-        for path, digest, size in self.store.execute(
-            f"SELECT path, hash, MAX(size) FROM files WHERE {column} = ? AND mode = 'write'"
-            " GROUP BY path, hash ORDER BY MIN(at)", (number,)
+        for path, digest, size, seen_after in self.store.execute(
+            f"SELECT path, hash, MAX(size), MAX(seen_after) FROM files WHERE {column} = ?"
+            " AND mode = 'write' GROUP BY path, hash ORDER BY MIN(at)", (number,)
         ):
             file_node = self.downstream_of_version(path, digest, size, seen)
             self.graph.nodes[file_node]["source"] = False
+            if seen_after:
+                self.graph.nodes[file_node]["seen_after"] = True
             self.graph.edge(file_node, me, "wasGeneratedBy")
         if kind == "run":
             uuid = self.runs_by_id[number]["run_id"]

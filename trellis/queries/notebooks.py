@@ -80,7 +80,7 @@ def _executions(store: Store, run_id: int, keys: dict[int, str]) -> list[dict[st
         " outputs, analysis FROM steps WHERE run = ? ORDER BY started, id",
         (run_id,),
     )
-    files = _grouped(store, "SELECT step, mode, path, hash, size FROM files WHERE run = ? ORDER BY at", run_id)
+    files = _grouped(store, "SELECT step, mode, path, hash, size, seen_after FROM files WHERE run = ? ORDER BY at", run_id)
     variables = _grouped(
         store,
         "SELECT v.step, v.name, v.type, v.summary FROM variables v JOIN steps s ON s.id = v.step"
@@ -114,8 +114,9 @@ def _executions(store: Store, run_id: int, keys: dict[int, str]) -> list[dict[st
             "imports": found.get("imports", []),
             "loops": found.get("loops", 0),
             "conditions": found.get("conditions", 0),
-            "reads": [{"path": p, "hash": h, "size": s} for m, p, h, s in files.get(step, []) if m == "read"],
-            "writes": [{"path": p, "hash": h, "size": s} for m, p, h, s in files.get(step, []) if m == "write"],
+            "reads": [{"path": p, "hash": h, "size": s} for m, p, h, s, _ in files.get(step, []) if m == "read"],
+            "writes": [{"path": p, "hash": h, "size": s, **({"seen_after": True} if after else {})}
+                       for m, p, h, s, after in files.get(step, []) if m == "write"],
             "depends_on": [
                 {"execution": keys.get(on) or execution_key("?", on), "name": name, "via": via}
                 for on, name, via in dependencies.get(step, [])

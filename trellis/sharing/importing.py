@@ -124,8 +124,10 @@ def _insert_epochs(store: Store, embedded: dict[str, Any], projid: str, carried:
             )
             for mode, entries in (("read", execution["reads"]), ("write", execution["writes"])):
                 store.executemany(
-                    "INSERT INTO files (run, step, path, mode, hash, size, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(run_id, step, f["path"], mode, f["hash"], f["size"], started) for f in entries],
+                    "INSERT INTO files (run, step, path, mode, hash, size, at, seen_after)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, step, f["path"], mode, f["hash"], f["size"], started,
+                      1 if f.get("seen_after") is True else None) for f in entries],
                 )
             store.executemany(
                 "INSERT INTO variables (step, name, type, summary, fingerprint) VALUES (?, ?, ?, ?, ?)",

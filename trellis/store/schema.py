@@ -23,7 +23,7 @@ someone else's: they are not unpickled unless the user says they trust them.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 RUN_SHIFT = 32
 
 # table -> how its rows belong to a run: a run column, or a key whose high half is the run
@@ -69,6 +69,10 @@ MIGRATIONS = {
         "ALTER TABLE runs ADD COLUMN received_from TEXT",
         # How a replayed value was verified (replaying/verifying.py); NULL for logged values.
         "ALTER TABLE logs ADD COLUMN verified TEXT",
+    ],
+    5: [
+        # 1: a write found by a scan after the step, not seen as it happened (capture/files.py)
+        "ALTER TABLE files ADD COLUMN seen_after {int}",
     ],
 }
 
@@ -163,7 +167,8 @@ CREATE TABLE IF NOT EXISTS files (
     mode TEXT NOT NULL,
     hash TEXT,
     size {int},
-    at {float} NOT NULL
+    at {float} NOT NULL,
+    seen_after {int}
 );
 CREATE INDEX IF NOT EXISTS files_by_path ON files (path);
 CREATE INDEX IF NOT EXISTS files_by_run ON files (run);
