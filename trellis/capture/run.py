@@ -656,7 +656,10 @@ class Run:
             self.context.join(120)
         if self.kind == "script" and self.files is not None:
             try:
-                self.files.find_written_after(0, self.started)
+                # only a script that started another program: a scan would also find what others
+                # (make -j's other jobs, an editor) wrote in the project meanwhile
+                if self.files.spawned_in(0):
+                    self.files.find_written_after(0, self.started)
             except Exception as error:
                 self.problem("files written by other programs", error)
         self.flush(final=True)

@@ -114,11 +114,16 @@ class _Walker:
         if before is not None:
             sql += " AND at <= ?"
             params.append(before)
+        guessed = None
         for run, step, written, size, seen_after in self.store.execute(sql + " ORDER BY at DESC", params):
             if not digest or not written or written == digest:
                 activity = ("step", step) if step is not None else ("run", run)
-                return activity, written, size, bool(seen_after)
-        return None
+                if not seen_after or not digest:
+                    return activity, written, size, bool(seen_after)
+                # a write seen as it happened, with the same content, outranks one found after
+                # the fact by a program that ran meanwhile
+                guessed = guessed or (activity, written, size, True)
+        return guessed
 
     def upstream_of_file(self, path: str, digest: str | None, size: int | None,
                          before: float | None, seen: set) -> str:
