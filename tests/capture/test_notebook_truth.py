@@ -34,6 +34,10 @@ REPORT = ["with open('models/report.txt', 'w') as out:\n    out.write('one')",
 # cell-15 has another program write a file; cell-16 reads it
 DRAWN = ["!echo drawn > models/drawn.txt",
          "drawn = open('models/drawn.txt').read()"]
+# cell-17 imports and sets a constant in the cell that reads customers.csv; cell-18 builds an
+# output from them alone: it comes from no file
+SYNTHETIC = ["import numpy as np\nsize = 10\nraw = pd.read_csv('data/customers.csv')",
+             "joblib.dump(np.arange(size), 'models/synthetic.joblib')"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def recorded(tmp_path_factory):
     project.write("data/customers.csv", "id,churn\n1,0\n2,1\n")
     (root / "models").mkdir()
     first = [SETUP, "df = pd.read_csv('data/old.csv')", FIT, "joblib.dump(m, 'model.joblib')",
-             SCALE, SCALE, "forest = 1", *CHURN, LOOP, *REPORT, *DRAWN]
+             SCALE, SCALE, "forest = 1", *CHURN, LOOP, *REPORT, *DRAWN, *SYNTHETIC]
     notebook(project, "models.ipynb", first)
     trellis_run(project, "models.ipynb")
     second = [SETUP, "df = pd.read_csv('data/new.csv')", FIT, "joblib.dump(m, 'model.joblib')",
@@ -98,6 +102,24 @@ def test_each_model_comes_from_its_own_data(here):
     assert paths == {"model.joblib", "data/new.csv"}
     newest = trellis.query("SELECT uuid FROM runs ORDER BY started DESC LIMIT 1")["uuid"][0]
     assert {n["run_id"] for n in graph["nodes"] if n["kind"] == "execution"} == {newest}
+
+
+def test_an_import_or_a_constant_carries_none_of_its_cells_reads(here):
+    graph = trellis.lineage("models/synthetic.joblib")
+    assert {n["path"] for n in graph["nodes"] if n["kind"] == "file"} == {"models/synthetic.joblib"}
+    rows = json.loads(here.cli("sparql", "dataset-of-model", "--bind",
+                               "model_path=models/synthetic.joblib", "--json").stdout)
+    assert rows == []
+    # the cell that imported numpy still gave the output its library
+    rows = json.loads(here.cli("sparql", "libraries-of-output", "--bind",
+                               "output_path=models/synthetic.joblib", "--json").stdout)
+    assert "numpy" in {r["library"] for r in rows}
+    # and the link is still recorded: the output's cell used np and size from cell-17
+    epochs, table = epochs_and_steps()
+    ids = {cell: step for step, run, cell, _ in table.values.tolist() if run == epochs[0]}
+    deps = trellis.query("SELECT name FROM dependencies WHERE step = ? AND depends_on = ?",
+                         (ids["cell-18"], ids["cell-17"]))["name"].tolist()
+    assert sorted(deps) == ["np", "size"]
 
 
 def test_a_name_bound_then_changed_in_one_cell_is_a_new_value(here):
@@ -162,9 +184,9 @@ def test_a_file_another_program_wrote_in_a_cell_is_that_cells(here):
 def test_only_the_users_imports_are_the_cells_libraries(here):
     epochs, table = epochs_and_steps()
     modules = trellis.query("SELECT step, module FROM modules WHERE step IS NOT NULL")
-    assert set(modules["module"]) == {"pandas", "joblib", "sklearn"}
-    first_cells = set(table[table["cell_id"] == "cell-0"]["id"])
-    assert set(modules["step"]) == first_cells  # once per epoch, by the cell that imports them
+    assert set(modules["module"]) == {"pandas", "joblib", "sklearn", "numpy"}
+    importing = set(table[table["cell_id"].isin(["cell-0", "cell-17"])]["id"])
+    assert set(modules["step"]) == importing  # once per epoch, by the cell that imports them
     rdf = here.cli("export", "--format", "turtle", "--all").stdout
     for incidental in ("pygments", "stack_data", "asttokens", "executing", "pure_eval", "trellis"):
         assert f'repr:name "{incidental}"' not in rdf.lower()
@@ -198,9 +220,9 @@ def test_embed_then_import_gives_the_same_history_and_diff(here, tmp_path):
     embedded = json.loads((here.root / "models.ipynb").read_text())["metadata"]["trellis"]
     jsonschema.validate(embedded, schema)
     sources = embedded["sources"]
-    # every version that ran, once; three cells read a CSV, with three paths
+    # every version that ran, once; four cells read a CSV: three paths, customers.csv twice
     assert len(sources) == len({e["source_hash"] for ep in original["epochs"] for e in ep["executions"]})
-    assert sum("pd.read_csv('data/" in text for text in sources.values()) == 3
+    assert sum("pd.read_csv('data/" in text for text in sources.values()) == 4
 
     other = Project(tmp_path / "colleague")
     other.root.mkdir()

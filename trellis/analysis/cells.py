@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import re
 import warnings
 from contextlib import contextmanager
@@ -194,6 +195,59 @@ def _analyze(source: object) -> CellAnalysis:
     except RecursionError:
         return CellAnalysis(magics=magics, error="code nested too deeply to analyse")
     return visitor.result(magics)
+
+
+@functools.lru_cache(maxsize=4096)
+def code_names(source: str) -> frozenset[str]:
+    """The names a cell binds only to code or constants: by ``import``, ``def``, ``class``, or an
+    assignment of a literal (``n_trees = 100``), and nowhere else in the cell. Whatever the cell
+    read from files did not flow into them, so lineage does not follow a later cell's use of one
+    back into this cell's reads."""
+    try:
+        tree, _, _ = _parse_cell(source) if isinstance(source, str) and len(source) <= MAX_SOURCE_CHARS else (None, (), None)
+        if tree is None:
+            return frozenset()
+        code: set[str] = set()
+        data: set[str] = set()
+        statements = list(tree.body)
+        while statements:
+            statement = statements.pop()
+            if isinstance(statement, (ast.Import, ast.ImportFrom)):
+                code.update(_import_binding(alias) for alias in statement.names if alias.name != "*")
+            elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                code.add(statement.name)
+                data.update(_stored_names(statement.decorator_list))
+            elif isinstance(statement, (ast.If, ast.Try)) or type(statement).__name__ == "TryStar":
+                data.update(_stored_names([getattr(statement, "test", None)]))
+                for handler in getattr(statement, "handlers", ()):
+                    if handler.name:
+                        data.add(handler.name)
+                    statements.extend(handler.body)
+                for block in ("body", "orelse", "finalbody"):
+                    statements.extend(getattr(statement, block, ()))
+            elif (isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None
+                  and _is_literal(statement.value)):
+                targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+                for target in targets:
+                    (code if isinstance(target, ast.Name) else data).update(_stored_names([target]))
+            else:
+                data.update(_stored_names([statement]))
+        return frozenset(code - data)
+    except (RecursionError, *_PARSE_FAILURES):
+        return frozenset()
+
+
+def _stored_names(nodes: Sequence[ast.AST | None]) -> set[str]:
+    """Every name bound anywhere in ``nodes`` (a conservative superset of what they bind)."""
+    return {found.id for node in nodes if node is not None for found in ast.walk(node)
+            if isinstance(found, ast.Name) and isinstance(found.ctx, (ast.Store, ast.Del))}
+
+
+def _is_literal(node: ast.expr) -> bool:
+    """A value built from constants only: numbers, strings, and containers and operators of them."""
+    return all(isinstance(part, (ast.Constant, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.UnaryOp,
+                                 ast.BinOp, ast.unaryop, ast.operator, ast.expr_context))
+               for part in ast.walk(node))
 
 
 def _parse_cell(source: str) -> tuple[ast.Module | None, tuple[str, ...], str | None]:

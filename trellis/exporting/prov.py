@@ -188,6 +188,10 @@ class _Builder:
             self.doc.wasGeneratedBy(self.id(version["iri"]), me)
             self.doc.specializationOf(self.id(version["iri"]), self.id(version["variable"]))
         for link in execution["depends_on"]:
+            if not link["data"]:
+                # code (an import, a def) from an earlier cell: an influence, no data flowed
+                self.doc.wasInfluencedBy(me, self.id(link["execution"]))
+                continue
             if link["version"]:
                 self.doc.used(me, self.id(link["version"]))
             if (execution["iri"], link["execution"]) not in self.informed:

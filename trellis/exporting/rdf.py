@@ -61,11 +61,11 @@ SELECT ?number ?cell_id ?execution_count ?status ?started ?ended WHERE {
 
 LIBRARIES_OF_OUTPUT = _HEADER + """
 # Which library versions were loaded by the execution that wrote ?output_path, or by any
-# execution it depended on?
+# execution it depended on (for data, or for code: the cell that imported a class it used)?
 SELECT DISTINCT ?output_sha256 ?library ?version WHERE {
   ?output a repr:File ; trellis:path ?output_path ; trellis:sha256 ?output_sha256 ;
           prov:wasGeneratedBy ?producer .
-  ?producer prov:wasInformedBy* ?execution .
+  ?producer (prov:wasInformedBy|prov:wasInfluencedBy)* ?execution .
   ?execution prov:used ?lib .
   ?lib a repr:Library ; repr:name ?library ; trellis:version ?version .
 } ORDER BY ?output_sha256 ?library
@@ -316,8 +316,10 @@ class _Builder:
             (p.startedAtTime, self.time(execution["started"])), (p.endedAtTime, self.time(execution["ended"])),
             (p.wasAssociatedWith, self.node(run["agent"]["iri"])),
             (p.used, self.node(source["iri"])),
-            *[(p.used, self.node(link["version"])) for link in execution["depends_on"] if link["version"]],
-            *[(p.wasInformedBy, self.node(link["execution"])) for link in execution["depends_on"]],
+            *[(p.used, self.node(link["version"])) for link in execution["depends_on"]
+              if link["version"] and link["data"]],
+            *[(p.wasInformedBy if link["data"] else p.wasInfluencedBy, self.node(link["execution"]))
+              for link in execution["depends_on"]],
         ])
         self.add(g, source["iri"], [
             (RDF.type, p.Entity), (RDF.type, r.Source),

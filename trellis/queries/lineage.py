@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trellis._errors import TrellisError
+from trellis.queries.dataflow import DataFlow
 from trellis.queries.runs import params_of, program_name, resolve, timestamp
 from trellis.store.connection import Store
 from trellis.store.paths import recorded_path
@@ -51,6 +52,7 @@ class _Walker:
         self.graph = Graph(target)
         self.runs_by_id: dict[int, dict[str, Any]] = {}
         self.readers: dict[str, dict[str | None, list[Activity]]] = {}
+        self.flow = DataFlow(store)
 
     # -- nodes ------------------------------------------------------------------------------
 
@@ -170,6 +172,8 @@ class _Walker:
                 " ORDER BY name",
                 (number,),
             ):
+                if not self.flow.carries_data(earlier, name):
+                    continue
                 self.graph.edge(me, self.step_node(earlier), f"used {name}")
                 self.upstream(("step", earlier), seen)
 
@@ -248,6 +252,8 @@ class _Walker:
                 "SELECT step, name FROM dependencies WHERE depends_on = ? AND via = 'variable'",
                 (number,),
             ):
+                if not self.flow.carries_data(number, name):
+                    continue
                 self.graph.edge(self.step_node(later), me, f"used {name}")
                 self.downstream(("step", later), seen)
 

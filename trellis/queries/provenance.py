@@ -21,6 +21,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from trellis.queries.dataflow import DataFlow
 from trellis.queries.runs import params_of
 from trellis.store.cells import decode
 from trellis.store.connection import Store
@@ -62,6 +63,7 @@ class _Collector:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.uuids = dict(store.execute("SELECT id, uuid FROM runs"))
+        self.flow = DataFlow(store)
         self.files: dict[str, dict[str, Any]] = {}
         self.libraries: dict[str, dict[str, Any]] = {}
         self.notebooks: dict[str, dict[str, Any]] = {}
@@ -266,10 +268,12 @@ class _Collector:
                      "fingerprint": fingerprint, "variable": self.variable(plan, name)}
                     for name, kind, fingerprint in variables.get(step, [])
                 ],
+                # a link through a name bound to code (an import, a def) carries no data
                 "depends_on": [
                     {"execution": self.execution_iri(on), "name": name, "via": via,
                      "version": (self.version_iri(on, name)
-                                 if via == "variable" and self.defines(on, name) else None)}
+                                 if via == "variable" and self.defines(on, name) else None),
+                     "data": via != "variable" or self.flow.carries_data(on, name)}
                     for on, name, via in dependencies.get(step, [])
                 ],
                 "outputs": [
