@@ -4,6 +4,7 @@ new log statements replayed into them from checkpoints, in separate processes.""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,10 @@ def test_where_narrows_and_a_second_replay_does_not_duplicate(project, history, 
     assert count == 16
     (source,) = database.execute("SELECT DISTINCT source FROM logs WHERE name = 'grad_norm'").fetchone()
     assert source == "replay"
+    # `trellis show` lists both replays of the run, with their times as timestamps
+    replays = json.loads(project.cli("show", second, "--json").stdout)["replays"]
+    assert [(r["names"], r["status"]) for r in replays] == [(["grad_norm"], "exact")] * 2
+    assert all(datetime.fromisoformat(r["started"]) <= datetime.fromisoformat(r["ended"]) for r in replays)
 
 
 def test_the_users_repository_is_untouched(project, history):

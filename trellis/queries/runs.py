@@ -113,6 +113,15 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
     streams = store.execute("SELECT stdout, stderr FROM runs WHERE id = ?", (run["id"],))[0]
     checkpoints = store.execute("SELECT COUNT(*) FROM checkpoints WHERE run = ? AND name != ?",
                                 (run["id"], GENERATOR_STATES))[0][0]
+    replays = [
+        {"names": json.loads(names), "code": code, "git_commit": commit, "started": timestamp(started),
+         "ended": timestamp(ended), "seconds": seconds, "status": status, "segments": segments,
+         "failed": failed, "stored": stored, "error": error}
+        for names, code, commit, started, ended, seconds, status, segments, failed, stored, error
+        in store.execute(
+            "SELECT names, code, git_commit, started, ended, seconds, status, segments, failed,"
+            " stored, error FROM replays WHERE run = ? ORDER BY started", (run["id"],))
+    ]
     return {
         "run_id": run["uuid"],
         "projid": run["projid"],
@@ -134,6 +143,7 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
         "logged": {name: count for name, count in names},
         "loops": [{"loop": loop, "depth": depth, "iterations": n} for loop, depth, n in loops],
         "checkpoints": checkpoints,
+        "replays": replays,
         "environment": environment,
         "stdout": streams[0],
         "stderr": streams[1],
