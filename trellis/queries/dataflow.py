@@ -1,10 +1,10 @@
 """Whether a link between two cell executions carries data, or only code.
 
 A cell that uses ``pd`` or ``RandomForestClassifier`` from the cell that imported them depends
-on that cell, but none of the files that cell read flowed into what it built: lineage and the
-provenance exports follow a link into an earlier execution only when the name it goes through
-was bound to data there, not by an import, a ``def``, a ``class`` or a literal
-(``analysis.cells.code_names``).
+on that cell, but none of the files that cell read flowed into what it built. Lineage shows such
+a link but does not walk on into that cell's reads, and the provenance exports make it an
+influence (``prov:wasInfluencedBy``) rather than information, when the name it goes through was
+bound there by an import, a ``def``, a ``class`` or a literal (``analysis.cells.code_names``).
 """
 
 from __future__ import annotations

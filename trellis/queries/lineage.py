@@ -172,10 +172,11 @@ class _Walker:
                 " ORDER BY name",
                 (number,),
             ):
-                if not self.flow.carries_data(earlier, name):
-                    continue
                 self.graph.edge(me, self.step_node(earlier), f"used {name}")
-                self.upstream(("step", earlier), seen)
+                # a name bound to code or a literal there: the cell is where it came from, but
+                # nothing that cell read flowed into it
+                if self.flow.carries_data(earlier, name):
+                    self.upstream(("step", earlier), seen)
 
     # -- downstream -------------------------------------------------------------------------
 
