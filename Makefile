@@ -54,11 +54,14 @@ demo: $(DEMO_READY)
 	@echo "  trellis ui                        the dashboard (once its bundle is built: make $(BUNDLE))"
 
 # The suite twice: on SQLite, then on a throwaway PostgreSQL server it starts and stops itself.
+# TEST_WORKERS test processes share the tests (pytest-xdist); kernels and servers wait on I/O
+# enough that two halve the time on two cores.
+TEST_WORKERS ?= 2
 test: $(SETUP)
 	scripts/ensure-chromium
 	scripts/ensure-postgresql
-	$(BIN)/python -m pytest -q
-	$(BIN)/python -m pytest -q --store=postgresql
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --store=postgresql
 
 # Side by side with FlorDB and MLflow (installed once into benchmarks/.peers/); a few minutes.
 bench: $(SETUP)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -69,14 +68,17 @@ TRAINING = [
 ]
 
 
-def test_every_execution_is_recorded_as_a_step_of_an_epoch(in_project):
+def test_every_execution_is_recorded_as_a_step_of_an_epoch(in_project, tmp_path, monkeypatch):
     in_project.write("data.csv", "1,2,5\n2,1,4\n3,3,9\n")
     path = notebook(in_project, "train.ipynb", TRAINING)
-    before = set(Path(tempfile.gettempdir()).glob("trellis-kernel-*"))
+    private = tmp_path / "temporary"  # a temporary folder of its own: other tests start kernels too
+    private.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private))
     done = trellis_run(in_project, "train.ipynb")
     assert done.stdout.strip() == "7 cells executed, 1 failed"
     assert done.stderr == ""  # the kernel listens on sockets in a private folder: no TCP warning
-    assert set(Path(tempfile.gettempdir()).glob("trellis-kernel-*")) == before  # removed after
+    assert not list(private.glob("trellis-kernel-*"))  # removed after
+    monkeypatch.delenv("TMPDIR")
     (epoch,) = trellis.query("SELECT uuid, kind, filename, status FROM runs").to_dict("records")
     assert epoch["kind"] == "notebook" and epoch["filename"] == "train.ipynb" and epoch["status"] == "ok"
     table = steps()

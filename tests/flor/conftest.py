@@ -9,6 +9,7 @@ keeps its type.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -45,10 +46,14 @@ def flordb_python() -> Path:
     """The interpreter of a virtualenv holding the pinned FlorDB, installed from PyPI if missing."""
     python = PEER_DIR / "bin" / "python"
     wanted = FLORDB_PIN.split("==")[1]
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_DIR)], check=True)
-    if _version(python) != wanted:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", FLORDB_PIN], check=True, timeout=900)
+    PEER_DIR.parent.mkdir(parents=True, exist_ok=True)
+    # the test processes of `pytest -n` share the environment: one of them makes it
+    with open(PEER_DIR.parent / ".flordb.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(PEER_DIR)], check=True)
+        if _version(python) != wanted:
+            subprocess.run([str(python), "-m", "pip", "install", "-q", FLORDB_PIN], check=True, timeout=900)
     assert _version(python) == wanted, f"could not install {FLORDB_PIN} into {PEER_DIR}"
     return python
 
