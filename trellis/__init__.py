@@ -335,8 +335,8 @@ def widget(notebook: str | None = None) -> Any:
 
 def import_runs(path: Any) -> dict[str, int]:
     """Load a JSON export (or the runs of another SQLite store, such as a recovery file, a
-    notebook's embedded history, or a FlorDB project's ``.flor/`` folder) into this project's
-    store, all or nothing; runs already
+    notebook's embedded history, a FlorDB project's ``.flor/`` folder, or an MLflow tracking store:
+    an ``mlruns/`` folder or ``sqlite:///mlflow.db``) into this project's store, all or nothing; runs already
     here are skipped. What comes in is checked whole first; a file that is not what it claims is
     refused with one line."""
     from trellis.sharing.importing import import_path

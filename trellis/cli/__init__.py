@@ -395,11 +395,12 @@ def sparql_command(query: str, bindings: tuple[str, ...], target: str | None, as
 
 
 @cli.command("import")
-@click.argument("path", type=click.Path(path_type=__import__("pathlib").Path))
+@click.argument("path")
 @_one_line_errors
-def import_command(path: Any) -> None:
-    """Load a JSON export (from `trellis export --format json`), or a FlorDB project's .flor/ folder,
-    into this project's store."""
+def import_command(path: str) -> None:
+    """Load into this project's store a JSON export (from `trellis export --format json`), another
+    store's .db file, a notebook's embedded history, a FlorDB project's .flor/ folder, or an MLflow
+    tracking store (an mlruns/ folder, an mlflow.db file or its sqlite:/// URI)."""
     counts = trellis.import_runs(path)
     replays = f", {counts['replays']} replays into them added" if counts["replays"] else ""
     click.echo(f"imported {counts['imported']} runs ({counts['skipped']} already here{replays})")

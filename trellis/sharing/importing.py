@@ -19,6 +19,7 @@ from trellis._errors import TrellisError
 from trellis.queries.notebooks import notebook_file
 from trellis.sharing import received
 from trellis.sharing.flor_import import flor_folder, import_flor
+from trellis.sharing.mlflow_import import import_mlflow, mlflow_source
 from trellis.sharing.transfer import copy_runs
 from trellis.store.connection import Store, open_store
 from trellis.store.replayed import put_replayed
@@ -188,7 +189,7 @@ _UNFINISHED = ("running", "interrupted")
 
 def import_path(path: Any) -> dict[str, int]:
     """Import what ``path`` holds into this project's store: a FlorDB project's
-    ``.flor/`` folder, another SQLite store (such as a recovery file), a notebook's embedded
+    ``.flor/`` folder, an MLflow tracking store (``mlruns/`` or ``sqlite:///mlflow.db``), another SQLite store (such as a recovery file), a notebook's embedded
     history or a JSON export. It is checked whole before the local store is opened, so a bad file
     leaves no trace."""
     if Path(path).suffix == ".ipynb":
@@ -200,6 +201,9 @@ def import_path(path: Any) -> dict[str, int]:
     if (folder := flor_folder(Path(path))) is not None:
         with open_store() as store:
             return import_flor(store, folder)
+    if (tracking := mlflow_source(str(path))) is not None:
+        with open_store() as store:
+            return import_mlflow(store, *tracking)
     if Path(path).suffix in (".db", ".sqlite", ".sqlite3"):
         with open_store(str(path), read_only=True) as source:
             received.check_store(source)
