@@ -38,6 +38,16 @@ DRAWN = ["!echo drawn > models/drawn.txt",
 # output from them alone: it comes from no file
 SYNTHETIC = ["import numpy as np\nsize = 10\nraw = pd.read_csv('data/customers.csv')",
              "joblib.dump(np.arange(size), 'models/synthetic.joblib')"]
+# cells 19-25: objects changed through another one. pipe.fit fits the estimator bound to clf;
+# writing through a view changes the array it views
+THROUGH = ["from sklearn.pipeline import make_pipeline\nfrom sklearn.linear_model import LogisticRegression\n"
+           "clf = LogisticRegression()\npipe = make_pipeline(StandardScaler(), clf)",
+           "labels = pd.read_csv('data/labels.csv')",
+           "pipe.fit(labels[['x']], labels['y'])",
+           "joblib.dump(clf, 'models/clf.joblib')",
+           "base = np.zeros(4)\nview = base[:2]",
+           "view[:] = labels['x'].to_numpy()[:2]",
+           "np.save('models/base.npy', base)"]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +58,10 @@ def recorded(tmp_path_factory):
     project.write("data/old.csv", "x,y\n1,2\n2,4\n3,6\n")
     project.write("data/new.csv", "x,y\n1,3\n2,5\n3,7\n4,9\n")
     project.write("data/customers.csv", "id,churn\n1,0\n2,1\n")
+    project.write("data/labels.csv", "x,y\n1,0\n2,0\n3,1\n4,1\n")
     (root / "models").mkdir()
     first = [SETUP, "df = pd.read_csv('data/old.csv')", FIT, "joblib.dump(m, 'model.joblib')",
-             SCALE, SCALE, "forest = 1", *CHURN, LOOP, *REPORT, *DRAWN, *SYNTHETIC]
+             SCALE, SCALE, "forest = 1", *CHURN, LOOP, *REPORT, *DRAWN, *SYNTHETIC, *THROUGH]
     notebook(project, "models.ipynb", first)
     trellis_run(project, "models.ipynb")
     second = [SETUP, "df = pd.read_csv('data/new.csv')", FIT, "joblib.dump(m, 'model.joblib')",
@@ -120,6 +131,22 @@ def test_an_import_or_a_constant_carries_none_of_its_cells_reads(here):
     deps = trellis.query("SELECT name FROM dependencies WHERE step = ? AND depends_on = ?",
                          (ids["cell-18"], ids["cell-17"]))["name"].tolist()
     assert sorted(deps) == ["np", "size"]
+
+
+def test_an_object_changed_through_another_is_a_new_version(here):
+    for output in ("models/clf.joblib", "models/base.npy"):
+        graph = trellis.lineage(output)
+        files = {n["path"] for n in graph["nodes"] if n["kind"] == "file"}
+        assert "data/labels.csv" in files, (output, files)
+    epochs, table = epochs_and_steps()
+    ids = {cell: step for step, run, cell, _ in table.values.tolist() if run == epochs[0]}
+    analysis = {cell: json.loads(text) for cell, text in trellis.query(
+        "SELECT cell_id, analysis FROM steps WHERE run = ?", (epochs[0],)).values.tolist()}
+    assert analysis["cell-21"]["changed_at_run_time"] == ["clf"]
+    assert analysis["cell-24"]["changed_at_run_time"] == ["base"]
+    deps = trellis.query("SELECT depends_on, name FROM dependencies WHERE step = ?",
+                         (ids["cell-22"],)).values.tolist()
+    assert [ids["cell-21"], "clf"] in deps
 
 
 def test_a_name_bound_then_changed_in_one_cell_is_a_new_value(here):
@@ -220,9 +247,9 @@ def test_embed_then_import_gives_the_same_history_and_diff(here, tmp_path):
     embedded = json.loads((here.root / "models.ipynb").read_text())["metadata"]["trellis"]
     jsonschema.validate(embedded, schema)
     sources = embedded["sources"]
-    # every version that ran, once; four cells read a CSV: three paths, customers.csv twice
+    # every version that ran, once; five cells read a CSV: four paths, customers.csv twice
     assert len(sources) == len({e["source_hash"] for ep in original["epochs"] for e in ep["executions"]})
-    assert sum("pd.read_csv('data/" in text for text in sources.values()) == 4
+    assert sum("pd.read_csv('data/" in text for text in sources.values()) == 5
 
     other = Project(tmp_path / "colleague")
     other.root.mkdir()

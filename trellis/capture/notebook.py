@@ -32,6 +32,7 @@ from typing import Any, Callable
 from trellis import _config
 from trellis.capture import run as _runs
 from trellis.capture.environment import module_distributions, user_cache
+from trellis.capture.mutation import MutationWatch
 from trellis.capture.variables import summarize
 from trellis.store import objects
 from trellis.store.paths import recorded_path
@@ -146,6 +147,7 @@ class NotebookCapture:
         self.definers: dict[str, int] = {}  # name -> step of this epoch that made its latest version
         self.namespace_before: dict[str, int] = {}  # name -> id() of its value when the cell began
         self.writers: dict[str, int] = {}  # path -> step that last wrote it
+        self.mutations = MutationWatch()  # objects changed without being named
         # Mapping modules to distributions reads every installed distribution's file list (140 ms
         # and more) and importing the cell analysis takes 20-40 ms: done here, while the kernel
         # waits for its first cell, no cell waits for them.
@@ -206,6 +208,11 @@ class NotebookCapture:
         }
         self.outputs = []
         self.namespace_before = {name: id(value) for name, value in self.shell.user_ns.items()}
+        if not self.mutations.known:
+            try:
+                self.mutations.look(self.shell.user_ns)
+            except Exception as error:
+                self.run.problem("the state of the namespace", error)
         self.run.steps.append(self.current)
         _runs.set_step(number)
         if self.run.out is not None:
@@ -322,6 +329,20 @@ class NotebookCapture:
             changed = list(dict.fromkeys([*certain, *analysis.mutated, *called_changes, *rebound]))
         else:  # what a failed execution bound before its error
             changed = list(rebound)
+        try:
+            # what the cell changed through another object (`pipe.fit` fits the estimators
+            # bound to other names; `optimizer.step()` changes the model)
+            unnamed = [name for name in self.mutations.look(self.shell.user_ns) if name not in changed]
+        except Exception as error:
+            self.run.problem("the state of the namespace", error)
+            unnamed = []
+        for name in unnamed:
+            earlier = self.definers.get(name)
+            if earlier is not None and earlier != me and (earlier, name, "variable") not in dependencies:
+                dependencies.append((earlier, name, "variable"))
+        changed += unnamed
+        if unnamed:
+            found["changed_at_run_time"] = unnamed
         for name in changed:
             self.definers[name] = me
         for name in self._deleted():
