@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import trellis
-from trellis import checkpointing, iteration, log, loop
+from trellis import checkpointing, iteration, loop
 from trellis._errors import BadArgumentError, NoCheckpointError, TrellisError
 
 if TYPE_CHECKING:
@@ -31,10 +31,49 @@ class MissingArgumentError(BadArgumentError, RuntimeError):
     RuntimeError here, so code catching that still does)."""
 
 
+# Whether something was logged since the last commit: in a notebook, FlorDB commits after each
+# cell that logged, so every such cell has a tstamp of its own (``utils.latest`` picks the last).
+_logged = False
+
+
+def log(name: str, value: Any) -> Any:
+    """``trellis.log``."""
+    global _logged
+    _logged = True
+    return trellis.log(name, value)
+
+
+def _commit_after_cells() -> None:
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    from trellis.capture.notebook import in_kernel
+
+    shell = in_kernel()
+    if shell is not None:
+        shell.events.register("post_run_cell", _after_cell)
+
+
+def _after_cell(_result: Any) -> None:
+    global _logged
+    if _logged:
+        _logged = False
+        try:
+            commit()
+        except Exception as error:  # never the user's cell's problem
+            import warnings
+
+            warnings.warn(f"trellis.flor could not commit after the cell: {error}")
+
+
 def arg(name: str, default: Any = None) -> Any:
     """A parameter from the command line (``--kwargs name=value`` or ``--name value``), else
     ``default``; with neither, an error, as in FlorDB."""
     import sys
+
+    global _logged
+    _logged = True
 
     from trellis.capture.args import from_command_line
     from trellis.capture.run import current
@@ -377,6 +416,8 @@ __all__ = [
     "io", "replay", "load_checkpoint", "checkpoints", "restore", "set_ckpt_interval", "set_capture",
     "utils", "MissingArgumentError",
 ]
+
+_commit_after_cells()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

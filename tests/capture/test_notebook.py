@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,14 +73,17 @@ TRAINING = [
 def test_every_execution_is_recorded_as_a_step_of_an_epoch(in_project, tmp_path, monkeypatch):
     in_project.write("data.csv", "1,2,5\n2,1,4\n3,3,9\n")
     path = notebook(in_project, "train.ipynb", TRAINING)
-    private = tmp_path / "temporary"  # a temporary folder of its own: other tests start kernels too
-    private.mkdir()
+    # a temporary folder of its own (other tests start kernels too), with a short path
+    private = Path(tempfile.mkdtemp(prefix="t-", dir="/tmp"))
     monkeypatch.setenv("TMPDIR", str(private))
-    done = trellis_run(in_project, "train.ipynb")
-    assert done.stdout.strip() == "7 cells executed, 1 failed"
-    assert done.stderr == ""  # the kernel listens on sockets in a private folder: no TCP warning
-    assert not list(private.glob("trellis-kernel-*"))  # removed after
-    monkeypatch.delenv("TMPDIR")
+    try:
+        done = trellis_run(in_project, "train.ipynb")
+        assert done.stdout.strip() == "7 cells executed, 1 failed", done.stderr
+        assert done.stderr == ""  # the kernel listens on sockets in a private folder: no TCP warning
+        assert not list(private.iterdir())  # removed after
+    finally:
+        monkeypatch.delenv("TMPDIR")
+        shutil.rmtree(private, ignore_errors=True)
     (epoch,) = trellis.query("SELECT uuid, kind, filename, status FROM runs").to_dict("records")
     assert epoch["kind"] == "notebook" and epoch["filename"] == "train.ipynb" and epoch["status"] == "ok"
     table = steps()
@@ -318,6 +323,17 @@ def test_the_notebook_path_comes_from_the_jupyter_session(in_project):
     epoch = trellis.query("SELECT kind, filename, status FROM runs").iloc[0]
     assert (epoch["kind"], epoch["filename"], epoch["status"]) == ("notebook", "lab/analysis.ipynb", "ok")
     assert steps()["notebook"].tolist() == ["lab/analysis.ipynb"]
+
+
+def test_a_temporary_folder_too_deep_for_a_socket_still_runs_the_notebook(in_project, tmp_path, monkeypatch):
+    """A Unix socket's path holds 107 bytes: under a deep TMPDIR the kernel's go to /tmp."""
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 5)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    notebook(in_project, "small.ipynb", ["x = 1", "print(x + 1)"])
+    done = trellis_run(in_project, "small.ipynb")
+    assert done.stdout.strip() == "2 cells executed, 0 failed", done.stderr
+    assert done.stderr == ""
 
 
 def test_the_notebook_path_comes_from_vs_code(in_project):

@@ -53,9 +53,10 @@ def run_notebook(path: Path, output: Path | None = None, timeout: int = 600,
         def create_kernel_manager(self) -> Any:
             manager = super().create_kernel_manager()
             if os.name == "posix":  # sockets in a private folder, not TCP ports any local user can reach
-                Client.sockets = tempfile.mkdtemp(prefix="trellis-kernel-")
-                manager.transport = "ipc"
-                manager.ip = os.path.join(Client.sockets, "kernel")
+                Client.sockets = _socket_folder()
+                if Client.sockets is not None:
+                    manager.transport = "ipc"
+                    manager.ip = os.path.join(Client.sockets, "kernel")
             return manager
 
         async def async_execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
@@ -95,6 +96,24 @@ def run_notebook(path: Path, output: Path | None = None, timeout: int = 600,
     if output is not None:
         nbformat.write(notebook, output)
     return {"notebook": str(path), "cells": len(cells), "failed": failed}
+
+
+# A Unix socket's path has room for 107 bytes; the kernel's are this folder + "/kernel-NNNNN".
+_SOCKET_FOLDER_LIMIT = 90
+
+
+def _socket_folder() -> str | None:
+    """A private folder for the kernel's sockets: in the temporary folder, or in /tmp when that
+    one's path is too long for a socket; None (TCP on loopback) when neither will do."""
+    for parent in (None, "/tmp"):
+        try:
+            folder = tempfile.mkdtemp(prefix="trellis-kernel-", dir=parent)
+        except OSError:
+            continue
+        if len(os.fsencode(folder)) <= _SOCKET_FOLDER_LIMIT:
+            return folder
+        os.rmdir(folder)
+    return None
 
 
 def _keep_cell_ids(notebook: Any, path: Path) -> None:
