@@ -36,9 +36,12 @@ function identity(side) {
 
 function code(found) {
   if (found.available === false) return h("p", { class: "muted" }, `not comparable: ${found.reason}`);
-  if (found.same) return h("p", null, "same code");
+  const data = found.data_files && found.data_files.length
+    ? h("p", { class: "data-files" }, `data files in the snapshots, changed: ${found.data_files.join(", ")}`) : null;
+  if (found.same) return [h("p", null, "same code"), data];
   const texts = found.diff !== undefined ? [found.diff] : Object.values(found.cells || {});
   return [
+    data,
     ...texts.map(unified),
     found.new_cells && found.new_cells.length ? h("p", null, `new cells: ${found.new_cells.join(", ")}`) : null,
     found.gone_cells && found.gone_cells.length ? h("p", null, `cells gone: ${found.gone_cells.join(", ")}`) : null,

@@ -41,6 +41,9 @@ def test_runs_differ_in_code_params_values_files_and_packages(two_runs, project)
     a, b = two_runs
     result = trellis.diff(a[:8], b[:8])
     assert "-for epoch in trellis.loop(\"epoch\", range(3)):" in result["code"]["diff"]
+    # what the snapshots hold as data (named like data, or written by a run) is listed apart
+    assert result["code"]["data_files"] == ["data.csv", "out.txt"]
+    assert "b/data.csv" not in result["code"]["diff"] and "b/out.txt" not in result["code"]["diff"]
     assert result["params"]["changed"] == {"lr": {"a": 0.1, "b": 0.5}}
     loss = result["values"]["changed"]["loss"]
     assert loss["a"]["count"] == 3 and loss["b"]["count"] == 4
@@ -52,6 +55,7 @@ def test_runs_differ_in_code_params_values_files_and_packages(two_runs, project)
     text = project.cli("diff", a[:8], b[:8]).stdout
     assert "params: lr: 0.1 -> 0.5" in text and "files read: data.csv changed" in text
     assert "packages: extra-pkg: added '2.0'" in text
+    assert "data files in the snapshots: 2 changed (data.csv, out.txt)" in text
     assert json.loads(project.cli("diff", a[:8], b[:8], "--json").stdout)["kind"] == "runs"
 
 

@@ -82,6 +82,9 @@ def test_runs_table_sorts_filters_selects_and_charts(watched, dashboard):
     page.wait_for_selector("main[data-rendered]")
     params = page.locator("section", has=page.locator("h2", has_text="params"))
     assert "lr" in params.inner_text()
+    # the runs share their code; the model the previous run left in the snapshot is data
+    code = page.locator("section", has=page.locator("h2", has_text="code")).inner_text()
+    assert "same code" in code and "data files in the snapshots, changed: model.txt" in code
     not_pwned(watched)
     assert watched.errors == []
 

@@ -100,7 +100,7 @@ _WELL_KNOWN_MODULES = frozenset({
     "wandb", "re", "heapq", "bisect",
 })
 
-_DATA_EXTENSIONS = frozenset({
+DATA_EXTENSIONS = frozenset({
     "csv", "tsv", "json", "jsonl", "parquet", "feather", "arrow", "avro", "orc", "pkl",
     "pickle", "joblib", "npy", "npz", "txt", "h5", "hdf5", "pt", "pth", "ckpt", "safetensors",
     "onnx", "xlsx", "xls", "zip", "gz", "bz2", "xz", "tar", "tgz", "yaml", "yml", "db",
@@ -292,7 +292,7 @@ def _looks_like_location(text: str) -> bool:
     if _URL.fullmatch(text):
         return True
     stem, dot, extension = text.rpartition(".")
-    if dot and extension.lower() in _DATA_EXTENSIONS and stem and stem[-1] not in "/\\.":
+    if dot and extension.lower() in DATA_EXTENSIONS and stem and stem[-1] not in "/\\.":
         return True
     if _WINDOWS_PATH.fullmatch(text):
         return True

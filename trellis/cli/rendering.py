@@ -16,7 +16,10 @@ def diff(result: dict[str, Any]) -> str:
         lines.append(f"code: not comparable ({code['reason']})")
     elif code.get("same"):
         lines.append("code: same")
-    else:
+    if code.get("data_files"):
+        lines.append(f"data files in the snapshots: {len(code['data_files'])} changed"
+                     f" ({', '.join(code['data_files'][:5])}{' ...' if len(code['data_files']) > 5 else ''})")
+    if code.get("available") is not False and not code.get("same"):
         lines.append("code:")
         text = code.get("diff") or "".join(code.get("cells", {}).values())
         lines += ["  " + line for line in text.rstrip().splitlines()]

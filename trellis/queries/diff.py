@@ -15,6 +15,7 @@ from typing import Any
 
 from trellis._errors import TrellisError
 from trellis.queries.runs import resolve
+from trellis.analysis.cells import DATA_EXTENSIONS
 from trellis.store.cells import decode
 from trellis.store.connection import Store
 from trellis.store.objects import object_path
@@ -171,10 +172,28 @@ def _code(store: Store, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     if a["git_commit"] == b["git_commit"]:
         return {"available": True, "same": True, "diff": ""}
     try:
-        text = git(store.project, "diff", "--no-color", a["git_commit"], b["git_commit"], strip=False)
+        changed = git(store.project, "diff", "--name-only", "-z", a["git_commit"], b["git_commit"],
+                      strip=False).split("\0")
+        changed = [path for path in changed if path]
+        data = [path for path in changed if _is_data(store, path)]
+        code = [path for path in changed if path not in data]
+        text = git(store.project, "diff", "--no-color", a["git_commit"], b["git_commit"], "--", *code,
+                   strip=False) if code else ""
     except GitError as error:
         return {"available": False, "reason": str(error).splitlines()[-1]}
-    return {"available": True, "same": not text, "diff": text[:_TEXT_LIMIT]}
+    # data a snapshot holds (a run's predictions, a CSV) is listed apart, not read as code
+    return {"available": True, "same": not text, "diff": text[:_TEXT_LIMIT], "data_files": data}
+
+
+# Text a person edits (settings, requirements) stays in the code diff even when named like data.
+_EDITED = frozenset({"json", "yaml", "yml", "txt", "toml"})
+
+
+def _is_data(store: Store, path: str) -> bool:
+    """A file some run wrote (generated data), or one named like data (``.csv``, ``.npz``...)."""
+    if path.rsplit(".", 1)[-1].lower() in DATA_EXTENSIONS - _EDITED:
+        return True
+    return bool(store.execute("SELECT 1 FROM files WHERE path = ? AND mode = 'write' LIMIT 1", (path,)))
 
 
 def _cell_sources(store: Store, a: int, b: int) -> dict[str, Any]:
