@@ -9,6 +9,7 @@ export const COLOURS = {
   reads: "#fdbe85",
   outputs: "#b5dfa8",
   file: "#fee6ce",
+  output: "#e5f5e0",
   library: "#c6dbef",
   edge: "#8a8f98",
   dataEdge: "#e6781e",

@@ -17,9 +17,11 @@ const STYLE = [
   { selector: "node.cell.failed", style: { "background-color": COLOURS.failed, "border-color": "#b3261e", "border-width": 2 } },
   { selector: "node.cell.deleted", style: { opacity: 0.35, "border-style": "dashed" } },
   { selector: "node.file", style: { shape: "tag", "background-color": COLOURS.file, "border-color": COLOURS.dataEdge, width: 150, height: 30 } },
+  { selector: "node.file.output", style: { "background-color": COLOURS.output, "border-color": COLOURS.outputs } },
   { selector: "node.library", style: { shape: "hexagon", "background-color": COLOURS.library, "border-color": COLOURS.libraryEdge, width: 110, height: 30 } },
   { selector: "node.library.unused", style: { "border-style": "dashed", opacity: 0.7 } },
   { selector: "edge.source", style: { "line-color": COLOURS.dataEdge, "target-arrow-color": COLOURS.dataEdge } },
+  { selector: "edge.writes", style: { "line-color": COLOURS.dataEdge, "target-arrow-color": COLOURS.dataEdge } },
   { selector: "edge.via-file", style: { "line-color": COLOURS.dataEdge, "target-arrow-color": COLOURS.dataEdge, "line-style": "dashed" } },
   { selector: "edge.library", style: { "line-color": COLOURS.libraryEdge, "target-arrow-color": COLOURS.libraryEdge, width: 1, label: "" } },
   { selector: "edge.library.unused", style: { "line-style": "dotted" } },
@@ -29,7 +31,7 @@ const STYLE = [
 const LEGEND = [
   [COLOURS.cell, "cell"], [COLOURS.reads, "reads data"], [COLOURS.outputs, "has outputs"],
   [COLOURS.failed, "failed"], ["#eeeeee", "deleted (faded)"], [COLOURS.file, "data source"],
-  [COLOURS.library, "library"],
+  [COLOURS.output, "file written, read by no cell"], [COLOURS.library, "library"],
 ];
 
 export function notebookView(root, initial, options = {}) {
@@ -131,6 +133,7 @@ export function notebookView(root, initial, options = {}) {
     }
     const visibleFiles = new Set();
     const readBy = new Set();
+    const writtenBy = new Set();
     const dependencyNames = new Map();
     if (state.mode === "data") {
       for (const execution of chosen) {
@@ -138,6 +141,11 @@ export function notebookView(root, initial, options = {}) {
           if (data.written.has(read.path)) continue;
           visibleFiles.add(read.path);
           readBy.add(`source:${read.path}\u0000${execution.cell_id}`);
+        }
+        for (const write of execution.writes) {
+          if (data.read.has(write.path)) continue;  // a later cell's read draws it as a dependency
+          visibleFiles.add(write.path);
+          writtenBy.add(`writes:${execution.cell_id}\u0000${write.path}`);
         }
         for (const link of execution.depends_on) {
           const earlier = data.byId.get(link.execution);
@@ -159,6 +167,7 @@ export function notebookView(root, initial, options = {}) {
     });
     cy.nodes("node.file").forEach((node) => node.toggleClass("hidden", !visibleFiles.has(node.data("path"))));
     cy.edges("edge.source").forEach((edge) => edge.toggleClass("hidden", !readBy.has(edge.id())));
+    cy.edges("edge.writes").forEach((edge) => edge.toggleClass("hidden", !writtenBy.has(edge.id())));
     cy.edges("edge.dependency").forEach((edge) => {
       const names = dependencyNames.get(edge.id());
       edge.toggleClass("hidden", !names);
@@ -292,13 +301,20 @@ export function notebookView(root, initial, options = {}) {
               [executionName(e), v.type, summarize(v.summary), hashText(v.summary.fingerprint)])));
         }));
     }
-    if (edge.hasClass("source")) return filePanel(edge.data("path"));
+    if (edge.hasClass("source") || edge.hasClass("writes")) return filePanel(edge.data("path"));
     if (edge.hasClass("library")) return libraryPanel(data.libraries.get(edge.data("name")));
     return h("div", { class: "edge-panel" }, h("h3", null, `ran after: executions ${edge.data("label")}`));
   }
 
   function filePanel(path) {
     const readers = selection().filter((e) => e.reads.some((r) => r.path === path));
+    const writers = selection().filter((e) => e.writes.some((w) => w.path === path));
+    if (writers.length && !readers.length) {
+      return h("div", { class: "file-panel" },
+        h("h3", null, `file written ${path}`),
+        table(["written by", "sha256", "bytes"], writers.flatMap((e) => e.writes.filter((w) => w.path === path)
+          .map((w) => [executionName(e), hashText(w.hash), w.size ?? ""]))));
+    }
     return h("div", { class: "file-panel" },
       h("h3", null, `data source ${path}`),
       table(["read by", "sha256", "bytes"], readers.flatMap((e) => e.reads.filter((r) => r.path === path)
@@ -417,11 +433,13 @@ export function notebookView(root, initial, options = {}) {
 function index(raw) {
   const executions = raw.executions || [];
   const written = new Set(executions.flatMap((e) => e.writes.map((w) => w.path)));
+  const read = new Set(executions.flatMap((e) => e.reads.map((r) => r.path)));
   return {
     ...raw,
     executions,
     epochs: raw.epochs || [],
     written,
+    read,
     byId: new Map(executions.map((e) => [e.id, e])),
     cells: new Map((raw.cells || []).map((c) => [c.cell_id, c])),
     libraries: new Map((raw.libraries || []).map((l) => [l.name, l])),
@@ -449,6 +467,19 @@ function elements(data) {
       if (!sources.has(key)) {
         sources.add(key);
         items.push({ group: "edges", classes: "source", data: { id: key, source: `file:${read.path}`, target: cellId(execution.cell_id), path: read.path, cell: execution.cell_id, label: "" } });
+      }
+    }
+    // what the notebook wrote and none of its cells read: its outputs (model.pkl)
+    for (const write of execution.writes) {
+      if (data.read.has(write.path)) continue;
+      if (!files.has(write.path)) {
+        files.add(write.path);
+        items.push({ group: "nodes", classes: "file output", data: { id: `file:${write.path}`, path: write.path, label: write.path } });
+      }
+      const key = `writes:${execution.cell_id}\u0000${write.path}`;
+      if (!sources.has(key)) {
+        sources.add(key);
+        items.push({ group: "edges", classes: "writes", data: { id: key, source: cellId(execution.cell_id), target: `file:${write.path}`, path: write.path, cell: execution.cell_id, label: "" } });
       }
     }
     for (const link of execution.depends_on) {

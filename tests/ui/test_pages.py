@@ -166,6 +166,15 @@ def test_notebook_graph_sliders_panels_diff_libraries_and_environment(watched, d
     }""")
     assert sorted(classes["fail"]) == ["deleted", "failed"]
     assert classes["load"] == ["reads"] and classes["fit"] == ["outputs"] and classes["imports"] == []
+    # the file the notebook wrote and no cell read is drawn too, with an edge from its writer
+    drawn = page.evaluate("""() => {
+        const cy = document.querySelector('main .graph').trellisGraph;
+        const shown = (items) => items.filter((item) => !item.hasClass('hidden'));
+        return {files: shown(cy.nodes('.file')).map((n) => [n.data('path'), n.hasClass('output')]),
+                writes: shown(cy.edges('.writes')).map((e) => [e.data('source'), e.data('target')])};
+    }""")
+    assert sorted(drawn["files"]) == [["coef.npy", True], ["data.csv", False]]
+    assert drawn["writes"] == [["cell:save", "file:coef.npy"]]
 
     click_graph(page, "cell:fit")
     panel = page.locator("aside.panel")
