@@ -19,7 +19,7 @@ function addStyle(document) {
 
 function staticPage(root, data) {
   append(root, [h("h1", null, data.title), data.subtitle ? h("p", null, data.subtitle) : null]);
-  const box = h("div");
+  const box = h("div", data.view === "notebook" ? { class: "notebook-box" } : null);
   append(root, box);
   if (data.view === "notebook") notebookView(box, data.notebook);
   else graphView(box, data.graph);

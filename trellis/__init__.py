@@ -311,6 +311,11 @@ def export(target: str | None = None, everything: bool = False, format: str = "j
         if format == "json":
             return export_text(store, run_ids, with_objects=objects)
         data = provenance(store, run_ids)
+        if format == "html" and target is not None and target.endswith(".ipynb"):
+            from trellis.queries.notebook_graph import notebook_graph
+
+            # a notebook's page is its own view, as the dashboard and the widget draw it
+            data["notebook_graph"] = notebook_graph(store, target, inline_outputs=True)
     return serialize(data, format)
 
 

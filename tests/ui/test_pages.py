@@ -295,3 +295,25 @@ def test_html_export_draws_the_graph_with_the_bundle_and_runs_no_stored_text(wat
     assert HOSTILE in page.locator("aside.panel").inner_text()
     not_pwned(watched)
     assert watched.errors == []
+
+
+def test_html_export_of_a_notebook_is_its_view_with_sliders_offline(watched, recorded, tmp_path):
+    out = tmp_path / "analysis.html"
+    done = subprocess.run([sys.executable, "-m", "trellis.cli", "export", "analysis.ipynb", "--format", "html",
+                           "-o", str(out)], cwd=recorded.root, env=recorded.env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    page = watched.page
+    page.goto(out.as_uri())
+    view = page.locator(".notebook-box")
+    expect(view).to_have_attribute("data-visible-cells", "6")
+    assert view.get_attribute("data-executions-shown") == "11"
+    epochs = page.locator("input.epoch-slider")
+    epochs.focus()
+    page.keyboard.press("End")
+    expect(view).to_have_attribute("data-visible-cells", "5")  # the second session, a cell deleted
+    page.locator("input.execution-slider").focus()
+    page.keyboard.press("Home")
+    expect(view).to_have_attribute("data-visible-cells", "0")
+    not_pwned(watched)
+    assert watched.errors == []

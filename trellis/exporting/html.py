@@ -1,6 +1,7 @@
 """A single self-contained HTML page of the provenance graph: the UI bundle and the graph's data
 inline, no external resource. Data flows left to right (an entity after the activity that
-generated it, an activity after what it used); clicking a node shows its details.
+generated it, an activity after what it used); clicking a node shows its details. A notebook's
+page is the notebook view of the dashboard and the widget, with its epoch and execution sliders.
 
 The data travels as JSON in a ``<script type="application/json">`` element with every markup
 character escaped, and the page's Content-Security-Policy lets only the bundle itself (by its
@@ -18,14 +19,22 @@ from trellis.ui.bundle import bundle_text, json_for_script, script_safe
 
 
 def serialize(data: dict[str, Any], format: str = "html") -> str:
-    nodes, edges = graph(data)
     runs = len(data["runs"])
-    page = {
-        "view": "graph",
-        "title": f"{data['project']}: provenance of {runs} run{'s' if runs != 1 else ''}",
-        "subtitle": "Solid arrows: used / generated; dashed: depends on. Click a node for its details.",
-        "graph": {"nodes": nodes, "edges": edges},
-    }
+    if data.get("notebook_graph") is not None:
+        page = {
+            "view": "notebook",
+            "title": f"{data['project']}: {data['notebook_graph'].get('notebook')}, {runs} session{'s' if runs != 1 else ''}",
+            "subtitle": "The epoch and execution sliders replay the history; click a cell, file or edge for its details.",
+            "notebook": data["notebook_graph"],
+        }
+    else:
+        nodes, edges = graph(data)
+        page = {
+            "view": "graph",
+            "title": f"{data['project']}: provenance of {runs} run{'s' if runs != 1 else ''}",
+            "subtitle": "Solid arrows: used / generated; dashed: depends on. Click a node for its details.",
+            "graph": {"nodes": nodes, "edges": edges},
+        }
     script = script_safe(bundle_text())
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     policy = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline';"
