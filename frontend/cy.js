@@ -10,6 +10,7 @@ export const COLOURS = {
   outputs: "#b5dfa8",
   file: "#fee6ce",
   output: "#e5f5e0",
+  stale: "#c58a00",
   library: "#c6dbef",
   edge: "#8a8f98",
   dataEdge: "#e6781e",

@@ -15,6 +15,7 @@ const STYLE = [
   { selector: "node.cell.outputs", style: { "background-color": COLOURS.outputs } },
   { selector: "node.cell.reads.outputs", style: { "background-color": COLOURS.reads, "border-color": "#3d8b37", "border-width": 3 } },
   { selector: "node.cell.failed", style: { "background-color": COLOURS.failed, "border-color": "#b3261e", "border-width": 2 } },
+  { selector: "node.cell.stale", style: { "border-color": COLOURS.stale, "border-width": 4, "border-style": "double" } },
   { selector: "node.cell.deleted", style: { opacity: 0.35, "border-style": "dashed" } },
   { selector: "node.file", style: { shape: "tag", "background-color": COLOURS.file, "border-color": COLOURS.dataEdge, width: 150, height: 30 } },
   { selector: "node.file.output", style: { "background-color": COLOURS.output, "border-color": COLOURS.outputs } },
@@ -30,7 +31,7 @@ const STYLE = [
 
 const LEGEND = [
   [COLOURS.cell, "cell"], [COLOURS.reads, "reads data"], [COLOURS.outputs, "has outputs"],
-  [COLOURS.failed, "failed"], ["#eeeeee", "deleted (faded)"], [COLOURS.file, "data source"],
+  [COLOURS.failed, "failed"], [COLOURS.stale, "out of date (border)"], ["#eeeeee", "deleted (faded)"], [COLOURS.file, "data source"],
   [COLOURS.output, "file written, read by no cell"], [COLOURS.library, "library"],
 ];
 
@@ -164,6 +165,7 @@ export function notebookView(root, initial, options = {}) {
       node.toggleClass("failed", entry.last.status === "error" || entry.last.status === "interrupted");
       node.toggleClass("reads", entry.reads);
       node.toggleClass("outputs", entry.outputs);
+      node.toggleClass("stale", Boolean(entry.last.stale));
     });
     cy.nodes("node.file").forEach((node) => node.toggleClass("hidden", !visibleFiles.has(node.data("path"))));
     cy.edges("edge.source").forEach((edge) => edge.toggleClass("hidden", !readBy.has(edge.id())));
@@ -257,6 +259,8 @@ export function notebookView(root, initial, options = {}) {
         ["source sha256", hashText(execution.source_hash)],
       ]),
       execution.error ? h("pre", { class: "error" }, execution.error) : null,
+      execution.stale ? [h("h4", null, "out of date"),
+        h("ul", { class: "stale" }, execution.stale.map((reason) => h("li", null, reason.text)))] : null,
       h("h4", null, "source"), h("pre", { class: "source" }, execution.source || ""),
       h("h4", null, "defines"), h("p", null, names([...execution.defined, ...execution.mutated.map((m) => `${m} (changed)`)])),
       h("h4", null, "uses"), h("p", null, names(execution.used)),

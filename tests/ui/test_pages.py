@@ -12,7 +12,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import HOSTILE
+from tests.ui.conftest import HOSTILE, Dashboard, run_notebook, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -164,7 +164,7 @@ def test_notebook_graph_sliders_panels_diff_libraries_and_environment(watched, d
         const cy = document.querySelector('main .graph').trellisGraph;
         return Object.fromEntries(cy.nodes('.cell').map((n) => [n.data('cell'), n.classes().filter((c) => c !== 'cell')]));
     }""")
-    assert sorted(classes["fail"]) == ["deleted", "failed"]
+    assert sorted(classes["fail"]) == ["deleted", "failed", "stale"]  # stale: no longer in the notebook
     assert classes["load"] == ["reads"] and classes["fit"] == ["outputs"] and classes["imports"] == []
     # the file the notebook wrote and no cell read is drawn too, with an edge from its writer
     drawn = page.evaluate("""() => {
@@ -317,3 +317,28 @@ def test_html_export_of_a_notebook_is_its_view_with_sliders_offline(watched, rec
     expect(view).to_have_attribute("data-visible-cells", "0")
     not_pwned(watched)
     assert watched.errors == []
+
+
+def test_stale_cells_are_marked_in_the_notebook_graph_with_why(watched, project):
+    project.write("data.csv", "1,2,5\n2,1,4\n")
+    write_notebook(project.root / "fresh.ipynb", {
+        "imports": "import numpy as np",
+        "load": "rows = np.loadtxt('data.csv', delimiter=',')",
+        "total": "total = rows.sum()",
+        "other": "unrelated = 3",
+    })
+    run_notebook(project, "fresh.ipynb")
+    project.write("data.csv", "1,2,5\n2,1,4\n9,9,9\n")  # changed after the run read it
+    running = Dashboard(project)
+    try:
+        page = open_page(watched, running, "/notebook?path=fresh.ipynb")
+        stale = page.evaluate("""() => document.querySelector('main .graph').trellisGraph
+            .nodes('.cell.stale').map((n) => n.data('cell')).sort()""")
+        assert stale == ["load", "total"]  # the read, and what was computed from it
+        click_graph(page, "cell:load")
+        panel = page.locator("aside.panel")
+        expect(panel).to_have_attribute("data-showing", "node")
+        assert "data.csv was changed since it was read" in panel.locator("ul.stale").inner_text()
+        assert watched.errors == []
+    finally:
+        running.stop()

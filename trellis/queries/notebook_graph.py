@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trellis.queries.notebooks import _bound_names, history, loaded_names
+from trellis.queries.status import notebook_staleness
 from trellis.store.connection import Store
 from trellis.store.objects import object_path
 
@@ -36,6 +37,11 @@ def notebook_graph(store: Store, notebook: str, inline_outputs: bool = False) ->
             executions.append({**execution, "epoch": number})
     if inline_outputs:
         _inline(store, executions)
+    # what is out of date in this working copy, and why (`trellis status`), for the graph to mark
+    stale = notebook_staleness(store, described["notebook"])
+    for execution in executions:
+        if execution["id"] in stale:
+            execution["stale"] = stale[execution["id"]]
     present = _cells_in_file(store.project / described["notebook"])
     return {
         "notebook": described["notebook"],
