@@ -205,6 +205,32 @@ def test_files_another_program_wrote_are_found_after_the_run(project, monkeypatc
     assert "draw.py" in text and "seen after" in text
 
 
+def test_what_others_write_while_a_script_runs_is_not_its_write(project, monkeypatch):
+    """The scan after the fact runs only for a script that started a program itself: trellis's
+    own git processes (the snapshot) do not count, and another process writing into the project
+    meanwhile (make -j's other job, an editor) is not the script's."""
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(project.root)
+    project.write("wait.py", """
+        import os, time
+        import trellis
+        trellis.log("x", 1)
+        print("recording", flush=True)
+        for _ in range(600):
+            if os.path.exists("other.txt"):
+                break
+            time.sleep(0.05)
+    """)
+    script = subprocess.Popen([sys.executable, "wait.py"], cwd=project.root, env=project.env(),
+                              stdout=subprocess.PIPE, text=True)
+    assert script.stdout.readline() == "recording\n"  # written while the run records
+    (project.root / "other.txt").write_text("written by someone else")
+    assert script.wait(60) == 0
+    assert trellis.query("SELECT path FROM files").empty
+
+
 def test_folders_opened_are_neither_read_nor_written(project, monkeypatch):
     """``shutil.rmtree`` and ``os.open`` of a folder raise the same audit event as a file."""
     monkeypatch.chdir(project.root)

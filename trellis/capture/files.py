@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from trellis.capture.environment import user_cache
 from trellis.capture.snapshot import SECRET_PATTERNS
@@ -88,12 +89,14 @@ class FileWatcher:
         self.written: set[tuple[int, str]] = set()  # (step, path) this process opened to write
         self.spawned: set[int] = set()  # steps that started another program
         self.found_after: list[tuple[int, str, float]] = []
+        self.settled: list[tuple] = []  # writes of finished steps, hashed when they ended
+        self.writes_lock = threading.Lock()
         self.failed = False
 
     def hook(self, event: str, args: tuple) -> None:
         if event != "open":
-            if event in _SPAWNS:
-                self.spawned.add(self.step)
+            if event in _SPAWNS and threading.get_ident() not in self.quiet_threads:
+                self.spawned.add(self.step)  # trellis's own (git for the snapshot) are quiet
             elif event == "os.rename":  # os.replace and shutil.move too
                 try:
                     self._renamed(args)
@@ -188,10 +191,16 @@ class FileWatcher:
 
     def drain(self, include_writes: bool) -> list[tuple]:
         """(step, path relative to the project, direction, sha256, size, time) of new events."""
-        me = threading.get_ident()
-        self.quiet_threads.add(me)  # hashing opens the files again: that is not the run's I/O
-        try:
+        with self.quietly():  # hashing opens the files again: that is not the run's I/O
             return self._drain(include_writes)
+
+    @contextmanager
+    def quietly(self) -> Iterator[None]:
+        """What this thread opens or starts meanwhile is trellis's own, not the run's."""
+        me = threading.get_ident()
+        self.quiet_threads.add(me)
+        try:
+            yield
         finally:
             if me not in self.permanently_quiet:
                 self.quiet_threads.discard(me)
@@ -213,13 +222,33 @@ class FileWatcher:
             digest, size = file_digest(path, None)
             if size is not None:
                 events.append((step, self.relative(path), WRITE, digest, size, at, 1))
+        with self.writes_lock:
+            events += self.settled
+            self.settled = []
         if include_writes:
+            events += self._written(None)
+        return events
+
+    def settle(self, step: int) -> None:
+        """Hash now what a finished step (a cell) wrote: a later step writing the same file must
+        not lend this one its content."""
+        with self.quietly():
+            found = self._written({step})
+            with self.writes_lock:
+                self.settled += found
+
+    def _written(self, steps: set[int] | None) -> list[tuple]:
+        events = []
+        with self.writes_lock:
             for (step, path), (at, before) in list(self.writes.items()):
+                if steps is not None and step not in steps:
+                    continue
                 if _identity(path) == before:
                     # an open that failed (mode "x", no permission) or wrote nothing yet; the
                     # last drain of the run drops it
                     continue
-                del self.writes[step, path]
+                if self.writes.pop((step, path), None) is None:
+                    continue  # renamed meanwhile: recorded under its new name
                 # a file written again after this point is a new version
                 self.seen.discard((path, WRITE, step))
                 digest, size = file_digest(path, None)
@@ -234,9 +263,7 @@ class FileWatcher:
         library wrote them. They are recorded as written by ``step``, seen after the fact. The
         scan is bounded (``SCAN_LIMIT`` entries) and skips hidden, cache and environment folders,
         the store, and files that look like secrets."""
-        me = threading.get_ident()
-        self.quiet_threads.add(me)
-        try:
+        with self.quietly():
             since_ns = int(since * 1e9)
             known = {path for known_step, path in self.written if not step or known_step == step}
             for path, at in _changed_files(self.root, since_ns):
@@ -246,9 +273,6 @@ class FileWatcher:
                 self.found_after.append((step, path, at))
                 if step:
                     self.step_paths.setdefault((step, WRITE), set()).add(self.relative(path))
-        finally:
-            if me not in self.permanently_quiet:
-                self.quiet_threads.discard(me)
 
     def spawned_in(self, step: int) -> bool:
         if step in self.spawned:

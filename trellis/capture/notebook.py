@@ -251,6 +251,11 @@ class NotebookCapture:
             self._find_written_after(step, ended["ended"])
         except Exception as error:
             self.run.problem("files written by other programs", error)
+        try:
+            if self.run.files is not None:
+                self.run.files.settle(step["number"])
+        except Exception as error:
+            self.run.problem("hashing the files a cell wrote", error)
         ended["analysis"] = self._analyze(step, analysis, status)
         ended["status"] = status
         step.update(ended)

@@ -366,7 +366,11 @@ class Run:
     def _register_late(self, final: bool) -> bool:
         """A store that could not be opened: at the end, one more try, then a recovery store."""
         if final and self._register():
-            self._capture_context()
+            if self.files is not None:
+                with self.files.quietly():  # its git processes are not the run's
+                    self._capture_context()
+            else:
+                self._capture_context()
             return True
         return self._must_move(final) and recovery.move(self)
 
