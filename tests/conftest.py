@@ -57,6 +57,7 @@ class Project:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.interpreter = sys.executable  # a side environment's, for a library we do not install
 
     def write(self, name: str, text: str) -> Path:
         path = self.root / name
@@ -72,7 +73,7 @@ class Project:
 
     def run(self, script: str, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, script, *args], cwd=self.root, capture_output=True, text=True,
+            [self.interpreter, script, *args], cwd=self.root, capture_output=True, text=True,
             env=self.env(**env), timeout=240,
         )
         if check and done.returncode != 0:
@@ -81,7 +82,7 @@ class Project:
 
     def python(self, code: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)], cwd=self.root, capture_output=True,
+            [self.interpreter, "-c", textwrap.dedent(code)], cwd=self.root, capture_output=True,
             text=True, env=self.env(**env), timeout=240,
         )
         if check and done.returncode != 0:
@@ -90,7 +91,7 @@ class Project:
 
     def cli(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "trellis.cli", *args], cwd=self.root, capture_output=True,
+            [self.interpreter, "-m", "trellis.cli", *args], cwd=self.root, capture_output=True,
             text=True, env=self.env(**(env or {})), timeout=240,
         )
         if check and done.returncode != 0:

@@ -9,7 +9,6 @@ keeps its type.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GIT_IDENTITY, Project, git
+from tests.side_python import side_python
 
 REPO = Path(__file__).resolve().parents[2]
 PEER_DIR = Path(os.environ.get("TRELLIS_FLORDB_VENV", Path(__file__).parent / ".flordb"))
@@ -33,29 +33,11 @@ FLORDB_PIN = next(
 )
 
 
-def _version(python: Path) -> str | None:
-    done = subprocess.run(
-        [str(python), "-c", "import importlib.metadata as m; print(m.version('flordb'))"],
-        capture_output=True, text=True,
-    )
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
 @pytest.fixture(scope="session")
 def flordb_python() -> Path:
     """The interpreter of a virtualenv holding the pinned FlorDB, installed from PyPI if missing."""
-    python = PEER_DIR / "bin" / "python"
-    wanted = FLORDB_PIN.split("==")[1]
-    PEER_DIR.parent.mkdir(parents=True, exist_ok=True)
-    # the test processes of `pytest -n` share the environment: one of them makes it
-    with open(PEER_DIR.parent / ".flordb.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(PEER_DIR)], check=True)
-        if _version(python) != wanted:
-            subprocess.run([str(python), "-m", "pip", "install", "-q", FLORDB_PIN], check=True, timeout=900)
-    assert _version(python) == wanted, f"could not install {FLORDB_PIN} into {PEER_DIR}"
-    return python
+    return side_python(PEER_DIR, "import importlib.metadata as m; print(m.version('flordb'))",
+                       FLORDB_PIN.split("==")[1], [FLORDB_PIN])
 
 
 class Side:

@@ -4,7 +4,6 @@ the truth: runs, params, tags, every metric at its step, status, times and artif
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -12,12 +11,12 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import trellis
+from tests.side_python import side_python
 
 REPO = Path(__file__).resolve().parents[2]
 PEER_DIR = Path(os.environ.get("TRELLIS_MLFLOW_VENV", Path(__file__).parent / ".mlflow"))
@@ -70,17 +69,9 @@ print(json.dumps(runs))
 @pytest.fixture(scope="session")
 def mlflow_python() -> Path:
     """A virtualenv with the pinned MLflow (its client and SQLite store), installed from PyPI once."""
-    python = PEER_DIR / "bin" / "python"
     version = MLFLOW_PIN.split("==")[1]
-    with open(PEER_DIR.parent / ".mlflow.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # `pytest -n`'s processes share it
-        found = subprocess.run([str(python), "-c", "import mlflow; print(mlflow.__version__)"],
-                               capture_output=True, text=True) if python.exists() else None
-        if found is None or found.stdout.strip() != version:
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_DIR)], check=True)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", f"mlflow-skinny=={version}",
-                            "sqlalchemy", "alembic"], check=True, timeout=900)
-    return python
+    return side_python(PEER_DIR, "import mlflow; print(mlflow.__version__)", version,
+                       [f"mlflow-skinny=={version}", "sqlalchemy", "alembic"])
 
 
 def _tracked(project, mlflow_python, uri: str, **env: str) -> list[dict]:
