@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Project, git
+from tests.side_python import side_python
 from tests.replaying.test_replay import _Database, commit
 
 # The issue's training script: minibatches drawn from a Generator outside checkpointing().
@@ -240,6 +242,13 @@ DRAWS = {
     "random": ("random.seed(SEED)", "np.array([random.randrange(40) for _ in range(8)])",
                "np.array(random.sample(range(40), 40))"),
 }
+TORCH_PIN = "torch==2.13.0"
+# torch's own generators, run in a side environment that has torch (the project does not install it)
+TORCH_DRAWS = {
+    "torch": ("torch.manual_seed(SEED)", "torch.randint(0, 40, (8,))", "torch.randperm(40)"),
+    "torch-generator": ("rng = torch.Generator().manual_seed(SEED)", "torch.randint(0, 40, (8,), generator=rng)",
+                        "torch.randperm(40, generator=rng)"),
+}
 
 
 @dataclass
@@ -252,21 +261,33 @@ class Case:
     workers: int
     dask: bool
     seed: int
+    tensors: bool = False  # the weights are torch tensors
+    generator_checkpointed: bool = False  # rng is passed to checkpointing() too
 
     def script(self, version: int, new_statement: bool) -> str:
-        setup, draw, permutation = DRAWS[self.draws]
+        setup, draw, permutation = {**DRAWS, **TORCH_DRAWS}[self.draws]
+        torch = self.tensors or self.draws in TORCH_DRAWS
+        checkpointed = "w=w, rng=rng" if self.generator_checkpointed and "rng =" in setup else "w=w"
         lines = [
-            "import random", "import numpy as np", "import trellis", f"SEED = {self.seed}", setup,
+            "import random", "import numpy as np", *(["import torch"] if torch else []), "import trellis",
+            f"SEED = {self.seed}", setup,
             "data = np.random.default_rng(1000 + SEED).normal(size=(40, 3))",
             "X, y = data, data @ np.array([1.0, -2.0, 0.5])",
-            "w = np.zeros(3)", "v = np.zeros(3)", 'lr = trellis.arg("lr", 0.05)',
-            "with trellis.checkpointing(w=w):",
-            f'    for epoch in trellis.loop("epoch", range({self.epochs})):',
         ]
+        if self.tensors:
+            lines += ["X, y = torch.from_numpy(X), torch.from_numpy(y)",
+                      "w = torch.zeros(3, dtype=torch.float64)", "v = torch.zeros(3, dtype=torch.float64)"]
+        else:
+            lines += ["w = np.zeros(3)", "v = np.zeros(3)"]
+        lines += ['lr = trellis.arg("lr", 0.05)', f"with trellis.checkpointing({checkpointed}):",
+                  f'    for epoch in trellis.loop("epoch", range({self.epochs})):']
         if self.shuffle:
             lines.append(f"        order = {permutation}")
         lines.append('        for step in trellis.loop("step", range(3)):')
-        lines.append(f"            idx = {'order[step * 8:step * 8 + 8]' if self.shuffle else draw}")
+        index = "order[step * 8:step * 8 + 8]" if self.shuffle else draw
+        if torch and not self.tensors:
+            index = f"np.asarray({index})"
+        lines.append(f"            idx = {index}")
         lines.append("            g = X[idx].T @ (X[idx] @ w - y[idx]) / 8")
         if self.momentum:  # v lives outside checkpointing()
             lines += ["            v *= 0.5", "            v += g", "            w -= lr * v"]
@@ -274,9 +295,9 @@ class Case:
             lines.append("            w -= lr * g")
         if version == 2:
             lines.append("            w *= 0.999")
-        lines.append('            trellis.log("loss", float(np.mean((X @ w - y) ** 2)))')
+        lines.append('            trellis.log("loss", float(((X @ w - y) ** 2).mean()))')
         if new_statement:
-            lines.append('        trellis.log("w_norm", float(np.linalg.norm(w)))')
+            lines.append('        trellis.log("w_norm", float((w ** 2).sum() ** 0.5))')
         return "\n".join(lines) + "\n"
 
 
@@ -284,6 +305,13 @@ cases = st.builds(
     Case, draws=st.sampled_from(sorted(DRAWS)), shuffle=st.booleans(), momentum=st.booleans(),
     epochs=st.integers(2, 5), budget=st.sampled_from(["all", "some", "none", "all-without-generators"]),
     workers=st.sampled_from([1, 2, 4]), dask=st.booleans(), seed=st.integers(0, 2**16),
+    generator_checkpointed=st.booleans(),
+)
+torch_cases = st.builds(
+    Case, draws=st.sampled_from(sorted({**DRAWS, **TORCH_DRAWS})), shuffle=st.booleans(), momentum=st.booleans(),
+    epochs=st.integers(2, 4), budget=st.sampled_from(["all", "some", "none", "all-without-generators"]),
+    workers=st.sampled_from([1, 2]), dask=st.just(False), seed=st.integers(0, 2**16),
+    tensors=st.booleans(), generator_checkpointed=st.booleans(),
 )
 
 
@@ -295,10 +323,11 @@ def dask_address():
         yield cluster.scheduler_address.replace("tcp://", "dask://")
 
 
-def check_case(case: Case, root, dask_address: str) -> None:
+def check_case(case: Case, root, dask_address: str | None, interpreter: str | None = None) -> None:
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     project = Project(root)
+    project.interpreter = interpreter or project.interpreter
     runs = []
     for version, lr in ((1, "0.05"), (2, "0.03")):
         project.write("train.py", case.script(version, new_statement=False))
@@ -323,6 +352,8 @@ def check_case(case: Case, root, dask_address: str) -> None:
         stored = [v for (v,) in database.execute(
             "SELECT float_value FROM logs WHERE run = ? AND name = 'w_norm' ORDER BY iteration", (run_id,))]
         assert outcome["status"] in ("exact", "rerun", "unchecked"), (case, outcome)
+        if case.budget == "all":  # every iteration has its checkpoint and generator states
+            assert outcome["status"] == "exact", (case, outcome)
         assert stored == epoch_values(project, case.script(version, new_statement=True), root.parent, lr), (case, outcome)
     assert report["returncode"] == 0
 
@@ -355,6 +386,26 @@ def test_generated_training_scripts_replay_exactly(case, tmp_path_factory, dask_
 @given(case=cases)
 def test_generated_training_scripts_replay_exactly_at_length(case, tmp_path_factory, dask_address):
     check_case(case, tmp_path_factory.mktemp("case") / "proj", dask_address)
+
+
+@pytest.fixture(scope="module")
+def torch_python() -> str:
+    """An interpreter with torch (CPU) and this project's packages."""
+    return str(side_python(Path(__file__).parent / ".torch",
+                           "import torch, trellis; print(torch.__version__.split('+')[0])", TORCH_PIN.split("==")[1],
+                           [TORCH_PIN], with_ours=True))
+
+
+@pytest.mark.sqlite_only("torch's generators and tensors are what it checks, not the store")
+@pytest.mark.timeout(1800)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=torch_cases)
+@example(case=Case("torch-generator", shuffle=True, momentum=True, epochs=3, budget="all", workers=2, dask=False,
+                   seed=5, tensors=True, generator_checkpointed=True))
+@example(case=Case("torch", shuffle=False, momentum=False, epochs=3, budget="some", workers=1, dask=False,
+                   seed=9, tensors=False))
+def test_generated_torch_training_scripts_replay_exactly(case, tmp_path_factory, torch_python):
+    check_case(case, tmp_path_factory.mktemp("case") / "proj", None, torch_python)
 
 
 def test_the_dataframe_shows_how_each_value_was_verified(project):

@@ -109,6 +109,19 @@ def restore(target: Any, state: Any) -> None:
         if isinstance(target, generators.BitGenerator) and isinstance(state, generators.BitGenerator):
             target.state = state.state
             return
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if torch.is_tensor(target) and torch.is_tensor(state):
+            # a tensor's __dict__ holds none of its data: updating it would restore nothing
+            with torch.no_grad():
+                if target.shape == state.shape:
+                    target.copy_(state)
+                else:
+                    target.set_(state.to(dtype=target.dtype, device=target.device).clone())
+            return
+        if isinstance(target, torch.Generator) and isinstance(state, torch.Generator):
+            target.set_state(state.get_state())
+            return
     if isinstance(target, random.Random) and isinstance(state, random.Random):
         target.setstate(state.getstate())
         return
