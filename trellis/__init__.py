@@ -263,8 +263,9 @@ def replay(
     """Hindsight logging: replay the new ``log`` statements of ``names`` (added to today's script)
     into past runs of it, also of older code versions, from their checkpoints, in parallel.
 
-    ``where`` narrows the checkpointed loop's iterations (``"epoch >= 5"``); ``executor`` is
-    ``"process"`` (default, ``workers`` processes), ``"dask://host:port"`` or any
+    ``where`` narrows the checkpointed loop's iterations (``"epoch >= 5"``; ``last`` is each
+    run's last index of it); ``executor`` is ``"process"`` (default, ``workers`` processes),
+    ``"dask://host:port"`` or any
     ``concurrent.futures.Executor``; ``env`` sets variables for every segment (on a cluster,
     segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned,
 with the patched source planned for each run; ``confirm`` is asked with the plan's description

@@ -216,10 +216,15 @@ def _latest(frame: "pandas.DataFrame") -> "pandas.DataFrame":
 utils = SimpleNamespace(latest=_latest)
 
 
-def query(sql: str) -> "pandas.DataFrame":
+def query(sql: str) -> "pandas.DataFrame | None":
     """SQL over FlorDB's table, ``logs`` (``projid, tstamp, filename, ctx, value_name, value,
-    value_type, source``), made from the store's args and logged values; columns that hold only
-    numbers (or times) come back as such, as in FlorDB. trellis's own tables: ``trellis.query``."""
+    value_type, source``), made from the store: args and logged values (``value_type`` 1), each
+    line of the runs' output (2, ``io::stdout``/``io::stderr``, with no loop ``ctx``: trellis keeps
+    a run's output whole) and FlorDB's timings (3: ``time::setup``, per loop instance
+    ``time::iter`` with ``::std`` and ``::n`` and ``time::loop``, then ``time::script`` and
+    ``time::teardown``), computed from the recorded iterations. Columns that hold only numbers (or
+    times) come back as such; a query with no rows gives ``None``, as in FlorDB. trellis's own
+    tables: ``trellis.query``."""
     import sqlite3
 
     import pandas as pd
@@ -231,19 +236,27 @@ def query(sql: str) -> "pandas.DataFrame":
             " value TEXT, value_type INTEGER, source TEXT)"
         )
         database.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, 1, ?)", _flor_log_rows())
+        database.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, 'forward')", _flor_run_rows())
         try:
             cursor = database.execute(sql)
         except sqlite3.Error as error:
             raise TrellisError(f"query failed: {error}") from None
         columns = [d[0] for d in cursor.description or ()]
-        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+        rows = cursor.fetchall()
+        if not rows:
+            return None
+        frame = pd.DataFrame.from_records(rows, columns=columns)
     finally:
         database.close()
+    import warnings
+
     for column in frame.columns:
         if pd.api.types.is_object_dtype(frame[column]) or pd.api.types.is_string_dtype(frame[column]):
             for convert in (pd.to_numeric, pd.to_datetime):
                 try:
-                    frame[column] = convert(frame[column])
+                    with warnings.catch_warnings():  # a column of text is tried as times, and stays text
+                        warnings.simplefilter("ignore", UserWarning)
+                        frame[column] = convert(frame[column])
                     break
                 except (ValueError, TypeError):
                     pass
@@ -279,6 +292,75 @@ def _flor_log_rows() -> list[tuple]:
             rows.append((record["projid"], stamps[at], record["filename"], json.dumps(ctx) if ctx else None,
                          name, str(record[name]), sources[at]))
     return rows
+
+
+def _flor_run_rows() -> list[tuple]:
+    """FlorDB's rows of captured output (value_type 2) and timings (3), run by run, in the order
+    FlorDB writes them: setup, each loop instance's summary when it ends, script and teardown."""
+    import json
+    import statistics
+
+    from trellis.store.schema import run_keys
+    from trellis.store.spans import expand
+
+    rows = []
+    for run, projid, started, ended, filename, stdout, stderr in _read(
+        "SELECT id, projid, started, ended, filename, stdout, stderr FROM runs WHERE kind = 'script'"
+        " ORDER BY started, id"
+    ):
+        stamp = _stamp(started)
+        for channel, text in (("io::stdout", stdout), ("io::stderr", stderr)):
+            rows += [(projid, stamp, filename, None, channel, line, 2) for line in (text or "").splitlines()]
+        low, high = run_keys(run)
+        iterations = {}  # id: (loop, idx, value, parent, started, ended)
+        for ident, parent, name, idx, value, began, stopped, count, starts_us in _read(
+            "SELECT id, parent, loop, idx, value, started, ended, count, starts_us FROM iterations"
+            " WHERE id >= ? AND id < ? ORDER BY id", (low, high)
+        ):
+            for key, index, start, end in expand(ident, idx, began, stopped, count, starts_us):
+                iterations[key] = (name, index, value, parent, start, end)
+        if not iterations:
+            continue
+        instances: dict[tuple[int, str], list[tuple]] = {}
+        for name, index, value, parent, start, end in iterations.values():
+            instances.setdefault((parent, name), []).append((start, end))
+
+        def ctx(parent: int) -> str | None:
+            chain = []
+            while parent in iterations:
+                name, index, value, parent_of, _, _ = iterations[parent]
+                chain.append({"name": name, "iteration": index,
+                              "value": str(index) if value is None else str(json.loads(value))})
+                parent = parent_of
+            return json.dumps(chain[::-1]) if chain else None
+
+        top = [(start, end) for _, _, _, parent, start, end in iterations.values() if parent == low]
+        rows.append((projid, stamp, filename, None, "time::setup", repr(min(s for s, _ in top) - started), 3))
+        summaries = []
+        for (parent, name), spans in instances.items():
+            if any(end is None for _, end in spans):
+                continue
+            deltas = [end - start for start, end in spans]
+            summary = [("time::iter", statistics.fmean(deltas)),
+                       ("time::iter::std", statistics.stdev(deltas) if len(deltas) > 1 else 0.0),
+                       ("time::iter::n", len(deltas)), ("time::loop", spans[-1][1] - spans[0][0])]
+            where = ctx(parent)
+            summaries.append((spans[-1][1], [(projid, stamp, filename, where, n, repr(v), 3) for n, v in summary]))
+        for _, summary in sorted(summaries, key=lambda item: item[0]):
+            rows += summary
+        if ended is not None:
+            last = max((end for _, end in top if end is not None), default=ended)
+            rows.append((projid, stamp, filename, None, "time::script", repr(ended - started), 3))
+            rows.append((projid, stamp, filename, None, "time::teardown", repr(ended - last), 3))
+    return [row for row in rows if row[5] is not None]
+
+
+def _stamp(seconds: float) -> str:
+    """A run's start as FlorDB's ``tstamp`` text: local time to the microsecond."""
+    import pandas as pd
+
+    local = _local(pd.Series(pd.to_datetime([seconds], unit="s", utc=True)))
+    return local.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").iloc[0]
 
 
 def io(channel: str | None = None) -> "pandas.DataFrame":
@@ -388,8 +470,10 @@ def _where(narrow_iters: Iterable[tuple[str, Any]] | None, where_clause: str | N
     for name, spec in narrow_iters or ():
         text = spec if isinstance(spec, str) else _spec_text(spec)
         text = text.strip()
-        if text in ("all", "last"):
-            # trellis replays every checkpointed iteration it needs; "last" has no index to name
+        if text == "all":
+            continue
+        if text == "last":
+            conditions.append(f"{name} == last")
             continue
         if text in ("none", ""):
             conditions.append(f"{name} < 0")
@@ -454,7 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif arguments.command == "dataframe":
             print(dataframe(*[c for c in arguments.columns.split(",") if c]).to_string())
         elif arguments.command == "query":
-            print(query(arguments.q).to_string())
+            found = query(arguments.q)
+            if found is not None:  # no rows: nothing to print
+                print(found.to_string())
     except TrellisError as error:
         print(f"trellis: {error}", file=sys.stderr)
         return 1

@@ -290,3 +290,35 @@ def test_sql_over_flordbs_logs_table(both):
         results.append(json.loads(next(l for l in done.stdout.splitlines() if l.startswith("Q"))[1:]))
     assert len(results[0][1]) == 4 + 3 + 1 + 2  # the args, loss per step, val_acc, words
     assert results[1] == results[0]
+
+
+def test_sql_over_captured_output_and_timings(both):
+    both.write("talk.py", """
+        import flordb as flor
+        print("start")
+        for epoch in flor.loop("epoch", range(2)):
+            for step in flor.loop("step", ["a", "b", "c"]):
+                flor.log("loss", step)
+            print(f"epoch {epoch}")
+    """)
+    both.run("talk.py")
+    reader = (
+        "import json\nimport flordb as flor\n"
+        "out = flor.query('SELECT value_name, value FROM logs WHERE value_type = 2 ORDER BY rowid')\n"
+        "times = flor.query('SELECT ctx, value_name, value FROM logs WHERE value_type = 3 ORDER BY rowid')\n"
+        "none = flor.query('SELECT * FROM logs WHERE value_name = \\'never\\'')\n"
+        "print('Q' + json.dumps([out.values.tolist(), [[None if c != c else c, n] for c, n in times[['ctx', 'value_name']].values.tolist()],"
+        " [float(v) >= 0 for v in times['value']], none is None]))"
+    )
+    results = []
+    for side in both.sides:
+        done = side.run("-c", reader.replace("import flordb as flor", side.import_line))
+        results.append(json.loads(next(l for l in done.stdout.splitlines() if l.startswith("Q"))[1:]))
+    theirs, ours = results
+    assert theirs[0] == [["io::stdout", "start"], ["io::stdout", "epoch 0"], ["io::stdout", "epoch 1"]]
+    assert ours[0] == theirs[0]
+    # one summary per loop instance, with its parent's coordinates, between setup and teardown
+    assert [name for _, name in theirs[1]][:5] == ["time::setup", "time::iter", "time::iter::std", "time::iter::n", "time::loop"]
+    assert ours[1] == theirs[1]
+    assert all(ours[2]) and all(theirs[2]) and len(ours[2]) == len(theirs[2]) == 1 + 3 * 4 + 2
+    assert ours[3] is theirs[3] is True

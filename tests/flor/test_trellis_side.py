@@ -194,6 +194,28 @@ def test_replay_from_the_command_line_fills_new_statements_into_past_runs(projec
     ]
 
 
+def test_iter_last_replays_the_final_iteration_of_each_run(project):
+    project.write("train.py", TRAIN)
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-q", "-m", "train")
+    project.run("train.py", "--kwargs", "lr=0.25", "epochs=3")  # runs of different lengths
+    project.run("train.py")
+    project.write("train.py", REPLAYED.replace("LOGGER", "flor.log"))
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-q", "-m", "log the weight norm")
+    done = subprocess.run(
+        [sys.executable, "-m", "trellis.flor", "replay", "--apply", "w_norm", "--iter", "epoch=last"],
+        cwd=project.root, capture_output=True, text=True, env=project.env(), timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    stored = read(project, """
+        df = flor.dataframe("lr", "w_norm").dropna(subset=["w_norm"])
+        print(json.dumps(sorted([str(lr), int(e), v] for lr, e, v in zip(df["lr"], df["epoch"], df["w_norm"]))))
+    """)
+    # w grows by lr at each of 3 steps an epoch: only the last epoch of each run is replayed
+    assert stored == [["0.25", 2, 2.25], ["0.5", 1, 3.0]]
+
+
 def test_replay_sees_flor_log(project):
     _replay_history(project, "flor.log")
     assert len(_replayed_frame(project)) == 4

@@ -321,10 +321,11 @@ def _environment_changes(store: Store, run: dict[str, Any], packages: dict[str, 
 # -- which iterations execute -------------------------------------------------------------------
 
 
-def _condition(where: str | None) -> Callable[[str, int], bool]:
-    """``--where`` as a test of (loop name, index); only the checkpointed loop's name is known."""
+def _condition(where: str | None) -> Callable[[str, int, int], bool]:
+    """``--where`` as a test of (loop name, index, the run's last index of that loop); only the
+    checkpointed loop's name is known, and ``last`` names its last index (``epoch == last``)."""
     if not where:
-        return lambda loop, index: True
+        return lambda loop, index, last: True
     try:
         tree = ast.parse(where, mode="eval")
     except SyntaxError:
@@ -339,15 +340,15 @@ def _condition(where: str | None) -> Callable[[str, int], bool]:
     names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
     code = compile(tree, "--where", "eval")
 
-    def test(loop: str, index: int) -> bool:
-        unknown = names - {loop}
+    def test(loop: str, index: int, last: int) -> bool:
+        unknown = names - {loop, "last"}
         if unknown:
             raise TrellisError(
                 f"--where names {', '.join(sorted(unknown))}; the checkpointed loop is {loop!r}"
             )
-        return bool(eval(code, {"__builtins__": {}}, {loop: index}))
+        return bool(eval(code, {"__builtins__": {}}, {"last": last, loop: index}))
 
-    test.names = names  # type: ignore[attr-defined]
+    test.names = names - {"last"}  # type: ignore[attr-defined]
     return test
 
 
@@ -365,7 +366,7 @@ def _selection(store: Store, run: int, plan: RunPlan, condition: Callable[[str, 
         plan.reason = f"--where names the loop {loop!r}, which this run did not run"
         return
     recorded = sorted({i for idx, count in rows for i in range(idx, idx + count)})
-    plan.select = {"loop": loop, "indexes": [i for i in recorded if condition(loop, i)]}
+    plan.select = {"loop": loop, "indexes": [i for i in recorded if condition(loop, i, recorded[-1])]}
 
 
 def _ranges(indexes: Sequence[int]) -> str:
@@ -421,7 +422,7 @@ def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placeme
         saved.setdefault(idx, {})[name] = [format, digest]
         restore_cost[idx] = restore_cost.get(idx, 0.0) + seconds
     plan.checkpoints = saved
-    wanted = [k for k in indexes if condition(loop, k)]
+    wanted = [k for k in indexes if condition(loop, k, indexes[-1])]
     whole = any(p.why_full and loop not in p.loops and p.after_loop is None for p in placements)
     needs_full = whole or any(p.why_full and loop in p.loops for p in placements)
     needs_light = any(p.light for p in placements)
