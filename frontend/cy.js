@@ -79,6 +79,17 @@ export function fit(cy) {
   });
 }
 
+// Labels are 11 px at zoom 1: below this zoom they are too small to read.
+const READABLE_ZOOM = 0.8;
+
+// A graph too big to read whole opens on ``id`` at a readable size, centred; "fit" shows it all.
+export function focus(cy, id) {
+  const node = id ? cy.getElementById(id) : null;
+  if (cy.zoom() >= READABLE_ZOOM || !node || node.empty()) return;
+  cy.zoom(READABLE_ZOOM);
+  cy.center(node);
+}
+
 function nodeBox(nodes) {
   const box = { x1: Infinity, y1: Infinity, x2: -Infinity, y2: -Infinity };
   nodes.forEach((node) => {

@@ -1,7 +1,7 @@
 // A plain provenance graph (a run's lineage, or the export of some runs): nodes of a few kinds,
 // laid out left to right in the direction data flowed; clicking a node shows its details.
 
-import { createGraph, fit, layOut } from "./cy.js";
+import { createGraph, fit, focus, layOut } from "./cy.js";
 import { append, clear, h, keyValues } from "./dom.js";
 
 const KINDS = {
@@ -41,6 +41,7 @@ export function graphView(root, graph) {
     })),
   ], STYLE);
   layOut(cy.elements());
+  focus(cy, graph.target);
   box.trellisGraph = cy;
   cy.on("tap", "node", (event) => {
     const node = details.get(event.target.id());
@@ -63,6 +64,13 @@ function clip(label) {
 // to what it was derived from, so they are turned around to follow the data.
 export function lineageGraph(lineage) {
   const nodes = lineage.nodes.map((node) => {
+    if (node.kind === "files") {
+      return {
+        id: node.id, kind: "source", label: `${node.count} source files in ${node.folder}/`,
+        details: [["folder", node.folder], ["files", node.count], ["source", "yes: no recorded run wrote them"]],
+        text: node.paths.join("\n"),
+      };
+    }
     if (node.kind === "file") {
       return {
         id: node.id, kind: node.source ? "source" : "file", label: node.path,

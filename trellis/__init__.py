@@ -200,17 +200,20 @@ def forget(*targets: str, export_to: Any = None, dry_run: bool = False) -> dict[
     return counts
 
 
-def lineage(target: str, downstream: bool = False) -> dict[str, Any]:
+def lineage(target: str, downstream: bool = False, group: bool = False) -> dict[str, Any]:
     """What ``target`` was derived from: runs, files with hashes, params, code versions.
 
     ``target`` is a file path (as a run opened it) or ``run:<id prefix>``. With
     ``downstream=True``, what was derived from it instead. Returns ``{"target", "nodes",
-    "edges"}``; edges point from the derived to what it was derived from.
+    "edges"}``; edges point from the derived to what it was derived from. With ``group=True``,
+    six or more source files of one folder read alike (a data set) are one node of kind
+    ``files`` (``folder``, ``paths``, ``count``), as ``trellis lineage`` prints them.
     """
-    from trellis.queries.lineage import lineage as walk
+    from trellis.queries.lineage import grouped, lineage as walk
 
     with _reading() as store:
-        return walk(store, target, downstream)
+        graph = walk(store, target, downstream)
+    return grouped(graph) if group else graph
 
 
 def status(paths: Sequence[str] | None = None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def test_every_address_answers_with_the_documented_keys(recorded, dashboard):
     runs = get_json(dashboard, "/api/runs")[1]["runs"]
     a, b = runs[-1]["run_id"], runs[0]["run_id"]
     examples = {"ref": "latest", "name": "loss", "run": "latest", "path": "analysis.ipynb",
-                "target": "model.txt", "downstream": "0", "a": a, "b": b}
+                "target": "model.txt", "downstream": "0", "group": "1", "a": a, "b": b}
     for address, (params, keys) in documented().items():
         path = address.replace("{ref}", examples["ref"])
         query = [f"{name}={examples[name]}" for name in sorted(params) if "{" + name + "}" not in address

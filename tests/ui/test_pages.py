@@ -342,3 +342,43 @@ def test_stale_cells_are_marked_in_the_notebook_graph_with_why(watched, project)
         assert watched.errors == []
     finally:
         running.stop()
+
+
+def test_lineage_groups_a_data_set_and_opens_readable_on_the_target(watched, tmp_path):
+    from tests.conftest import new_project
+
+    project = new_project(tmp_path / "many")
+    reader = ("import sys, trellis\nfor path in sys.argv[2:]:\n    open(path).read()\n"
+              "open(sys.argv[1], 'w').write('made')\n")
+    project.write("read.py", reader)
+    documents = [f"docs/doc_{i:02}.txt" for i in range(60)]
+    scattered = [f"folder_{i:02}/notes.txt" for i in range(55)]  # a folder each: nothing to group
+    for path in documents + scattered:
+        project.write(path, path)
+    project.run("read.py", "features.txt", *documents)
+    project.run("read.py", "big.txt", *scattered)
+    running = Dashboard(project)
+    try:
+        page = open_page(watched, running, "/lineage?target=features.txt")
+        labels = page.evaluate("() => document.querySelector('main .graph').trellisGraph.nodes().map((n) => n.data('label'))")
+        assert "60 source files in docs/" in labels and len(labels) == 3  # the output, its run, the data set
+        group = page.evaluate("() => document.querySelector('main .graph').trellisGraph.nodes()"
+                              ".filter((n) => n.data('label').startsWith('60 source')).id()")
+        click_graph(page, group)
+        assert "docs/doc_00.txt" in page.locator("aside.panel pre.source").inner_text()
+
+        page = open_page(watched, running, "/lineage?target=big.txt")
+        shown = page.evaluate("""() => {
+            const cy = document.querySelector('main .graph').trellisGraph;
+            const target = cy.nodes('.target');
+            return { nodes: cy.nodes().length, zoom: cy.zoom(), at: target.renderedPosition(),
+                     width: cy.width(), height: cy.height() };
+        }""")
+        assert shown["nodes"] == 57
+        assert shown["zoom"] >= 0.8  # labels of 11 px drawn at 8.8 px or more
+        assert 0 <= shown["at"]["x"] <= shown["width"] and 0 <= shown["at"]["y"] <= shown["height"]
+        page.locator("button.fit").click()
+        assert page.evaluate("() => document.querySelector('main .graph').trellisGraph.zoom()") < shown["zoom"]
+    finally:
+        running.stop()
+    assert watched.errors == []

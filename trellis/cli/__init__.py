@@ -157,7 +157,7 @@ def checkpoints(run: str, as_json: bool) -> None:
 @_one_line_errors
 def lineage(target: str, downstream: bool, as_json: bool) -> None:
     """What TARGET (a file path, or run:<id>) was derived from: runs, data files, params."""
-    graph = trellis.lineage(target, downstream=downstream)
+    graph = trellis.lineage(target, downstream=downstream, group=not as_json and not downstream)
     click.echo(json.dumps(graph, indent=2, default=str) if as_json else rendering.lineage(graph, downstream))
 
 

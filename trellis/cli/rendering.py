@@ -79,7 +79,8 @@ def _short(digest: str | None) -> str:
 
 
 def lineage(graph: dict[str, Any], downstream: bool = False) -> str:
-    """The graph as an indented tree from its target, each node expanded once."""
+    """The graph as an indented tree from its target, each node expanded once; a group of
+    source files (``trellis.lineage(..., group=True)``) is one line."""
     nodes = {node["id"]: node for node in graph["nodes"]}
     children: dict[str, list[tuple[str, str]]] = {}
     for edge in graph["edges"]:
@@ -111,12 +112,15 @@ def lineage(graph: dict[str, Any], downstream: bool = False) -> str:
         if node_id in expanded:
             return
         expanded.add(node_id)
-        leaves, others = _group_sources(children.get(node_id, []), nodes, children)
-        for edge_relation, child in others:
-            walk(child, prefix + "  ", edge_relation)
-        for (edge_relation, folder), paths in leaves.items():
-            lines.append(f"{prefix}  {edge_relation}: {len(paths)} source files in {folder}/"
-                         f" ({paths[0].rsplit('/', 1)[-1]} ... {paths[-1].rsplit('/', 1)[-1]})")
+        edges = children.get(node_id, [])
+        for edge_relation, child in edges:
+            if nodes[child]["kind"] != "files":
+                walk(child, prefix + "  ", edge_relation)
+        for edge_relation, child in edges:
+            if nodes[child]["kind"] == "files":
+                paths = nodes[child]["paths"]
+                lines.append(f"{prefix}  {edge_relation}: {len(paths)} source files in {nodes[child]['folder']}/"
+                             f" ({paths[0].rsplit('/', 1)[-1]} ... {paths[-1].rsplit('/', 1)[-1]})")
 
     for root in [graph["target"], *graph.get("versions", [])]:
         walk(root, "", None)
@@ -131,26 +135,6 @@ def _downstream_relation(relation: str) -> str:
         named = relation[4:].strip()
         return f"{named} read by" if named else "read by"
     return relation
-
-
-_GROUP_FROM = 6
-
-
-def _group_sources(
-    edges: list[tuple[str, str]], nodes: dict[str, dict[str, Any]],
-    children: dict[str, list[tuple[str, str]]],
-) -> tuple[dict[tuple[str, str], list[str]], list[tuple[str, str]]]:
-    """Many source files of one folder read alike (a data set): show them as one line."""
-    by_folder: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for relation, child in edges:
-        node = nodes[child]
-        if node["kind"] == "file" and node["source"] and not children.get(child):
-            folder = node["path"].rsplit("/", 1)[0] if "/" in node["path"] else "."
-            by_folder.setdefault((relation, folder), []).append((relation, child))
-    grouped = {key: sorted(nodes[c]["path"] for _, c in group)
-               for key, group in by_folder.items() if len(group) >= _GROUP_FROM}
-    hidden = {c for key in grouped for _, c in by_folder[key]}
-    return grouped, [(r, c) for r, c in edges if c not in hidden]
 
 
 def notebook_history(described: dict[str, Any]) -> str:

@@ -298,6 +298,48 @@ def _variable_step(store: Store, notebook: str, name: str) -> int:
     return rows[0][0]
 
 
+GROUP_FROM = 6
+
+
+def grouped(graph: dict[str, Any], at_least: int = GROUP_FROM) -> dict[str, Any]:
+    """``graph`` with each set of ``at_least`` or more source files of one folder that were read
+    alike (by the same runs or cells, in the same way: a data set) drawn as one node of kind
+    ``files``, with its ``folder``, ``paths`` and ``count``. What the files were read by keeps its
+    edges, now to the group."""
+    derived = {edge["from"] for edge in graph["edges"]}  # a source file derives from nothing
+    nodes = {node["id"]: node for node in graph["nodes"]}
+    readers: dict[str, list[tuple[str, str]]] = {}
+    for edge in graph["edges"]:
+        node = nodes.get(edge["to"])
+        if (node is not None and node["kind"] == "file" and node["source"] and edge["to"] not in derived
+                and edge["to"] != graph["target"]):
+            readers.setdefault(edge["to"], []).append((edge["from"], edge["relation"]))
+    alike: dict[tuple, list[str]] = {}
+    for file_id, read_by in readers.items():
+        path = nodes[file_id]["path"]
+        folder = path.rsplit("/", 1)[0] if "/" in path else "."
+        alike.setdefault((folder, tuple(sorted(read_by))), []).append(file_id)
+    groups = {key: members for key, members in alike.items() if len(members) >= at_least}
+    if not groups:
+        return graph
+    group_of: dict[str, str] = {}
+    group_nodes = []
+    for number, ((folder, _), members) in enumerate(groups.items()):
+        group_id = f"files:{folder}/#{number}"
+        paths = sorted(nodes[m]["path"] for m in members)
+        group_nodes.append({"id": group_id, "kind": "files", "folder": folder, "paths": paths,
+                            "count": len(paths), "source": True})
+        group_of.update(dict.fromkeys(members, group_id))
+    edges = []
+    for edge in graph["edges"]:
+        if edge["to"] in group_of:
+            edge = {**edge, "to": group_of[edge["to"]]}
+        if edge not in edges:
+            edges.append(edge)
+    kept = [node for node in graph["nodes"] if node["id"] not in group_of]
+    return {**graph, "nodes": kept + group_nodes, "edges": edges}
+
+
 def sources(graph: dict[str, Any]) -> list[str]:
     """The source files (written by no recorded run) a lineage graph reaches."""
     return sorted(n["path"] for n in graph["nodes"] if n["kind"] == "file" and n["source"])

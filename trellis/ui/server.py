@@ -139,7 +139,7 @@ def create_app(root: Path | None = None, token: str | None = None) -> Any:
 
     from trellis.queries import overview
     from trellis.queries.diff import diff
-    from trellis.queries.lineage import lineage
+    from trellis.queries.lineage import grouped, lineage
     from trellis.queries.notebook_graph import notebook_graph
     from trellis.store.connection import open_store
     from trellis.store.objects import object_path
@@ -186,7 +186,10 @@ def create_app(root: Path | None = None, token: str | None = None) -> Any:
         target = required(request, "target", "/api/lineage?target=model.pkl")
         if not target.startswith("run:") and ".ipynb:" not in target:
             target = in_project(store, target)
-        return lineage(store, target, request.query_params.get("downstream") == "1")
+        downstream = request.query_params.get("downstream") == "1"
+        graph = lineage(store, target, downstream)
+        # a data set of many source files is one node, as the CLI prints it; group=0 for each file
+        return graph if downstream or request.query_params.get("group") == "0" else grouped(graph)
 
     def stored_object(request: Request) -> Response:
         """An object by its hash, only from the store's object folder, as inert bytes."""
