@@ -445,6 +445,21 @@ def _send_lineage_when_configured() -> None:
 
 _send_lineage_when_configured()
 
+
+def _replay_a_segment_when_asked() -> None:
+    """A process started to replay a segment of a past run (``TRELLIS_REPLAY``) records no run
+    of its own: the segment stands in for it."""
+    from trellis import _config
+
+    if _config.replay_spec():
+        from trellis.capture import run
+        from trellis.replaying import segment
+
+        run.stand_in = segment.start
+
+
+_replay_a_segment_when_asked()
+
 if _imported_by_main_script():
     from trellis.capture.run import begin as _begin
 

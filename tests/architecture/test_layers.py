@@ -35,7 +35,6 @@ FACE = {"__init__", "__main__", "cli", "flor", "utils"}
 
 DEBTS = {  # (importing module, imported module)
     ("trellis.exporting.html", "trellis.ui.bundle"),
-    ("trellis.capture.run", "trellis.replaying.segment"),
     ("trellis.exporting.rdf", "trellis.store.connection"),
     ("trellis.sharing.flor_import", "trellis.capture.values"),  # encodes values as a run would
     ("trellis.ui.server", "trellis.store.connection"),
