@@ -168,7 +168,8 @@ class Watched:
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         page.on("dialog", self._dialog)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        # with where it was thrown, so a failure says whose script it was
+        page.on("pageerror", lambda error: self.errors.append(f"{error}\n{(error.stack or '')[:1500]}"))
 
     def _dialog(self, dialog) -> None:
         self.dialogs.append(dialog.message)

@@ -1,5 +1,6 @@
-"""`trellis.widget()` in a real JupyterLab: a notebook page in Chromium, cells run by keyboard in
-the trellis kernel, the widget drawing the graph and redrawing it after the next cell."""
+"""`trellis.widget()` in a real JupyterLab 4 and a real Jupyter Notebook 7: a notebook page in
+Chromium, cells run by keyboard in the trellis kernel, the widget drawing the graph and redrawing
+it after the next cell."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import Project, git, stop
-from tests.ui.test_server import request
+from tests.ui.test_server import request as http_get
 
 pytestmark = [pytest.mark.browser, pytest.mark.jupyter, pytest.mark.kernel]
 
@@ -34,9 +35,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def jupyter(project: Project, tmp_path):
-    """JupyterLab on loopback with a token, in a project whose notebook uses the trellis kernel."""
+# how each front end is started, where it opens a notebook, and how it shows the kernel is ready
+APPS = {
+    "lab": (["lab", "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"], "/lab/tree/"),
+    "notebook": (["notebook"], "/notebooks/"),
+}
+
+
+@pytest.fixture(params=sorted(APPS))
+def jupyter(request, project: Project, tmp_path):
+    """JupyterLab or Notebook 7 on loopback with a token, in a project whose notebook uses the
+    trellis kernel."""
     state = tmp_path / "jupyter"
     env = project.env(
         JUPYTER_DATA_DIR=str(state / "data"), JUPYTER_CONFIG_DIR=str(state / "config"),
@@ -56,27 +66,27 @@ def jupyter(project: Project, tmp_path):
 
     port, token = free_port(), secrets.token_hex(16)
     log = (tmp_path / "jupyter.log").open("w")
+    command, _ = APPS[request.param]
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        [sys.executable, "-m", "jupyter", command[0], "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project.root}",
-         "--allow-root", "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--allow-root", *command[1:]],
         cwd=project.root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
         if server.poll() is not None:
-            raise AssertionError(f"jupyter lab exited:\n{(tmp_path / 'jupyter.log').read_text()}")
+            raise AssertionError(f"jupyter {command[0]} exited:\n{(tmp_path / 'jupyter.log').read_text()}")
         try:
-            if request(base, f"/api/status?token={token}")[0] == 200:
+            if http_get(base, f"/api/status?token={token}")[0] == 200:
                 break
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise AssertionError(f"jupyter lab did not answer:\n{(tmp_path / 'jupyter.log').read_text()}")
+            raise AssertionError(f"jupyter {command[0]} did not answer:\n{(tmp_path / 'jupyter.log').read_text()}")
         time.sleep(0.5)
-    yield base, token
+    yield base, token, request.param
     stop(server, 60)
     log.close()
 
@@ -91,11 +101,15 @@ def run_cell(page, index: int) -> None:
 
 
 def test_the_widget_draws_the_notebook_graph_and_follows_new_executions(jupyter, watched, project):
-    base, token = jupyter
+    base, token, app = jupyter
     page = watched.page
-    page.goto(f"{base}/lab/tree/widget.ipynb?token={token}")
-    # the kernel is connected once the status bar names it idle; keys pressed before are lost
-    expect(page.locator(".jp-StatusBar-Widget", has_text="Python 3 (trellis) | Idle")).to_be_visible(timeout=120_000)
+    page.goto(f"{base}{APPS[app][1]}widget.ipynb?token={token}")
+    # the kernel is connected once the page names it and shows it idle; keys pressed before are lost
+    if app == "lab":
+        expect(page.locator(".jp-StatusBar-Widget", has_text="Python 3 (trellis) | Idle")).to_be_visible(timeout=120_000)
+    else:  # Notebook 7 has no status bar: the kernel's name and state are in the toolbar
+        expect(page.locator(".jp-KernelName", has_text="Python 3 (trellis)")).to_be_visible(timeout=120_000)
+        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]")).to_have_count(1, timeout=120_000)
     for index in range(3):
         run_cell(page, index)
     widget = page.locator(".trellis-widget")
@@ -121,4 +135,12 @@ def test_the_widget_draws_the_notebook_graph_and_follows_new_executions(jupyter,
         "() => document.querySelector('.trellis-widget .graph').trellisGraph"
         ".nodes('.file').filter((node) => !node.hasClass('hidden')).map((node) => node.data('path'))")
     assert reads == ["data.csv"]  # what the widget itself read is not the cell's data
-    assert watched.errors == []
+    assert [error for error in watched.errors if not (app == "notebook" and thrown_by_notebook_itself(error))] == []
+
+
+def thrown_by_notebook_itself(error: str) -> bool:
+    """Notebook 7.6's settings loader throws on this page as its cells run ("reading 'schema'"),
+    wholly inside Notebook's own bundle; an error with any frame elsewhere is not its own."""
+    frames = [line.strip() for line in error.splitlines()[1:] if line.strip().startswith("at ")]
+    return bool(frames) and all("/static/notebook/" in frame or frame.startswith("at async Promise")
+                                for frame in frames)
