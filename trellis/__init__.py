@@ -262,6 +262,7 @@ def replay(
     include_failed: bool = False,
     tolerance: float = 0.0,
     confirm: Callable[[str], bool] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Hindsight logging: replay the new ``log`` statements of ``names`` (added to today's script)
     into past runs of it, also of older code versions, from their checkpoints, in parallel.
@@ -277,6 +278,10 @@ before anything runs, and nothing runs when it answers False (``"cancelled": Tru
     recorded command line and loads their checkpoints.
     Every segment verifies itself against the values the run logged (floats bit for bit, or
     within ``tolerance``); runs that failed are skipped unless ``include_failed``.
+    ``overrides`` (``{"device": "cpu"}``) gives ``arg`` those values instead of each run's own
+    (text is read as the type of the arg's default); verification still compares with what the
+    run logged, so an override that changes the results stores nothing, and the replay records
+    the overrides it used.
     """
     from trellis.replaying.executing import execute
     from trellis.replaying.planning import plan_replay
@@ -284,7 +289,7 @@ before anything runs, and nothing runs when it answers False (``"cancelled": Tru
 
     with open_store() as store:
         plan = plan_replay(store, names, file=file, runs=runs, where=where, workers=workers, force=force,
-                           trusted=trusted, include_failed=include_failed)
+                           trusted=trusted, include_failed=include_failed, overrides=overrides)
         if dry_run:
             return {"plan": plan.to_dict(), "description": plan.describe(),
                     "patched": {run.uuid: run.patched for run in plan.runs if run.patched is not None}}

@@ -121,12 +121,14 @@ def _run_level_frame() -> "pandas.DataFrame":
     from trellis.queries.dataframe import COMMIT_MARK
     from trellis.store.schema import RUN_SHIFT
 
-    params = [name for (name,) in _read("SELECT DISTINCT name FROM params ORDER BY name")]
-    top_level = [name for (name,) in _read(  # a log's iteration is the run's own key at its top level
-        f"SELECT DISTINCT name FROM logs WHERE iteration = run * {1 << RUN_SHIFT} AND name <> ?"
-        " ORDER BY name", (COMMIT_MARK,)
-    )]
-    names = list(dict.fromkeys(params + top_level))
+    # FlorDB's columns come in the order its table holds them: run by run, each run's args as
+    # it declared them (by name where a run recorded no order), then its top-level values
+    declared = _read("SELECT run, 0, COALESCE(position, -1), name FROM params")
+    top_level = _read(  # a log's iteration is the run's own key at its top level
+        f"SELECT run, 1, MIN(id), name FROM logs WHERE iteration = run * {1 << RUN_SHIFT} AND name <> ?"
+        " GROUP BY run, name", (COMMIT_MARK,)
+    )
+    names = list(dict.fromkeys(name for *_, name in sorted([*declared, *top_level])))
     if not names:
         return pd.DataFrame()
     frame = trellis.dataframe(*names, broadcast=True, unknown="empty", tstamp="commit")
@@ -454,12 +456,12 @@ def replay(
 ) -> "pandas.DataFrame":
     """Hindsight logging (``trellis.replay``): replay the new ``flor.log`` statements of
     ``apply_vars`` into past runs; returns ``dataframe(*apply_vars)`` afterwards, as FlorDB does.
-    ``narrow_iters`` (``[("epoch", "0,2")]``) narrows the checkpointed loop's iterations."""
+    ``narrow_iters`` (``[("epoch", "0,2")]``) narrows the checkpointed loop's iterations;
+    ``overrides`` (``[("device", "cpu")]``) gives those args instead of each run's own, and what
+    then differs from the run's own values is not stored (``trellis.replay``)."""
     names = [apply_vars] if isinstance(apply_vars, str) else list(apply_vars)
-    if overrides:
-        raise TrellisError("replay overrides are not supported: a replay reuses each run's recorded args")
     where = _where(narrow_iters, where_clause)
-    trellis.replay(*names, where=where)
+    trellis.replay(*names, where=where, overrides=dict(overrides or ()))
     return dataframe(*names)
 
 
@@ -517,6 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     replaying.add_argument("--iter", action="append", default=[], metavar="LOOP=SPEC",
                            help="iterations to replay: all, last, none or indexes like 0,2")
     replaying.add_argument("--where", help="a condition on the loop index, e.g. 'epoch >= 5'")
+    replaying.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                           help="an arg's value instead of each run's own, e.g. device=cpu")
     framing = commands.add_parser("dataframe", help="print flor.dataframe of comma-separated names")
     framing.add_argument("columns", nargs="?", default="")
     querying = commands.add_parser("query", help="print the result of read-only SQL")
@@ -534,7 +538,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not equals or not loop_name.strip():
                     raise BadArgumentError(f"--iter expects LOOP=SPEC, like epoch=0,2; got {given!r}")
                 narrow.append((loop_name.strip(), spec))
-            print(replay(names, narrow, arguments.where).to_string())
+            overrides = []
+            for given in arguments.override:
+                key, equals, value = given.partition("=")
+                if not equals or not key.strip():
+                    raise BadArgumentError(f"--override expects KEY=VALUE, like device=cpu; got {given!r}")
+                overrides.append((key.strip(), value))
+            print(replay(names, narrow, arguments.where, overrides).to_string())
         elif arguments.command == "dataframe":
             print(dataframe(*[c for c in arguments.columns.split(",") if c]).to_string())
         elif arguments.command == "query":

@@ -76,6 +76,22 @@ def test_only_the_asked_names_are_carried():
     assert 'trellis.log("b", 2)' in result and '"a"' not in result
 
 
+def test_statements_sharing_a_line_bring_it_once():
+    today = """
+        import trellis
+        for epoch in trellis.loop("epoch", range(3)):
+            x = epoch * 2
+            norm = x ** 0.5; trellis.log("norm", norm)
+    """
+    old = """
+        import trellis
+        for epoch in trellis.loop("epoch", range(3)):
+            x = epoch * 2
+    """
+    result = placed(today, old, ["norm"])
+    assert result.count("norm = x ** 0.5") == 1 and result.count('trellis.log("norm", norm)') == 1
+
+
 @pytest.mark.parametrize("old, reason", [
     ("""
         import trellis

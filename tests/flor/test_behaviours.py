@@ -67,11 +67,31 @@ def test_run_level_frame_holds_each_runs_args(both):
     both.run("train.py", "--kwargs", "epochs=1")
     (theirs,), (ours,) = both.frames(())
     assert len(theirs["rows"]) == 2
-    # FlorDB orders the arg columns as its table happens to hold them; compare them as a set
-    assert ours["columns"][:4] == theirs["columns"][:4]
-    assert sorted(ours["columns"]) == sorted(theirs["columns"])
+    # the args in the order the script declared them (not by name), as FlorDB's table holds them
+    assert theirs["columns"][4:] == ["hidden", "lr", "batch_size", "epochs"]
+    assert ours["columns"] == theirs["columns"]
     key = lambda row: sorted(row.items())  # noqa: E731
     assert sorted(ours["rows"], key=key) == sorted(theirs["rows"], key=key)
+
+
+def test_run_level_columns_come_run_by_run_as_declared(both):
+    both.write("first.py", """
+        import flordb as flor
+        zeta = flor.arg("zeta", 1)
+        flor.log("score", 2)
+    """)
+    both.write("second.py", """
+        import flordb as flor
+        beta = flor.arg("beta", 3)
+        alpha = flor.arg("alpha", 4)
+        flor.log("mid", 5)
+        flor.log("all", 6)
+    """)
+    both.run("first.py")
+    both.run("second.py")
+    (theirs,), (ours,) = both.frames(())
+    assert theirs["columns"][4:] == ["zeta", "score", "beta", "alpha", "mid", "all"]
+    assert ours["columns"] == theirs["columns"]
 
 
 def test_a_name_never_logged_is_an_empty_frame_or_an_empty_column(both):

@@ -166,6 +166,36 @@ def test_what_cannot_be_made_exact_is_reported_and_not_stored(project):
     assert status == "inexact" and error.startswith("loss at epoch 0, step 0")
 
 
+def test_overrides_reach_the_args_and_verification_judges_them(project, tmp_path):
+    # `device` changes nothing the run computes; `lr` changes every value
+    source = ISSUE_SCRIPT.format(checkpointed="w=w").replace(
+        "rng = np.random.default_rng(7)\n",
+        "rng = np.random.default_rng(7)\ndevice = trellis.arg('device', 'gpu')\nlr = trellis.arg('lr', 0.05)\n",
+    ).replace("w -= 0.05 *", "w -= lr *")
+    project.write("train.py", source)
+    commit(project, "train")
+    project.run("train.py", TRELLIS_CHECKPOINT_SHARE="1")
+    (run,) = [uuid for (uuid,) in _Database(project).execute("SELECT uuid FROM runs")]
+    keep_checkpoints(project, run, {1, 3})
+    today = source + W_NORM.replace("trellis.log(", "print(device); trellis.log(", 1)
+    project.write("train.py", today)
+
+    planned = project.cli("replay", "w_norm", "--dry-run", "--override", "device=cpu").stdout
+    assert "with device=cpu instead of each run's own" in planned
+    report = replay(project, "--override", "device=cpu", "--override", "lr=0.06", check=False)
+    assert report["returncode"] == 1 and report["runs"][0]["status"] == "inexact"
+    # the lr changed what the run logged: nothing stored
+    assert _Database(project).execute("SELECT COUNT(*) FROM logs WHERE name = 'w_norm'").fetchone() == (0,)
+
+    report = replay(project, "--override", "device=cpu")
+    assert [r["status"] for r in report["runs"]] == ["exact"]
+    assert values_of(project, "w_norm")[run] == forward_reference(project, today, tmp_path)
+    recorded = _Database(project).execute("SELECT status, overrides FROM replays ORDER BY id").fetchall()
+    assert recorded == [("inexact", '{"device": "cpu", "lr": "0.06"}'), ("exact", '{"device": "cpu"}')]
+    shown = json.loads(project.cli("show", run, "--json").stdout)["replays"]
+    assert [r["overrides"] for r in shown] == [{"device": "cpu", "lr": "0.06"}, {"device": "cpu"}]
+
+
 def test_failed_runs_are_skipped_unless_asked_for(project):
     source = ISSUE_SCRIPT.format(checkpointed="w=w") + "import sys\nif len(sys.argv) > 1:\n    raise RuntimeError('diverged')\n"
     project.write("train.py", source)

@@ -29,8 +29,16 @@ def _has_index(store, name: str) -> bool:
     return bool(store.execute(catalog, (name,)))
 
 
+def _as_version_5(store) -> None:
+    """Without the order of params and the overrides of a replay (version 6)."""
+    store.execute("ALTER TABLE params DROP COLUMN position")
+    store.execute("ALTER TABLE replays DROP COLUMN overrides")
+    store.execute("UPDATE schema_version SET version = 5")
+
+
 def _as_version_4(store) -> None:
     """Without the mark of a write found after the fact (version 5)."""
+    _as_version_5(store)
     store.execute("ALTER TABLE files DROP COLUMN seen_after")
     store.execute("UPDATE schema_version SET version = 4")
 
@@ -137,6 +145,22 @@ def test_a_version_4_store_gains_the_mark_of_writes_found_after_the_fact(project
     store = _raw(project)
     assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
     assert store.execute("SELECT path, seen_after FROM files ORDER BY at") == [("out.txt", None)] * 2
+    store.close()
+
+
+def test_a_version_5_store_gains_the_order_of_params(project):
+    project.write("args.py", "import trellis\ntrellis.arg('zeta', 1)\ntrellis.arg('alpha', 2)\n")
+    project.run("args.py")
+    store = _raw(project)
+    with store.transaction():
+        _as_version_5(store)
+    store.close()
+    project.run("args.py")
+    store = _raw(project)
+    assert store.execute("SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert store.execute("SELECT run, name, position FROM params ORDER BY run, position, name") == [
+        (1, "alpha", None), (1, "zeta", None), (2, "zeta", 0), (2, "alpha", 1)]
+    assert store.execute("SELECT COUNT(*) FROM replays WHERE overrides IS NOT NULL") == [(0,)]
     store.close()
 
 

@@ -331,8 +331,9 @@ def _first_line(node: ast.stmt) -> int:
 
 
 def _dedented(script: _Script, group: list[ast.stmt]) -> str:
-    lines = [line for s in group for line in script.lines[_first_line(s) - 1:s.end_lineno]]
-    return textwrap.dedent("".join(lines))
+    # statements that share a line (``a = f(); log("a", a)``) bring it once
+    numbers = dict.fromkeys(n for s in group for n in range(_first_line(s) - 1, s.end_lineno))  # type: ignore[arg-type]
+    return textwrap.dedent("".join(script.lines[n] for n in numbers))
 
 
 def _undefined_names(text: str, old: _Script) -> list[str]:

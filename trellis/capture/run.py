@@ -413,11 +413,12 @@ class Run:
         new_names = names - self.names_noted
         single, valued, spans, ended_before = self._iteration_rows(iterations, base)
         loops, self.pending_loops = self.pending_loops, {}
-        new_params = [(n, v) for n, v in self.params.items() if n not in self.params_written]
+        new_params = [(position, n, v) for position, (n, v) in enumerate(self.params.items())
+                      if n not in self.params_written]
         param_rows = [
             (run, storable(n),
-             *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v, "trellis.arg")), origin)
-            for n, (v, origin) in new_params
+             *cell(v if type(v) in PLAIN or type(v) is Encoded else encode(n, v, "trellis.arg")), origin, position)
+            for position, n, (v, origin) in new_params
         ]
         run_updates = {"committed": time.time()}
         for tee, column in ((self.out, "stdout"), (self.err, "stderr")):
@@ -453,8 +454,8 @@ class Run:
             store.executemany(NOTE_LOG_NAME, [(run, name) for name in new_names])
             written = self._write_steps(store, base, steps, variables, dependencies, modules)
             store.executemany(
-                "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, name) DO NOTHING",
+                "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin, position)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, name) DO NOTHING",
                 param_rows,
             )
             store.executemany(
@@ -495,7 +496,7 @@ class Run:
                 self.steps.remove(live)  # in place: the kernel's thread may be appending a step
         self.seq = seq
         self.log_step = step
-        self.params_written.update(n for n, _ in new_params)
+        self.params_written.update(n for _, n, _ in new_params)
         self.names_noted |= new_names
 
     # -- ending -----------------------------------------------------------------------------

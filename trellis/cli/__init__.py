@@ -253,6 +253,9 @@ def reproduce_command(run: str, tolerance: float, as_json: bool, trust: bool) ->
 @click.option("--env", "variables", multiple=True, metavar="NAME[=VALUE]",
               help="Set NAME for every segment, to VALUE or to its value here (repeatable): a cluster's"
                    " workers otherwise run segments in their own environment.")
+@click.option("--override", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="Give the arg NAME this value instead of each run's own (repeatable), e.g. device=cpu;"
+                   " values that then differ from what the run logged are not stored.")
 @click.option("--show-code", "show_code", metavar="RUN", help="Print the patched source planned for RUN and stop.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -263,11 +266,11 @@ def reproduce_command(run: str, tolerance: float, as_json: bool, trust: bool) ->
 @_one_line_errors
 def replay_command(names: tuple[str, ...], file: str | None, runs: tuple[str, ...], where: str | None,
                    workers: int, executor: str | None, force: bool, include_failed: bool, tolerance: float,
-                   variables: tuple[str, ...], show_code: str | None, dry_run: bool, yes: bool, trust: bool,
-                   as_json: bool) -> None:
+                   variables: tuple[str, ...], overrides: tuple[str, ...], show_code: str | None, dry_run: bool,
+                   yes: bool, trust: bool, as_json: bool) -> None:
     """Hindsight logging: replay NAMES, newly logged in today's script, into its past runs."""
     options = dict(file=file, runs=runs or None, where=where, workers=workers, force=force,
-                   include_failed=include_failed, trusted=trust)
+                   include_failed=include_failed, trusted=trust, overrides=_overrides(overrides))
     if show_code or dry_run:
         planned = trellis.replay(*names, dry_run=True, **options)
         if dry_run:
@@ -303,6 +306,17 @@ def _planned_code(planned: dict[str, Any], ref: str) -> str:
         reason = chosen[0]["reason"] or "nothing to replay"
         raise TrellisError(f"no patched code for run {chosen[0]['uuid'][:8]}: {reason}")
     return planned["patched"][chosen[0]["uuid"]]
+
+
+def _overrides(given: tuple[str, ...]) -> dict[str, str]:
+    """``--override NAME=VALUE`` options as a mapping."""
+    overrides = {}
+    for text in given:
+        name, equals, value = text.partition("=")
+        if not equals or not name:
+            raise TrellisError(f"--override expects NAME=VALUE, like device=cpu; got {text!r}")
+        overrides[name] = value
+    return overrides
 
 
 def _variables(given: tuple[str, ...]) -> dict[str, str]:

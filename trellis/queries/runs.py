@@ -116,11 +116,12 @@ def show_run(store: Store, ref: str) -> dict[str, Any]:
     replays = [
         {"names": json.loads(names), "code": code, "git_commit": commit, "started": timestamp(started),
          "ended": timestamp(ended), "seconds": seconds, "status": status, "segments": segments,
-         "failed": failed, "stored": stored, "error": error}
-        for names, code, commit, started, ended, seconds, status, segments, failed, stored, error
+         "failed": failed, "stored": stored, "error": error,
+         "overrides": json.loads(overrides) if overrides else None}
+        for names, code, commit, started, ended, seconds, status, segments, failed, stored, error, overrides
         in store.execute(
             "SELECT names, code, git_commit, started, ended, seconds, status, segments, failed,"
-            " stored, error FROM replays WHERE run = ? ORDER BY started", (run["id"],))
+            " stored, error, overrides FROM replays WHERE run = ? ORDER BY started", (run["id"],))
     ]
     return {
         "run_id": run["uuid"],

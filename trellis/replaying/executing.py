@@ -310,7 +310,7 @@ def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Pat
         "names": run.names, "loop": run.loop, "modes": segment.modes, "keep": segment.keep,
         "prologue": segment.prologue, "tail": segment.tail, "stop_at_loop": segment.stop_at_loop,
         "checkpoints": {k: v for k, v in run.checkpoints.items()}, "params": run.params,
-        "select": run.select,
+        "overrides": run.overrides, "select": run.select,
         "result": str(stem.with_suffix(".result.json")),
     }
     spec_path = stem.with_suffix(".json")
@@ -367,10 +367,11 @@ def _record(store: Store, run: RunPlan, report: dict[str, Any], seconds: float) 
     with store.transaction():
         store.execute(
             "INSERT INTO replays (run, names, code, git_commit, started, ended, status, segments, failed,"
-            " stored, estimate, seconds, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " stored, estimate, seconds, error, overrides) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run.run_id, json.dumps(run.names), report["code"], run.commit, report["started"], time.time(),
              report["status"], len(run.segments), len(report["failed"]), report["values"], run.estimate,
-             seconds, "\n".join(report["failed"] + ([report["mismatch"]] if report["mismatch"] else [])) or None),
+             seconds, "\n".join(report["failed"] + ([report["mismatch"]] if report["mismatch"] else [])) or None,
+             json.dumps(run.overrides, default=str) if run.overrides else None),
         )
 
 

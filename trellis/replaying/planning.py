@@ -63,6 +63,8 @@ class RunPlan:
     segments: list[Segment] = field(default_factory=list)
     checkpoints: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    # args the replay gives instead of the run's own (a device, a path); verification still judges
+    overrides: dict[str, Any] = field(default_factory=dict)
     executed: int = 0
     restored: int = 0
     estimate: float = 0.0
@@ -95,6 +97,7 @@ class Plan:
     workers: int
     runs: list[RunPlan]
     estimate: float = 0.0
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -106,6 +109,9 @@ class Plan:
     def describe(self) -> str:
         lines = [f"replay {', '.join(self.names)} from {self.file}"
                  + (f" where {self.where}" if self.where else "")]
+        if self.overrides:
+            given = " ".join(f"{name}={value}" for name, value in self.overrides.items())
+            lines.append(f"  with {given} instead of each run's own (values that then differ are not stored)")
         for run in self.runs:
             head = f"  {run.uuid[:8]}  {run.commit[:8] if run.commit else '--------'}  "
             if not run.replays:
@@ -148,10 +154,15 @@ def plan_replay(
     force: bool = False,
     trusted: bool = False,
     include_failed: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> Plan:
     names = list(dict.fromkeys(names))
     if not names:
         raise TrellisError("name the values to replay, e.g. trellis replay grad_norm")
+    overrides = dict(overrides or {})
+    for name in overrides:
+        if type(name) is not str or not name.isidentifier():
+            raise TrellisError(f"override {name!r}: give an arg's name, like device=cpu")
     filename, today = _todays_script(store, names, file)
     condition = _condition(where)
     selected = [resolve(store, ref) for ref in runs] if runs else [
@@ -166,8 +177,10 @@ def plan_replay(
                        include_failed)
              for run in selected]
     active = [plan for plan in plans if plan.replays]
+    for run_plan in active:
+        run_plan.overrides = overrides
     _cut_into_segments(active, workers)
-    plan = Plan(filename, names, where, workers, plans)
+    plan = Plan(filename, names, where, workers, plans, overrides=overrides)
     plan.estimate = _makespan([s.estimate for r in active for s in r.segments], workers)
     return plan
 

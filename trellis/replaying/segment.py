@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 
 from trellis import _config
 from trellis.capture import randomness
+from trellis.capture.args import cast
 from trellis.capture import run as _runs
 from trellis.store import formats
 from trellis.store.connection import objects_location
@@ -59,6 +60,7 @@ class ReplayRun:
         self.object_folder = objects_location(_config.objects_url(), Path.cwd())
         self.params = {}
         self.historical = spec["params"]
+        self.overrides = spec.get("overrides") or {}
         self.ids = itertools.count(1)
         self.iteration_ids = self.ids
         self.iterations: list = []  # hand-driven iterations are not replayed
@@ -88,6 +90,9 @@ class ReplayRun:
         """Nothing is written during a replay; the result file is written at exit."""
 
     def arg(self, name: str, value: Any) -> Any:
+        if name in self.overrides:  # given as text on a command line: the type of the arg's default
+            given = self.overrides[name]
+            return cast(name, given, value) if type(given) is str else given
         return self.historical.get(name, value)
 
     def iterate(self, name: str, iterable: Iterable) -> Iterator:

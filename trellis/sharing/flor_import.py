@@ -178,7 +178,7 @@ def _insert_run(store: Store, run_uuid: str, tstamp: str, records: list[dict[str
     )
     store.executemany(NOTE_LOG_NAME, [(run, name) for name in sorted(names)])
     store.executemany(
-        "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin)"
-        " VALUES (?, ?, ?, ?, ?, ?, 'flordb')",
-        [(run, name, *cell(_value(value))) for name, value in params.items()],
+        "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin, position)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'flordb', ?)",
+        [(run, name, *cell(_value(value)), position) for position, (name, value) in enumerate(params.items())],
     )

@@ -268,9 +268,9 @@ def _insert_run(store: Store, run_uuid: str, run: MlflowRun) -> None:
     params = [(name, _param_value(value), "mlflow") for name, value in run.params.items()]
     params += [(name, value, "mlflow tag") for name, value in tags.items() if name not in run.params]
     store.executemany(
-        "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(row, name, *cell(value), origin) for name, value, origin in params],
+        "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin, position)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(row, name, *cell(value), origin, position) for position, (name, value, origin) in enumerate(params)],
     )
     store.executemany(
         "INSERT INTO files (run, step, path, mode, hash, size, at) VALUES (?, NULL, ?, 'write', ?, ?, ?)",

@@ -23,7 +23,7 @@ someone else's: they are not unpickled unless the user says they trust them.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 RUN_SHIFT = 32
 
 # table -> how its rows belong to a run: a run column, or a key whose high half is the run
@@ -74,6 +74,12 @@ MIGRATIONS = {
         # 1: a write found by a scan after the step, not seen as it happened (capture/files.py)
         "ALTER TABLE files ADD COLUMN seen_after {int}",
     ],
+    6: [
+        # the order the run declared its params in (0, 1, ...); NULL in runs recorded before
+        "ALTER TABLE params ADD COLUMN position {int}",
+        # the params a replay set instead of the run's own (a JSON object); NULL: none
+        "ALTER TABLE replays ADD COLUMN overrides TEXT",
+    ],
 }
 
 TABLES = """
@@ -120,6 +126,7 @@ CREATE TABLE IF NOT EXISTS params (
     float_value {float},
     text_value TEXT,
     origin TEXT NOT NULL,
+    position {int},
     PRIMARY KEY (run, name)
 );
 CREATE TABLE IF NOT EXISTS iterations (
@@ -236,7 +243,8 @@ CREATE TABLE IF NOT EXISTS replays (
     stored {int} NOT NULL,
     estimate {float},
     seconds {float},
-    error TEXT
+    error TEXT,
+    overrides TEXT
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     run {int} NOT NULL,
