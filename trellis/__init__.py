@@ -268,7 +268,8 @@ def replay(
     into past runs of it, also of older code versions, from their checkpoints, in parallel.
 
     ``where`` narrows the checkpointed loop's iterations (``"epoch >= 5"``; ``last`` is each
-    run's last index of it); ``executor`` is ``"process"`` (default, ``workers`` processes),
+    run's last index of it), and conditions on inner loops joined by ``and`` narrow the values
+    stored (``"epoch >= 5 and step == last"``); ``executor`` is ``"process"`` (default, ``workers`` processes),
     ``"dask://host:port"`` or any
     ``concurrent.futures.Executor``; ``env`` sets variables for every segment (on a cluster,
     segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned,

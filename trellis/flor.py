@@ -456,7 +456,8 @@ def replay(
 ) -> "pandas.DataFrame":
     """Hindsight logging (``trellis.replay``): replay the new ``flor.log`` statements of
     ``apply_vars`` into past runs; returns ``dataframe(*apply_vars)`` afterwards, as FlorDB does.
-    ``narrow_iters`` (``[("epoch", "0,2")]``) narrows the checkpointed loop's iterations;
+    ``narrow_iters`` (``[("epoch", "0,2"), ("step", "last")]``) narrows the iterations of the
+    checkpointed loop that run and the values of inner loops that are stored;
     ``overrides`` (``[("device", "cpu")]``) gives those args instead of each run's own, and what
     then differs from the run's own values is not stored (``trellis.replay``)."""
     names = [apply_vars] if isinstance(apply_vars, str) else list(apply_vars)

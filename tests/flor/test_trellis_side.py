@@ -216,6 +216,28 @@ def test_iter_last_replays_the_final_iteration_of_each_run(project):
     assert stored == [["0.25", 2, 2.25], ["0.5", 1, 3.0]]
 
 
+def test_iter_on_an_inner_loop_stores_its_selected_iterations(project):
+    project.write("train.py", TRAIN)
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-q", "-m", "train")
+    project.run("train.py")
+    project.write("train.py", TRAIN.replace(
+        '            flor.log("loss", 1 / (1 + w[0]))\n',
+        '            flor.log("loss", 1 / (1 + w[0]))\n            flor.log("w_step", w[0])\n'))
+    git(project.root, "add", "-A")
+    git(project.root, "commit", "-q", "-m", "log w at every step")
+    done = subprocess.run(
+        [sys.executable, "-m", "trellis.flor", "replay", "--apply", "w_step", "--iter", "step=last"],
+        cwd=project.root, capture_output=True, text=True, env=project.env(), timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    stored = read(project, """
+        df = flor.dataframe("w_step").dropna(subset=["w_step"])
+        print(json.dumps(sorted([int(e), int(s), v] for e, s, v in zip(df["epoch"], df["step"], df["w_step"]))))
+    """)
+    assert stored == [[0, 2, 1.5], [1, 2, 3.0]]  # w grows by 0.5 a step; only each epoch's last step
+
+
 def test_replay_sees_flor_log(project):
     _replay_history(project, "flor.log")
     assert len(_replayed_frame(project)) == 4

@@ -196,6 +196,47 @@ def test_overrides_reach_the_args_and_verification_judges_them(project, tmp_path
     assert [r["overrides"] for r in shown] == [{"device": "cpu", "lr": "0.06"}, {"device": "cpu"}]
 
 
+STEP_W_NORM = '            trellis.log("w_norm", float(np.linalg.norm(w)))\n'
+
+
+def stepwise(project, **env) -> list[list]:
+    """(epoch, step, w_norm) of every stored value."""
+    done = project.python("""
+        import json, trellis
+        frame = trellis.dataframe("w_norm")
+        print(json.dumps(frame[["epoch", "step", "w_norm"]].values.tolist()))
+    """, **env)
+    return [[int(e), int(s), v] for e, s, v in json.loads(done.stdout)]
+
+
+def test_where_on_an_inner_loop_stores_only_its_selected_iterations(project, tmp_path):
+    source = ISSUE_SCRIPT.format(checkpointed="w=w")
+    project.write("train.py", source)
+    commit(project, "train")
+    project.run("train.py", TRELLIS_CHECKPOINT_SHARE="1")
+    today = source + STEP_W_NORM
+    project.write("train.py", today)
+    reference = tmp_path / "reference.py"
+    reference.write_text(today)
+    project.run(str(reference), TRELLIS_STORE=str(tmp_path / "reference.db"))
+    truth = stepwise(project, TRELLIS_STORE=str(tmp_path / "reference.db"))
+    assert len(truth) == 36
+
+    report = replay(project, "--where", "epoch >= 4 and step == last")
+    assert [r["status"] for r in report["runs"]] == ["exact"] and report["runs"][0]["values"] == 2
+    assert stepwise(project) == [row for row in truth if row[0] >= 4 and row[1] == 5]
+
+    report = replay(project, "--force", "--where", "step in (0, 2)")
+    assert report["runs"][0]["values"] == 12
+    # what the first replay stored stays beside it
+    assert sorted(stepwise(project)) == [row for row in truth if row[1] in (0, 2) or (row[0] >= 4 and row[1] == 5)]
+
+    for where, message in (("epoch == 1 or step == 0", "each condition names one loop's index"),
+                           ("batch == 0", "--where names the loop 'batch', which this run did not run")):
+        done = project.cli("replay", "w_norm", "--yes", "--force", "--where", where, check=False)
+        assert message in done.stdout + done.stderr, (where, done.stdout, done.stderr)
+
+
 def test_failed_runs_are_skipped_unless_asked_for(project):
     source = ISSUE_SCRIPT.format(checkpointed="w=w") + "import sys\nif len(sys.argv) > 1:\n    raise RuntimeError('diverged')\n"
     project.write("train.py", source)

@@ -243,7 +243,8 @@ def reproduce_command(run: str, tolerance: float, as_json: bool, trust: bool) ->
 @click.argument("names", nargs=-1, required=True)
 @click.option("--file", help="The script holding the new log statements (found by itself if one does).")
 @click.option("--run", "runs", multiple=True, help="Replay into this run only (repeatable); default: every run of the script.")
-@click.option("--where", help="Iterations of the checkpointed loop to replay, e.g. 'epoch >= 5' or 'epoch == last'.")
+@click.option("--where", help="Iterations to replay: of the checkpointed loop, e.g. 'epoch >= 5' or"
+              " 'epoch == last', and with 'and', of inner loops whose values to store, e.g. 'step == last'.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes in parallel.")
 @click.option("--executor", help="'process' (default) or dask://host:port for a Dask cluster.")
 @click.option("--force", is_flag=True, help="Replay again names replayed before.")

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from pathlib import Path
 from typing import Any
 
-from trellis.replaying import worktrees
+from trellis.replaying import selecting, worktrees
 from trellis._errors import TrellisError
 from trellis.replaying.planning import Plan, RunPlan, Segment
 from trellis.replaying.verifying import recorded_values, verify
@@ -310,7 +310,7 @@ def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Pat
         "names": run.names, "loop": run.loop, "modes": segment.modes, "keep": segment.keep,
         "prologue": segment.prologue, "tail": segment.tail, "stop_at_loop": segment.stop_at_loop,
         "checkpoints": {k: v for k, v in run.checkpoints.items()}, "params": run.params,
-        "overrides": run.overrides, "select": run.select,
+        "overrides": run.overrides,
         "result": str(stem.with_suffix(".result.json")),
     }
     spec_path = stem.with_suffix(".json")
@@ -327,12 +327,17 @@ def _prepare(store: Store, run: RunPlan, segment: Segment, tree: Path, stem: Pat
 def _store_values(store: Store, run: RunPlan, values: list[list[Any]]) -> tuple[int, int]:
     """Write values at the original run's coordinates, in one transaction; (stored, unmatched)."""
     paths = _iteration_paths(store, run.run_id)
+    conditions = selecting.parse(run.value_filter)
+    lasts = selecting.last_indexes(paths) if conditions else {}
     rows, unmatched = [], 0
     for name, path, kind, int_value, float_value, text_value, verified in values:
-        iteration = paths.get(tuple(tuple(step) for step in path))
+        path = tuple(tuple(step) for step in path)
+        iteration = paths.get(path)
         if iteration is None:
             unmatched += 1
             continue
+        if conditions and not selecting.keeps(conditions, path, lasts):
+            continue  # computed on the way to what --where asked for
         rows.append([name, iteration, kind, int_value, float_value, text_value, verified])
     with store.transaction():
         put_replayed(store, run.run_id, rows)

@@ -12,13 +12,12 @@ at checkpoints, so that segments of one run also run in parallel.
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from trellis._errors import TrellisError
 from trellis.analysis.propagation import Placement, PlacementError, find_statements, patch, place
@@ -29,6 +28,8 @@ from trellis.store.connection import Store
 from trellis.store.schema import run_keys
 from trellis.store.snapshots import source_at
 from trellis.store.spans import expand
+from trellis.replaying import selecting
+from trellis.replaying.selecting import Condition
 from trellis.replaying.worktrees import snapshot_gone
 
 # What a segment costs beyond the run's own recorded time: interpreter start, imports before
@@ -80,8 +81,8 @@ class RunPlan:
     tail_cost: float = 0.0
     # Why iterations that need no new value still run in full: no checkpoint after the one before.
     reruns: list[str] = field(default_factory=list)
-    # Without checkpoints: the loop --where names and the indexes it selects.
-    select: dict[str, Any] | None = None
+    # The conditions of --where on loops other than the checkpointed one: which values to store.
+    value_filter: str | None = None
     last_index: int | None = None  # of the checkpointed loop
 
     @property
@@ -164,7 +165,7 @@ def plan_replay(
         if type(name) is not str or not name.isidentifier():
             raise TrellisError(f"override {name!r}: give an arg's name, like device=cpu")
     filename, today = _todays_script(store, names, file)
-    condition = _condition(where)
+    conditions = selecting.parse(where)
     selected = [resolve(store, ref) for ref in runs] if runs else [
         resolve(store, uuid) for (uuid,) in store.execute(
             "SELECT uuid FROM runs WHERE filename = ? AND kind = 'script' AND status != 'running'"
@@ -173,7 +174,7 @@ def plan_replay(
     if not selected:
         raise TrellisError(f"no recorded runs of {filename} to replay into")
     packages = _current_packages()
-    plans = [_plan_run(store, run, filename, today, names, condition, force, packages, trusted,
+    plans = [_plan_run(store, run, filename, today, names, conditions, force, packages, trusted,
                        include_failed)
              for run in selected]
     active = [plan for plan in plans if plan.replays]
@@ -228,7 +229,7 @@ def _todays_script(store: Store, names: list[str], file: str | None) -> tuple[st
 
 
 def _plan_run(store: Store, run: dict[str, Any], filename: str, today: str, names: list[str],
-              condition: Callable[[str, int], bool], force: bool,
+              conditions: list[Condition], force: bool,
               packages: dict[str, str], trusted: bool = False, include_failed: bool = False) -> RunPlan:
     plan = RunPlan(run["uuid"], run["id"], filename, run["git_commit"],
                    json.loads(run["argv"] or "[]"), run["cwd"])
@@ -281,7 +282,9 @@ def _plan_run(store: Store, run: dict[str, Any], filename: str, today: str, name
         return plan
     plan.params = _historical_params(store, run["id"])
     plan.environment = _environment_changes(store, run, packages)
-    _choose_iterations(store, run, plan, placements, condition)
+    plan.reason = _unknown_loop(store, run["id"], conditions)
+    if plan.reason is None:
+        _choose_iterations(store, run, plan, placements, conditions)
     return plan
 
 
@@ -334,52 +337,11 @@ def _environment_changes(store: Store, run: dict[str, Any], packages: dict[str, 
 # -- which iterations execute -------------------------------------------------------------------
 
 
-def _condition(where: str | None) -> Callable[[str, int, int], bool]:
-    """``--where`` as a test of (loop name, index, the run's last index of that loop); only the
-    checkpointed loop's name is known, and ``last`` names its last index (``epoch == last``)."""
-    if not where:
-        return lambda loop, index, last: True
-    try:
-        tree = ast.parse(where, mode="eval")
-    except SyntaxError:
-        raise TrellisError(f"--where {where!r} is not an expression like 'epoch >= 5'") from None
-    allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
-               ast.Compare, ast.BinOp, ast.Mod, ast.Add, ast.Sub, ast.Mult, ast.FloorDiv,
-               ast.Name, ast.Load, ast.Constant, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt,
-               ast.GtE, ast.In, ast.NotIn, ast.Tuple, ast.List)
-    for node in ast.walk(tree):
-        if not isinstance(node, allowed):
-            raise TrellisError(f"--where {where!r}: only comparisons of loop indexes are allowed")
-    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-    code = compile(tree, "--where", "eval")
-
-    def test(loop: str, index: int, last: int) -> bool:
-        unknown = names - {loop, "last"}
-        if unknown:
-            raise TrellisError(
-                f"--where names {', '.join(sorted(unknown))}; the checkpointed loop is {loop!r}"
-            )
-        return bool(eval(code, {"__builtins__": {}}, {"last": last, loop: index}))
-
-    test.names = names - {"last"}  # type: ignore[attr-defined]
-    return test
-
-
-def _selection(store: Store, run: int, plan: RunPlan, condition: Callable[[str, int], bool]) -> None:
-    """``--where`` for a run without checkpoints: the recorded iterations of the loop it names."""
-    names = getattr(condition, "names", set())
-    if not names:
-        return
-    if len(names) > 1:
-        raise TrellisError(f"--where names {', '.join(sorted(names))}; name one loop")
-    (loop,) = names
-    low, high = run_keys(run)
-    rows = store.execute("SELECT idx, count FROM iterations WHERE id >= ? AND id < ? AND loop = ?", (low, high, loop))
-    if not rows:
-        plan.reason = f"--where names the loop {loop!r}, which this run did not run"
-        return
-    recorded = sorted({i for idx, count in rows for i in range(idx, idx + count)})
-    plan.select = {"loop": loop, "indexes": [i for i in recorded if condition(loop, i, recorded[-1])]}
+def _unknown_loop(store: Store, run: int, conditions: list[Condition]) -> str | None:
+    """Why the run cannot be replayed as ``--where`` asks: a loop it names that the run did not run."""
+    ran = {loop for (loop,) in store.execute("SELECT DISTINCT loop FROM loops WHERE run = ?", (run,))}
+    missing = sorted({c.loop for c in conditions} - ran)
+    return f"--where names the loop {missing[0]!r}, which this run did not run" if missing else None
 
 
 def _ranges(indexes: Sequence[int]) -> str:
@@ -394,7 +356,7 @@ def _ranges(indexes: Sequence[int]) -> str:
 
 
 def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placements: list[Placement],
-                       condition: Callable[[str, int], bool]) -> None:
+                       conditions: list[Condition]) -> None:
     loop = plan.loop
     low, high = run_keys(run["id"])
     rows = [] if loop is None else [
@@ -410,7 +372,7 @@ def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placeme
     if not rows:
         # Without checkpoints the run replays whole, from its start.
         plan.loop = None
-        _selection(store, run["id"], plan, condition)
+        plan.value_filter = selecting.joined(conditions)
         plan.segments = [Segment({}, [], True, True, False, PROCESS_SECONDS + ended - run["started"])]
         plan.executed = 1
         return
@@ -435,7 +397,8 @@ def _choose_iterations(store: Store, run: dict[str, Any], plan: RunPlan, placeme
         saved.setdefault(idx, {})[name] = [format, digest]
         restore_cost[idx] = restore_cost.get(idx, 0.0) + seconds
     plan.checkpoints = saved
-    wanted = [k for k in indexes if condition(loop, k, indexes[-1])]
+    wanted = [k for k in indexes if selecting.holds(conditions, loop, k, indexes[-1])]
+    plan.value_filter = selecting.joined(c for c in conditions if c.loop != loop)
     whole = any(p.why_full and loop not in p.loops and p.after_loop is None for p in placements)
     needs_full = whole or any(p.why_full and loop in p.loops for p in placements)
     needs_light = any(p.light for p in placements)

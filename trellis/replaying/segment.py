@@ -52,9 +52,6 @@ class ReplayRun:
         self.loop: str | None = spec["loop"]
         self.modes = {int(k): v for k, v in spec["modes"].items()}
         self.keep = set(spec["keep"])
-        # Without a checkpointed loop, --where selects iterations of the loop it names.
-        select = spec.get("select")
-        self.select = None if select is None else {"loop": select["loop"], "indexes": set(select["indexes"])}
         self.checkpoints = {int(k): v for k, v in spec["checkpoints"].items()}  # index -> name -> [format, digest]
         # where the store keeps them: a folder or an object store, as the replay passed it on
         self.object_folder = objects_location(_config.objects_url(), Path.cwd())
@@ -246,9 +243,6 @@ class ReplayRun:
         os.replace(partial, target)
 
     def _kept(self, path: Path_, position: int) -> bool:
-        if self.select is not None:
-            return any(loop == self.select["loop"] and index in self.select["indexes"]
-                       for loop, _, index in path)
         for loop, _, index in path:
             if loop == self.loop:
                 return index in self.keep
