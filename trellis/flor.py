@@ -296,47 +296,101 @@ def _flor_log_rows() -> list[tuple]:
     return rows
 
 
+class _Iterations:
+    """A run's recorded iterations, to tell the loop coordinates of a moment (FlorDB's ``ctx``)."""
+
+    def __init__(self, run: int) -> None:
+        import bisect
+
+        from trellis.store.schema import run_keys
+        from trellis.store.spans import expand
+
+        self._bisect = bisect
+        self.low, high = run_keys(run)
+        self.by_id: dict[int, tuple] = {}  # id: (loop, idx, value, parent, started, ended)
+        for ident, parent, name, idx, value, began, stopped, count, starts_us in _read(
+            "SELECT id, parent, loop, idx, value, started, ended, count, starts_us FROM iterations"
+            " WHERE id >= ? AND id < ? ORDER BY id", (self.low, high)
+        ):
+            for key, index, start, end in expand(ident, idx, began, stopped, count, starts_us):
+                self.by_id[key] = (name, index, value, parent, start, end)
+        self.children: dict[int, list[tuple[float, int]]] = {}
+        for key, (_, _, _, parent, start, _) in self.by_id.items():
+            self.children.setdefault(parent, []).append((start, key))
+        for starts in self.children.values():
+            starts.sort()
+
+    def chain(self, ident: int | None) -> list[dict[str, Any]]:
+        """The coordinates of iteration ``ident``, outermost first."""
+        import json
+
+        chain = []
+        while ident in self.by_id:
+            name, index, value, parent, _, _ = self.by_id[ident]
+            chain.append({"name": name, "iteration": index,
+                          "value": str(index) if value is None else str(json.loads(value))})
+            ident = parent
+        return chain[::-1]
+
+    def at(self, moment: float) -> int | None:
+        """The innermost iteration running at ``moment``, or None at the top level."""
+        found, parent = None, self.low
+        while parent in self.children:
+            starts = self.children[parent]
+            position = self._bisect.bisect_right(starts, (moment, float("inf"))) - 1
+            if position < 0:
+                break
+            ident = starts[position][1]
+            end = self.by_id[ident][5]
+            if end is not None and moment >= end:
+                break
+            found = parent = ident
+        return found
+
+
+def _output_lines(run: int, started: float, stdout: str | None, stderr: str | None,
+                  output_times: str | None, iterations: "_Iterations | None" = None) -> list[tuple]:
+    """(channel, line, ctx) of each line a run wrote; ctx is the loop coordinates it was written
+    at, where trellis kept when the line began (runs recorded before it did: none)."""
+    import json
+
+    try:
+        times = json.loads(output_times) if output_times else {}
+    except ValueError:
+        times = {}
+    lines = []
+    for column, channel, text in (("stdout", "io::stdout", stdout), ("stderr", "io::stderr", stderr)):
+        starts = times.get(column) if isinstance(times, dict) else None
+        for number, line in enumerate((text or "").splitlines()):
+            ctx: list[dict[str, Any]] = []
+            if isinstance(starts, list) and number < len(starts) and isinstance(starts[number], (int, float)):
+                iterations = iterations or _Iterations(run)
+                ctx = iterations.chain(iterations.at(started + starts[number] / 1e6))
+            lines.append((channel, line, ctx))
+    return lines
+
+
 def _flor_run_rows() -> list[tuple]:
     """FlorDB's rows of captured output (value_type 2) and timings (3), run by run, in the order
     FlorDB writes them: setup, each loop instance's summary when it ends, script and teardown."""
     import json
     import statistics
 
-    from trellis.store.schema import run_keys
-    from trellis.store.spans import expand
-
     rows = []
-    for run, projid, started, ended, filename, stdout, stderr in _read(
-        "SELECT id, projid, started, ended, filename, stdout, stderr FROM runs WHERE kind = 'script'"
-        " ORDER BY started, id"
+    for run, projid, started, ended, filename, stdout, stderr, output_times in _read(
+        "SELECT id, projid, started, ended, filename, stdout, stderr, output_times FROM runs"
+        " WHERE kind = 'script' ORDER BY started, id"
     ):
         stamp = _stamp(started)
-        for channel, text in (("io::stdout", stdout), ("io::stderr", stderr)):
-            rows += [(projid, stamp, filename, None, channel, line, 2) for line in (text or "").splitlines()]
-        low, high = run_keys(run)
-        iterations = {}  # id: (loop, idx, value, parent, started, ended)
-        for ident, parent, name, idx, value, began, stopped, count, starts_us in _read(
-            "SELECT id, parent, loop, idx, value, started, ended, count, starts_us FROM iterations"
-            " WHERE id >= ? AND id < ? ORDER BY id", (low, high)
-        ):
-            for key, index, start, end in expand(ident, idx, began, stopped, count, starts_us):
-                iterations[key] = (name, index, value, parent, start, end)
-        if not iterations:
+        iterations = _Iterations(run)
+        rows += [(projid, stamp, filename, json.dumps(ctx) if ctx else None, channel, line, 2)
+                 for channel, line, ctx in _output_lines(run, started, stdout, stderr, output_times, iterations)]
+        if not iterations.by_id:
             continue
         instances: dict[tuple[int, str], list[tuple]] = {}
-        for name, index, value, parent, start, end in iterations.values():
+        for name, _, _, parent, start, end in iterations.by_id.values():
             instances.setdefault((parent, name), []).append((start, end))
-
-        def ctx(parent: int) -> str | None:
-            chain = []
-            while parent in iterations:
-                name, index, value, parent_of, _, _ = iterations[parent]
-                chain.append({"name": name, "iteration": index,
-                              "value": str(index) if value is None else str(json.loads(value))})
-                parent = parent_of
-            return json.dumps(chain[::-1]) if chain else None
-
-        top = [(start, end) for _, _, _, parent, start, end in iterations.values() if parent == low]
+        top = [(start, end) for _, _, _, parent, start, end in iterations.by_id.values() if parent == iterations.low]
         rows.append((projid, stamp, filename, None, "time::setup", repr(min(s for s, _ in top) - started), 3))
         summaries = []
         for (parent, name), spans in instances.items():
@@ -346,7 +400,8 @@ def _flor_run_rows() -> list[tuple]:
             summary = [("time::iter", statistics.fmean(deltas)),
                        ("time::iter::std", statistics.stdev(deltas) if len(deltas) > 1 else 0.0),
                        ("time::iter::n", len(deltas)), ("time::loop", spans[-1][1] - spans[0][0])]
-            where = ctx(parent)
+            chain = iterations.chain(parent)
+            where = json.dumps(chain) if chain else None
             summaries.append((spans[-1][1], [(projid, stamp, filename, where, n, repr(v), 3) for n, v in summary]))
         for _, summary in sorted(summaries, key=lambda item: item[0]):
             rows += summary
@@ -367,17 +422,31 @@ def _stamp(seconds: float) -> str:
 
 def io(channel: str | None = None) -> "pandas.DataFrame":
     """The runs' captured output, a row per line: ``channel`` is ``io::stdout`` or ``io::stderr``
-    (``channel`` picks one)."""
+    (``channel`` picks one), with a column per loop for the iteration each line was written in
+    (``<loop>_value`` too where the loop ran over other things than its indexes)."""
     import pandas as pd
 
-    rows = []
-    for projid, started, filename, stdout, stderr in _read(
-        "SELECT projid, started, filename, stdout, stderr FROM runs ORDER BY started, id"
+    rows, loops, valued = [], [], set()
+    for run, projid, started, filename, stdout, stderr, output_times in _read(
+        "SELECT id, projid, started, filename, stdout, stderr, output_times FROM runs ORDER BY started, id"
     ):
-        for name, text in (("io::stdout", stdout), ("io::stderr", stderr)):
-            if text and (channel is None or name == channel or name.startswith(channel.rstrip(":") + "::")):
-                rows += [(projid, started, filename, "forward", name, line) for line in text.splitlines()]
-    frame = pd.DataFrame.from_records(rows, columns=["projid", "tstamp", "filename", "source", "channel", "line"])
+        for name, line, ctx in _output_lines(run, started, stdout, stderr, output_times):
+            if channel is None or name == channel or name.startswith(channel.rstrip(":") + "::"):
+                coordinates = {}
+                for step in ctx:
+                    loops += [step["name"]] if step["name"] not in loops else []
+                    coordinates[step["name"]] = step["iteration"]
+                    if step["value"] != str(step["iteration"]):
+                        valued.add(step["name"])
+                    coordinates[f"{step['name']}_value"] = step["value"]
+                rows.append({"projid": projid, "tstamp": started, "filename": filename, "source": "forward",
+                             **coordinates, "channel": name, "line": line})
+    columns = ["projid", "tstamp", "filename", "source"]
+    for loop in loops:
+        columns += [loop, f"{loop}_value"] if loop in valued else [loop]
+    frame = pd.DataFrame.from_records(rows, columns=[*columns, "channel", "line"])
+    for loop in loops:
+        frame[loop] = frame[loop].astype("Int64")
     frame["tstamp"] = pd.to_datetime(frame["tstamp"], unit="s", utc=True)
     return frame.assign(tstamp=_local(frame["tstamp"]))
 

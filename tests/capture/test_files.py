@@ -347,3 +347,42 @@ def test_a_file_saved_under_a_temporary_name_is_written_under_its_final_name(pro
     assert events[["path", "mode"]].values.tolist() == [
         ["model.pkl", "write"], ["kept/old.csv", "write"]]
     assert events["hash"][0] == sha(project.root / "model.pkl")
+
+
+def test_each_kept_output_line_knows_the_iteration_it_was_written_in(project):
+    """flor.io's loop columns come from when each line began; once the middle of a long output
+    is dropped, only the lines of its head keep a time, so none is put in the wrong iteration."""
+    project.write("talk.py", """
+        import sys, time, trellis
+        print("start")
+        for epoch in trellis.loop("epoch", range(3)):
+            for step in trellis.loop("step", range(2)):
+                time.sleep(0.002)
+                print(f"e{epoch} s{step}", end="")
+                print(" done")
+            print(f"epoch {epoch}", file=sys.stderr)
+        print("x" * 50)
+        print("end")
+    """)
+    project.run("talk.py")
+    frame = project.python("""
+        import json
+        import pandas as pd
+        from trellis import flor
+        frame = flor.io()
+        index = lambda i: None if pd.isna(i) else int(i)
+        print(json.dumps([[c, l, index(e), index(s)]
+                          for c, l, e, s in frame[["channel", "line", "epoch", "step"]].astype(object).values.tolist()]))
+    """).stdout
+    expected = [["io::stdout", "start", None, None]]
+    expected += [["io::stdout", f"e{e} s{s} done", e, s] for e in range(3) for s in range(2)]
+    expected += [["io::stdout", "x" * 50, None, None], ["io::stdout", "end", None, None]]
+    expected += [["io::stderr", f"epoch {e}", e, None] for e in range(3)]
+    assert json.loads(frame) == expected
+
+    project.run("talk.py", TRELLIS_STREAM_LIMIT="60")  # keeps 30 characters at each end
+    (times, stdout), = [row for row in project.store().execute(
+        "SELECT output_times, stdout FROM runs ORDER BY id DESC LIMIT 1")]
+    head = stdout.split("\n[...")[0]
+    kept = json.loads(times)["stdout"]
+    assert len(kept) == head.count("\n") + (0 if head.endswith("\n") else 1) == 4  # start, e0 s0, e0 s1, e1 s0

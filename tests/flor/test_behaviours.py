@@ -277,13 +277,15 @@ def test_captured_output_reads_back_line_by_line(both):
     both.run("talk.py")
     reader = (
         "import json\nimport flordb as flor\n"
-        "df = flor.io('io::stdout')\nprint('IO' + json.dumps([list(df.columns[:4]), df['line'].tolist()]))"
+        "df = flor.io('io::stdout')\nprint('IO' + json.dumps([list(df.columns), df['line'].tolist(),"
+        " [None if e is None or e != e else int(e) for e in df['epoch'].astype(object)]]))"
     )
     results = []
     for side in both.sides:
         done = side.run("-c", reader.replace("import flordb as flor", side.import_line))
         results.append(json.loads(next(l for l in done.stdout.splitlines() if l.startswith("IO"))[2:]))
-    assert results[0] == [["projid", "tstamp", "filename", "source"], ["epoch 0 done", "epoch 1 done"]]
+    assert results[0] == [["projid", "tstamp", "filename", "source", "epoch", "channel", "line"],
+                          ["epoch 0 done", "epoch 1 done"], [0, 1]]
     assert results[1] == results[0]
 
 
@@ -324,10 +326,10 @@ def test_sql_over_captured_output_and_timings(both):
     both.run("talk.py")
     reader = (
         "import json\nimport flordb as flor\n"
-        "out = flor.query('SELECT value_name, value FROM logs WHERE value_type = 2 ORDER BY rowid')\n"
+        "out = flor.query('SELECT ctx, value_name, value FROM logs WHERE value_type = 2 ORDER BY rowid')\n"
         "times = flor.query('SELECT ctx, value_name, value FROM logs WHERE value_type = 3 ORDER BY rowid')\n"
         "none = flor.query('SELECT * FROM logs WHERE value_name = \\'never\\'')\n"
-        "print('Q' + json.dumps([out.values.tolist(), [[None if c != c else c, n] for c, n in times[['ctx', 'value_name']].values.tolist()],"
+        "print('Q' + json.dumps([[[None if c != c else c, n, v] for c, n, v in out.values.tolist()], [[None if c != c else c, n] for c, n in times[['ctx', 'value_name']].values.tolist()],"
         " [float(v) >= 0 for v in times['value']], none is None]))"
     )
     results = []
@@ -335,7 +337,9 @@ def test_sql_over_captured_output_and_timings(both):
         done = side.run("-c", reader.replace("import flordb as flor", side.import_line))
         results.append(json.loads(next(l for l in done.stdout.splitlines() if l.startswith("Q"))[1:]))
     theirs, ours = results
-    assert theirs[0] == [["io::stdout", "start"], ["io::stdout", "epoch 0"], ["io::stdout", "epoch 1"]]
+    epoch = '[{{"name": "epoch", "iteration": {0}, "value": "{0}"}}]'.format
+    assert theirs[0] == [[None, "io::stdout", "start"], [epoch(0), "io::stdout", "epoch 0"],
+                         [epoch(1), "io::stdout", "epoch 1"]]
     assert ours[0] == theirs[0]
     # one summary per loop instance, with its parent's coordinates, between setup and teardown
     assert [name for _, name in theirs[1]][:5] == ["time::setup", "time::iter", "time::iter::std", "time::iter::n", "time::loop"]

@@ -33,6 +33,7 @@ def _as_version_5(store) -> None:
     """Without the order of params and the overrides of a replay (version 6)."""
     store.execute("ALTER TABLE params DROP COLUMN position")
     store.execute("ALTER TABLE replays DROP COLUMN overrides")
+    store.execute("ALTER TABLE runs DROP COLUMN output_times")
     store.execute("UPDATE schema_version SET version = 5")
 
 

@@ -421,10 +421,17 @@ class Run:
             for position, n, (v, origin) in new_params
         ]
         run_updates = {"committed": time.time()}
+        output_changed = False
         for tee, column in ((self.out, "stdout"), (self.err, "stderr")):
             if tee is not None and (tee.changed or final):
                 tee.changed = False
                 run_updates[column] = storable(tee.text())
+                output_changed = True
+        if output_changed:  # each kept line's start, in microseconds after the run's
+            run_updates["output_times"] = json.dumps({
+                column: [round((t - self.started) * 1e6) for t in tee.line_times]
+                for tee, column in ((self.out, "stdout"), (self.err, "stderr")) if tee is not None and tee.line_times
+            }, separators=(",", ":"))
         if final:
             run_updates["status"] = self.status or "ok"
             run_updates["ended"] = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, TextIO
 
 
@@ -21,6 +22,11 @@ class Tee:
         self._cell: list[str] | None = None
         self._cell_size = 0
         self.cell_changed = False  # since the cell's text was last taken
+        # When each kept line began, for the loop iteration it was written in: the first lines of
+        # text() (once characters are dropped, those of the head, which text() keeps whole).
+        self.line_times: list[float] = []
+        self._line_open = False
+        self._head_lines = 0
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)
@@ -50,6 +56,8 @@ class Tee:
         if not isinstance(text, str) or not text:
             return
         self.changed = True
+        if not self._dropped:
+            self._note_line_starts(text)
         if self._cell is not None and self._cell_size < self._half:
             self._cell.append(text[: self._half - self._cell_size])
             self._cell_size += len(text)
@@ -66,11 +74,27 @@ class Tee:
                 removed = self._tail.pop(0)
                 self._tail_size -= len(removed)
                 self._dropped += len(removed)
+                del self.line_times[self._head_lines:]
             if self._tail_size > self._half:
                 excess = self._tail_size - self._half
                 self._tail[0] = self._tail[0][excess:]
                 self._tail_size -= excess
                 self._dropped += excess
+                del self.line_times[self._head_lines:]
+
+    def _note_line_starts(self, text: str) -> None:
+        now = time.time()
+        room = max(0, self._half - self._head_size)  # what of ``text`` goes into the head
+        start = 0 if not self._line_open else text.find("\n") + 1
+        while 0 < start <= len(text) - 1 or (start == 0 and not self._line_open):
+            self.line_times.append(now)
+            if start < room:
+                self._head_lines += 1
+            following = text.find("\n", start) + 1
+            if following == 0:
+                break
+            start = following
+        self._line_open = not text.endswith("\n")
 
     def text(self) -> str:
         head = "".join(self._head)

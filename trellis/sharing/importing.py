@@ -182,7 +182,8 @@ def _carried_outputs(outputs: list[dict[str, Any]], carried: dict[str, bytes],
 
 
 # What a run's last write sets: what its rest brings to the part already in a store.
-_FINISHING = ("ended", "committed", "status", "error", "problems", "stdout", "stderr", "git_commit",
+_FINISHING = ("ended", "committed", "status", "error", "problems", "stdout", "stderr", "output_times",
+              "git_commit",
               "git_ref", "git", "build_target", "build")
 _UNFINISHED = ("running", "interrupted")
 

@@ -266,7 +266,7 @@ TIMES = {"runs": ("started", "ended", "committed"), "iterations": ("started", "e
 JSON_COLUMNS = {("environments", "data"): dict, ("runs", "argv"): list, ("runs", "problems"): list,
                 ("runs", "git"): dict, ("runs", "build"): dict, ("steps", "analysis"): dict,
                 ("steps", "outputs"): list, ("variables", "summary"): dict, ("replays", "names"): list,
-                ("iterations", "starts_us"): list}
+                ("iterations", "starts_us"): list, ("runs", "output_times"): dict}
 DIGESTS = {("checkpoints", "object"), ("replays", "code")}
 # Floats a run may have logged as they are: inf, -inf (NaN is stored as its text).
 ANY_FLOAT = {("logs", "float_value"), ("params", "float_value")}

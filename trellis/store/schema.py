@@ -79,6 +79,8 @@ MIGRATIONS = {
         "ALTER TABLE params ADD COLUMN position {int}",
         # the params a replay set instead of the run's own (a JSON object); NULL: none
         "ALTER TABLE replays ADD COLUMN overrides TEXT",
+        # when each kept line of stdout/stderr began: {"stdout": [microseconds after started]}
+        "ALTER TABLE runs ADD COLUMN output_times TEXT",
     ],
 }
 
@@ -116,7 +118,8 @@ CREATE TABLE IF NOT EXISTS runs (
     parent_run {int},
     stdout TEXT,
     stderr TEXT,
-    received_from TEXT
+    received_from TEXT,
+    output_times TEXT
 );
 CREATE TABLE IF NOT EXISTS params (
     run {int} NOT NULL,
