@@ -350,8 +350,9 @@ class _Iterations:
 
 def _output_lines(run: int, started: float, stdout: str | None, stderr: str | None,
                   output_times: str | None, iterations: "_Iterations | None" = None) -> list[tuple]:
-    """(channel, line, ctx) of each line a run wrote; ctx is the loop coordinates it was written
-    at, where trellis kept when the line began (runs recorded before it did: none)."""
+    """(channel, line, ctx) of each line a run wrote, stdout and stderr in the order written; ctx
+    is the loop coordinates it was written at, where trellis kept when the line began (runs
+    recorded before it did, and output imported from FlorDB: none)."""
     import json
 
     try:
@@ -359,15 +360,17 @@ def _output_lines(run: int, started: float, stdout: str | None, stderr: str | No
     except ValueError:
         times = {}
     lines = []
-    for column, channel, text in (("stdout", "io::stdout", stdout), ("stderr", "io::stderr", stderr)):
+    for order, (column, channel, text) in enumerate((("stdout", "io::stdout", stdout), ("stderr", "io::stderr", stderr))):
         starts = times.get(column) if isinstance(times, dict) else None
         for number, line in enumerate((text or "").splitlines()):
             ctx: list[dict[str, Any]] = []
+            at = float("inf")  # a line with no time comes after those with one
             if isinstance(starts, list) and number < len(starts) and isinstance(starts[number], (int, float)):
+                at = started + starts[number] / 1e6
                 iterations = iterations or _Iterations(run)
-                ctx = iterations.chain(iterations.at(started + starts[number] / 1e6))
-            lines.append((channel, line, ctx))
-    return lines
+                ctx = iterations.chain(iterations.at(at))
+            lines.append((at, order, number, channel, line, ctx))
+    return [line[3:] for line in sorted(lines, key=lambda line: line[:3])]  # in the order written
 
 
 def _flor_run_rows() -> list[tuple]:

@@ -375,9 +375,9 @@ def test_each_kept_output_line_knows_the_iteration_it_was_written_in(project):
                           for c, l, e, s in frame[["channel", "line", "epoch", "step"]].astype(object).values.tolist()]))
     """).stdout
     expected = [["io::stdout", "start", None, None]]
-    expected += [["io::stdout", f"e{e} s{s} done", e, s] for e in range(3) for s in range(2)]
+    for e in range(3):  # stdout and stderr in the order they were written
+        expected += [["io::stdout", f"e{e} s{s} done", e, s] for s in range(2)] + [["io::stderr", f"epoch {e}", e, None]]
     expected += [["io::stdout", "x" * 50, None, None], ["io::stdout", "end", None, None]]
-    expected += [["io::stderr", f"epoch {e}", e, None] for e in range(3)]
     assert json.loads(frame) == expected
 
     project.run("talk.py", TRELLIS_STREAM_LIMIT="60")  # keeps 30 characters at each end
