@@ -394,7 +394,10 @@ def _flor_run_rows() -> list[tuple]:
         for name, _, _, parent, start, end in iterations.by_id.values():
             instances.setdefault((parent, name), []).append((start, end))
         top = [(start, end) for _, _, _, parent, start, end in iterations.by_id.values() if parent == iterations.low]
-        rows.append((projid, stamp, filename, None, "time::setup", repr(min(s for s, _ in top) - started), 3))
+        # a time that was not recorded (a run imported from FlorDB has none of its loops') is left out
+        first = min(s for s, _ in top)
+        if first > started:
+            rows.append((projid, stamp, filename, None, "time::setup", repr(first - started), 3))
         summaries = []
         for (parent, name), spans in instances.items():
             if any(end is None for _, end in spans):
@@ -409,9 +412,10 @@ def _flor_run_rows() -> list[tuple]:
         for _, summary in sorted(summaries, key=lambda item: item[0]):
             rows += summary
         if ended is not None:
-            last = max((end for _, end in top if end is not None), default=ended)
             rows.append((projid, stamp, filename, None, "time::script", repr(ended - started), 3))
-            rows.append((projid, stamp, filename, None, "time::teardown", repr(ended - last), 3))
+            last = max((end for _, end in top if end is not None), default=None)
+            if last is not None:
+                rows.append((projid, stamp, filename, None, "time::teardown", repr(ended - last), 3))
     return [row for row in rows if row[5] is not None]
 
 
@@ -445,11 +449,11 @@ def io(channel: str | None = None) -> "pandas.DataFrame":
                 rows.append({"projid": projid, "tstamp": started, "filename": filename, "source": "forward",
                              **coordinates, "channel": name, "line": line})
     columns = ["projid", "tstamp", "filename", "source"]
-    for loop in loops:
-        columns += [loop, f"{loop}_value"] if loop in valued else [loop]
+    for name in loops:
+        columns += [name, f"{name}_value"] if name in valued else [name]
     frame = pd.DataFrame.from_records(rows, columns=[*columns, "channel", "line"])
-    for loop in loops:
-        frame[loop] = frame[loop].astype("Int64")
+    for name in loops:
+        frame[name] = frame[name].astype("Int64")
     frame["tstamp"] = pd.to_datetime(frame["tstamp"], unit="s", utc=True)
     return frame.assign(tstamp=_local(frame["tstamp"]))
 

@@ -88,3 +88,16 @@ def test_a_damaged_run_file_imports_nothing(both):
     assert "Traceback" not in done.stderr
     count = trellis.run("-c", "import trellis; print(len(trellis.runs()))").stdout.split()[-1]
     assert count == "0"
+
+
+def test_imported_runs_make_up_no_timings(both):
+    flordb, trellis = _flordb_history(both)
+    trellis.run("-m", "trellis.cli", "import", ".flor")
+    done = trellis.run("-c", (
+        "import json\nfrom trellis import flor\n"
+        "times = flor.query('SELECT value_name FROM logs WHERE value_type = 3')\n"
+        "print('T' + json.dumps(sorted(set(times['value_name']))))"
+    ))
+    names = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("T"))[1:])
+    # how long each run took is in FlorDB's files; when its loops began and ended is not kept
+    assert names == ["time::script"]

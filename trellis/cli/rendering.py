@@ -235,6 +235,10 @@ def replay_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# As many outputs of one folder as make a data set in lineage (trellis.lineage(..., group=True))
+_DATA_SET = 6
+
+
 def status(result: dict[str, Any]) -> str:
     """Each output's state and reasons, then the commands to run again, in order. Many outputs
     of one folder in the same state for the same reasons (a data set) are one line."""
@@ -246,7 +250,7 @@ def status(result: dict[str, Any]) -> str:
         groups.setdefault((folder, entry["stale"], texts), []).append(entry["path"])
     for (folder, stale, texts), paths in sorted(groups.items(), key=lambda item: item[1][0]):
         state = "stale      " if stale else "up to date "
-        if folder and len(paths) >= _GROUP_FROM:
+        if folder and len(paths) >= _DATA_SET:
             lines.append(f"{state} {len(paths)} files in {folder}/ ({paths[0].rsplit('/', 1)[-1]}"
                          f" ... {paths[-1].rsplit('/', 1)[-1]})")
             lines += [f"              {text}" for text in texts]
