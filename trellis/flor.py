@@ -359,9 +359,11 @@ def _output_lines(run: int, started: float, stdout: str | None, stderr: str | No
         times = json.loads(output_times) if output_times else {}
     except ValueError:
         times = {}
+    if not isinstance(times, dict):
+        times = {}
     lines = []
     for order, (column, channel, text) in enumerate((("stdout", "io::stdout", stdout), ("stderr", "io::stderr", stderr))):
-        starts = times.get(column) if isinstance(times, dict) else None
+        starts, written_in = times.get(column), times.get(f"{column}_iterations")  # the latter: from FlorDB
         for number, line in enumerate((text or "").splitlines()):
             ctx: list[dict[str, Any]] = []
             at = float("inf")  # a line with no time comes after those with one
@@ -369,6 +371,9 @@ def _output_lines(run: int, started: float, stdout: str | None, stderr: str | No
                 at = started + starts[number] / 1e6
                 iterations = iterations or _Iterations(run)
                 ctx = iterations.chain(iterations.at(at))
+            elif isinstance(written_in, list) and number < len(written_in) and type(written_in[number]) is int:
+                iterations = iterations or _Iterations(run)
+                ctx = iterations.chain(written_in[number])
             lines.append((at, order, number, channel, line, ctx))
     return [line[3:] for line in sorted(lines, key=lambda line: line[:3])]  # in the order written
 

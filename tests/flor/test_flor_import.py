@@ -101,3 +101,21 @@ def test_imported_runs_make_up_no_timings(both):
     names = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("T"))[1:])
     # how long each run took is in FlorDB's files; when its loops began and ended is not kept
     assert names == ["time::script"]
+
+
+def test_imported_output_keeps_its_loop_coordinates(both):
+    flordb, trellis = _flordb_history(both)
+    trellis.run("-m", "trellis.cli", "import", ".flor")
+    reader = (
+        "import json\nimport pandas as pd\nimport flordb as flor\n"
+        "df = flor.io().drop(columns=['tstamp'])\n"
+        "print('IO' + json.dumps([list(df.columns), [[None if pd.isna(v) else str(v) for v in row]"
+        " for row in df.astype(object).values.tolist()]]))"
+    )
+    results = []
+    for side in (flordb, trellis):
+        done = side.run("-c", reader.replace("import flordb as flor", side.import_line))
+        results.append(json.loads(next(line for line in done.stdout.splitlines() if line.startswith("IO"))[2:]))
+    theirs, ours = results
+    assert "document" in theirs[0] and ["read a.pdf", "read b.pdf"] == [row[-1] for row in theirs[1]]
+    assert ours == theirs

@@ -138,11 +138,13 @@ def _insert_run(store: Store, run_uuid: str, tstamp: str, records: list[dict[str
     hand_counts: dict[tuple[int, str], int] = {}
     logs: list[tuple] = []
     names: set[str] = set()
+    written_in: dict[str, list[int]] = {"stdout": [], "stderr": []}  # each output line's iteration
     for record in records:
-        if record.get("type", VALUE) != VALUE:
+        kind = record.get("type", VALUE)
+        if kind not in (VALUE, OUTPUT):
             continue
         name, ctx = record["name"], record.get("ctx") or []
-        if not ctx and name in args and name not in params:
+        if kind == VALUE and not ctx and name in args and name not in params:
             params[name] = record.get("value")
             continue
         parent = 0
@@ -161,6 +163,9 @@ def _insert_run(store: Store, run_uuid: str, tstamp: str, records: list[dict[str
                 iteration_rows.append((base + number, run, base + parent, segment["name"], depth, int(index),
                                        None if restates else json.dumps(shown), started))
             parent = iterations[path]
+        if kind == OUTPUT:
+            written_in["stdout" if name == "io::stdout" else "stderr"].append(parent)
+            continue
         names.add(name)
         logs.append((base + len(logs) + 1, run, base + parent, name, *cell(_value(record.get("value")))))
     store.executemany(
@@ -177,6 +182,14 @@ def _insert_run(store: Store, run_uuid: str, tstamp: str, records: list[dict[str
         logs,
     )
     store.executemany(NOTE_LOG_NAME, [(run, name) for name in sorted(names)])
+    # FlorDB's own ctx of each output line (not times), where a record is one line of the text
+    whole_lines = {"stdout": out, "stderr": err}
+    written_in = {channel: keys for channel, keys in written_in.items()
+                  if any(keys) and not any("\n" in line for line in whole_lines[channel])}
+    if written_in:
+        store.execute("UPDATE runs SET output_times = ? WHERE id = ?", (json.dumps(
+            {f"{channel}_iterations": [base + key if key else None for key in keys]
+             for channel, keys in written_in.items()}, separators=(",", ":")), run))
     store.executemany(
         "INSERT INTO params (run, name, kind, int_value, float_value, text_value, origin, position)"
         " VALUES (?, ?, ?, ?, ?, ?, 'flordb', ?)",
