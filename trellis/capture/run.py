@@ -429,8 +429,8 @@ class Run:
                 output_changed = True
         if output_changed:  # each kept line's start, in microseconds after the run's
             run_updates["output_times"] = json.dumps({
-                column: [round((t - self.started) * 1e6) for t in tee.line_times]
-                for tee, column in ((self.out, "stdout"), (self.err, "stderr")) if tee is not None and tee.line_times
+                column: [None if t is None else round((t - self.started) * 1e6) for t in tee.line_times()]
+                for tee, column in ((self.out, "stdout"), (self.err, "stderr")) if tee is not None
             }, separators=(",", ":"))
         if final:
             run_updates["status"] = self.status or "ok"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from collections import deque
+from typing import Any, Callable, TextIO
 
 
 class Tee:
     """Writes through to the real stream and keeps its first and last ``limit/2`` characters."""
 
-    def __init__(self, stream: TextIO, limit: int) -> None:
+    def __init__(self, stream: TextIO, limit: int, clock: Callable[[], float] = time.time) -> None:
         self._stream = stream
+        self._clock = clock
         self._half = max(1, limit // 2)
         self._head: list[str] = []
         self._head_size = 0
@@ -22,11 +24,12 @@ class Tee:
         self._cell: list[str] | None = None
         self._cell_size = 0
         self.cell_changed = False  # since the cell's text was last taken
-        # When each kept line began, for the loop iteration it was written in: the first lines of
-        # text() (once characters are dropped, those of the head, which text() keeps whole).
-        self.line_times: list[float] = []
+        # When each kept line began, for the loop iteration it was written in (see line_times):
+        # the head's lines, and the tail's by their offset in all that was written.
+        self._written = 0
         self._line_open = False
-        self._head_lines = 0
+        self._head_starts: list[float] = []
+        self._tail_starts: deque[tuple[int, float]] = deque()
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)
@@ -56,12 +59,12 @@ class Tee:
         if not isinstance(text, str) or not text:
             return
         self.changed = True
-        if not self._dropped:
-            self._note_line_starts(text)
+        self._note_line_starts(text)
         if self._cell is not None and self._cell_size < self._half:
             self._cell.append(text[: self._half - self._cell_size])
             self._cell_size += len(text)
             self.cell_changed = True
+        self._written += len(text)
         if self._head_size < self._half:
             room = self._half - self._head_size
             self._head.append(text[:room])
@@ -74,27 +77,43 @@ class Tee:
                 removed = self._tail.pop(0)
                 self._tail_size -= len(removed)
                 self._dropped += len(removed)
-                del self.line_times[self._head_lines:]
             if self._tail_size > self._half:
                 excess = self._tail_size - self._half
                 self._tail[0] = self._tail[0][excess:]
                 self._tail_size -= excess
                 self._dropped += excess
-                del self.line_times[self._head_lines:]
+            tail_begins = self._written - self._tail_size
+            while self._tail_starts and self._tail_starts[0][0] < tail_begins:
+                self._tail_starts.popleft()
 
     def _note_line_starts(self, text: str) -> None:
-        now = time.time()
-        room = max(0, self._half - self._head_size)  # what of ``text`` goes into the head
+        now = self._clock()
         start = 0 if not self._line_open else text.find("\n") + 1
-        while 0 < start <= len(text) - 1 or (start == 0 and not self._line_open):
-            self.line_times.append(now)
-            if start < room:
-                self._head_lines += 1
+        while 0 < start < len(text) or (start == 0 and not self._line_open):
+            offset = self._written + start
+            if offset < self._half:
+                self._head_starts.append(now)
+            else:
+                self._tail_starts.append((offset, now))
             following = text.find("\n", start) + 1
             if following == 0:
                 break
             start = following
         self._line_open = not text.endswith("\n")
+
+    def line_times(self) -> list[float | None]:
+        """When each line of ``text()`` began, line for line; None where that is not known (the
+        line that says what was not kept, a line whose start was not kept)."""
+        times: list[float | None] = list(self._head_starts)
+        if not self._dropped:
+            return times + [moment for _, moment in self._tail_starts]
+        if "".join(self._head).endswith("\n"):
+            times.append(None)  # text() puts the marker after a newline: an empty line
+        times.append(None)  # the marker
+        tail_begins = self._written - self._tail_size
+        if not self._tail_starts or self._tail_starts[0][0] != tail_begins:
+            times.append(None)  # the tail begins inside a line
+        return times + [moment for _, moment in self._tail_starts]
 
     def text(self) -> str:
         head = "".join(self._head)
