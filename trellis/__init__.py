@@ -269,9 +269,9 @@ def replay(
 
     ``where`` narrows the checkpointed loop's iterations (``"epoch >= 5"``; ``last`` is each
     run's last index of it), and conditions on inner loops joined by ``and`` narrow the values
-    stored (``"epoch >= 5 and step == last"``); ``executor`` is ``"process"`` (default, ``workers`` processes),
-    ``"dask://host:port"`` or any
-    ``concurrent.futures.Executor``; ``env`` sets variables for every segment (on a cluster,
+    stored (``"epoch >= 5 and step == last"``); ``executor`` is ``"process"`` (default,
+    ``workers`` processes), ``"dask://host:port"`` or any ``concurrent.futures.Executor``;
+    ``env`` sets variables for every segment (on a cluster,
     segments otherwise see the workers' environment). With ``dry_run`` only the plan is returned,
 with the patched source planned for each run; ``confirm`` is asked with the plan's description
 before anything runs, and nothing runs when it answers False (``"cancelled": True``).

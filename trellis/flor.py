@@ -12,6 +12,7 @@ Command line: ``python -m trellis.flor replay --apply NAMES [--iter LOOP=SPEC] [
 
 from __future__ import annotations
 
+import bisect
 import time
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -221,8 +222,8 @@ utils = SimpleNamespace(latest=_latest)
 def query(sql: str) -> "pandas.DataFrame | None":
     """SQL over FlorDB's table, ``logs`` (``projid, tstamp, filename, ctx, value_name, value,
     value_type, source``), made from the store: args and logged values (``value_type`` 1), each
-    line of the runs' output (2, ``io::stdout``/``io::stderr``, with no loop ``ctx``: trellis keeps
-    a run's output whole) and FlorDB's timings (3: ``time::setup``, per loop instance
+    line of the runs' output (2, ``io::stdout``/``io::stderr``, with the ``ctx`` it was written at)
+    and FlorDB's timings (3: ``time::setup``, per loop instance
     ``time::iter`` with ``::std`` and ``::n`` and ``time::loop``, then ``time::script`` and
     ``time::teardown``), computed from the recorded iterations. Columns that hold only numbers (or
     times) come back as such; a query with no rows gives ``None``, as in FlorDB. trellis's own
@@ -300,12 +301,9 @@ class _Iterations:
     """A run's recorded iterations, to tell the loop coordinates of a moment (FlorDB's ``ctx``)."""
 
     def __init__(self, run: int) -> None:
-        import bisect
-
         from trellis.store.schema import run_keys
         from trellis.store.spans import expand
 
-        self._bisect = bisect
         self.low, high = run_keys(run)
         self.by_id: dict[int, tuple] = {}  # id: (loop, idx, value, parent, started, ended)
         for ident, parent, name, idx, value, began, stopped, count, starts_us in _read(
@@ -337,7 +335,7 @@ class _Iterations:
         found, parent = None, self.low
         while parent in self.children:
             starts = self.children[parent]
-            position = self._bisect.bisect_right(starts, (moment, float("inf"))) - 1
+            position = bisect.bisect_right(starts, (moment, float("inf"))) - 1
             if position < 0:
                 break
             ident = starts[position][1]
@@ -351,8 +349,8 @@ class _Iterations:
 def _output_lines(run: int, started: float, stdout: str | None, stderr: str | None,
                   output_times: str | None, iterations: "_Iterations | None" = None) -> list[tuple]:
     """(channel, line, ctx) of each line a run wrote, stdout and stderr in the order written; ctx
-    is the loop coordinates it was written at, where trellis kept when the line began (runs
-    recorded before it did, and output imported from FlorDB: none)."""
+    is the loop coordinates it was written at: the iteration running when the line began, or for
+    output imported from FlorDB the iteration FlorDB named (runs recorded before either: none)."""
     import json
 
     try:
@@ -446,7 +444,8 @@ def io(channel: str | None = None) -> "pandas.DataFrame":
             if channel is None or name == channel or name.startswith(channel.rstrip(":") + "::"):
                 coordinates = {}
                 for step in ctx:
-                    loops += [step["name"]] if step["name"] not in loops else []
+                    if step["name"] not in loops:
+                        loops.append(step["name"])
                     coordinates[step["name"]] = step["iteration"]
                     if step["value"] != str(step["iteration"]):
                         valued.add(step["name"])
@@ -614,18 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = [n.strip() for n in (arguments.apply or arguments.VARS or "").split(",") if n.strip()]
             if not names:
                 raise BadArgumentError("nothing to apply: name the new log statements, --apply loss,val_acc")
-            narrow = []
-            for given in arguments.iter:
-                loop_name, equals, spec = given.partition("=")
-                if not equals or not loop_name.strip():
-                    raise BadArgumentError(f"--iter expects LOOP=SPEC, like epoch=0,2; got {given!r}")
-                narrow.append((loop_name.strip(), spec))
-            overrides = []
-            for given in arguments.override:
-                key, equals, value = given.partition("=")
-                if not equals or not key.strip():
-                    raise BadArgumentError(f"--override expects KEY=VALUE, like device=cpu; got {given!r}")
-                overrides.append((key.strip(), value))
+            narrow = _pairs(arguments.iter, "--iter expects LOOP=SPEC, like epoch=0,2")
+            overrides = _pairs(arguments.override, "--override expects KEY=VALUE, like device=cpu")
             print(replay(names, narrow, arguments.where, overrides).to_string())
         elif arguments.command == "dataframe":
             print(dataframe(*[c for c in arguments.columns.split(",") if c]).to_string())
@@ -637,6 +626,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trellis: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _pairs(given: list[str], expects: str) -> list[tuple[str, str]]:
+    """Options of the form NAME=VALUE as (name, value) pairs."""
+    pairs = []
+    for text in given:
+        name, equals, value = text.partition("=")
+        if not equals or not name.strip():
+            raise BadArgumentError(f"{expects}; got {text!r}")
+        pairs.append((name.strip(), value))
+    return pairs
 
 
 if __name__ == "__main__":

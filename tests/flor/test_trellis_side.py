@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 from tests.conftest import git
 
@@ -152,6 +151,13 @@ REPLAYED = TRAIN.replace(
 )
 
 
+def flor_replay(project, *argv: str) -> None:
+    """``python -m trellis.flor replay ARGV`` in the project, as a FlorDB user runs it."""
+    done = subprocess.run([sys.executable, "-m", "trellis.flor", "replay", *argv], cwd=project.root,
+                          capture_output=True, text=True, env=project.env(), timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def _replay_history(project, logger: str) -> None:
     """Two runs, then a new statement; with ``trellis.log``, the script uses trellis's own names,
     which the replay planner knows."""
@@ -174,11 +180,7 @@ def _replay_history(project, logger: str) -> None:
 
 
 def _replayed_frame(project):
-    done = subprocess.run(
-        [sys.executable, "-m", "trellis.flor", "replay", "--apply", "w_norm", "--iter", "epoch=0,1"],
-        cwd=project.root, capture_output=True, text=True, env=project.env(), timeout=240,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    flor_replay(project, "--apply", "w_norm", "--iter", "epoch=0,1")
     return read(project, """
         df = flor.dataframe("lr", "w_norm")
         print(json.dumps(sorted([str(lr), int(e), v, s] for lr, e, v, s in
@@ -203,11 +205,7 @@ def test_iter_last_replays_the_final_iteration_of_each_run(project):
     project.write("train.py", REPLAYED.replace("LOGGER", "flor.log"))
     git(project.root, "add", "-A")
     git(project.root, "commit", "-q", "-m", "log the weight norm")
-    done = subprocess.run(
-        [sys.executable, "-m", "trellis.flor", "replay", "--apply", "w_norm", "--iter", "epoch=last"],
-        cwd=project.root, capture_output=True, text=True, env=project.env(), timeout=240,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    flor_replay(project, "--apply", "w_norm", "--iter", "epoch=last")
     stored = read(project, """
         df = flor.dataframe("lr", "w_norm").dropna(subset=["w_norm"])
         print(json.dumps(sorted([str(lr), int(e), v] for lr, e, v in zip(df["lr"], df["epoch"], df["w_norm"]))))
@@ -226,11 +224,7 @@ def test_iter_on_an_inner_loop_stores_its_selected_iterations(project):
         '            flor.log("loss", 1 / (1 + w[0]))\n            flor.log("w_step", w[0])\n'))
     git(project.root, "add", "-A")
     git(project.root, "commit", "-q", "-m", "log w at every step")
-    done = subprocess.run(
-        [sys.executable, "-m", "trellis.flor", "replay", "--apply", "w_step", "--iter", "step=last"],
-        cwd=project.root, capture_output=True, text=True, env=project.env(), timeout=240,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    flor_replay(project, "--apply", "w_step", "--iter", "step=last")
     stored = read(project, """
         df = flor.dataframe("w_step").dropna(subset=["w_step"])
         print(json.dumps(sorted([int(e), int(s), v] for e, s, v in zip(df["epoch"], df["step"], df["w_step"]))))

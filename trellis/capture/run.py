@@ -9,6 +9,7 @@ script almost nothing up front.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import os
@@ -366,10 +367,8 @@ class Run:
     def _register_late(self, final: bool) -> bool:
         """A store that could not be opened: at the end, one more try, then a recovery store."""
         if final and self._register():
-            if self.files is not None:
-                with self.files.quietly():  # its git processes are not the run's
-                    self._capture_context()
-            else:
+            # its git processes are not the run's
+            with self.files.quietly() if self.files is not None else contextlib.nullcontext():
                 self._capture_context()
             return True
         return self._must_move(final) and recovery.move(self)
