@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 
-
 from tests.conftest import git
 
 TRAIN = """
